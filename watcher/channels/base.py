@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from typing import Protocol
+
+from watcher.models import Alert
+
+
+class Channel(Protocol):
+    """Takes one alert. Returns only once the receiver accepted it.
+
+    Raises DeliveryError otherwise; `permanent=True` when retrying cannot help.
+    """
+
+    name: str
+
+    async def send(self, alert: Alert) -> None: ...
+
+    async def aclose(self) -> None: ...

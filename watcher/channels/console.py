@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from watcher.models import Alert
+from watcher.render import console_text
+
+
+class ConsoleChannel:
+    def __init__(self, name: str, stream: TextIO | None = None) -> None:
+        self.name = name
+        self._stream = stream
+
+    async def send(self, alert: Alert) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(console_text(alert) + "\n\n")
+        stream.flush()
+
+    async def aclose(self) -> None:
+        return None

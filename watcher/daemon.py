@@ -1,0 +1,150 @@
+"""The running service: the only importer of apscheduler. Jobs, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from watcher.channels import Channel, build_channels
+from watcher.dispatch import DispatchReport, dispatch_due
+from watcher.http import Fetcher, HttpLimits
+from watcher.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
+from watcher.models import Feed
+from watcher.rules import CompiledRules
+from watcher.settings import Settings
+from watcher.store import Store
+
+log = logging.getLogger("watcher.daemon")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    def __init__(self, settings: Settings, rules: CompiledRules,
+                 channels: Mapping[str, Channel] | None = None) -> None:
+        self.settings = settings
+        self.rules = rules
+        self.feeds: dict[str, Feed] = {f.name: f for f in settings.feed_models()}
+        self.store = Store(settings.database)
+        self.store.sync_feeds(self.feeds.values())
+        self.channels = dict(channels) if channels is not None else build_channels(
+            settings.channels)
+        fetch = settings.fetch
+        limits = HttpLimits(timeout_s=fetch.timeout, max_feed_bytes=fetch.max_feed_bytes,
+                            max_page_bytes=fetch.max_page_bytes,
+                            concurrency=settings.poll.concurrency,
+                            per_host=settings.poll.per_host,
+                            **({"user_agent": fetch.user_agent} if fetch.user_agent else {}))
+        self.fetcher = Fetcher(limits, local_feeds=self.feeds.values())
+        self.ctx = IngestContext(
+            fetcher=self.fetcher, store=self.store, rules=lambda: self.rules,
+            channels_by_rule=self._channels_by_rule, clock=utcnow,
+            max_backoff_s=settings.poll.max_backoff, fetch_pages=fetch.fetch_pages)
+        self._in_flight: set[str] = set()
+        self._stopping = asyncio.Event()
+        self._dispatch_lock = asyncio.Lock()
+
+    def _channels_by_rule(self) -> dict[str, Sequence[str]]:
+        return {r.name: [c for c in r.notify if c in self.channels] for r in self.rules.rules}
+
+    # -- jobs ---------------------------------------------------------------
+
+    async def poll(self, names: Sequence[str] | None = None,
+                   dispatch_now: bool = True) -> list[FeedOutcome]:
+        """Poll the named feeds (default: the due ones), skipping any still in flight."""
+        if names is None:
+            names = self.store.due_feeds(utcnow(), self.feeds)
+        todo = [n for n in names if n not in self._in_flight and n in self.feeds]
+        if not todo:
+            return []
+        self._in_flight.update(todo)
+
+        async def one(name: str) -> FeedOutcome:
+            try:
+                return await ingest_feed(self.feeds[name], self.ctx)
+            except Exception as exc:  # a bug on one feed must not stop the others
+                log.exception("ingest: feed %r: unexpected error", name)
+                return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r}: {exc}")
+            finally:
+                self._in_flight.discard(name)
+
+        outcomes = await asyncio.gather(*(one(n) for n in todo))
+        if dispatch_now and any(o.deliveries for o in outcomes) \
+                and not self._stopping.is_set():
+            # New alerts leave now rather than at the next dispatch tick.
+            await self.dispatch()
+        return list(outcomes)
+
+    async def dispatch(self, ignore_schedule: bool = False) -> DispatchReport:
+        async with self._dispatch_lock:
+            return await dispatch_due(self.store, self.channels, utcnow,
+                                      max_age_s=self.settings.delivery.max_age,
+                                      limit=self.settings.delivery.batch,
+                                      ignore_schedule=ignore_schedule)
+
+    # -- modes --------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Poll every feed, deliver everything; 1 if any feed failed."""
+        try:
+            await rematch_unmatched(self.ctx)
+            outcomes = await self.poll(list(self.feeds), dispatch_now=False)
+            report = await self.dispatch(ignore_schedule=True)
+            failed = [o for o in outcomes if not o.ok]
+            log.info("cycle: %d feed(s) polled, %d failed, %d new article(s), %d match(es); "
+                     "%d alert(s) sent, %d to retry, %d dead", len(outcomes), len(failed),
+                     sum(o.new_articles for o in outcomes), sum(o.matches for o in outcomes),
+                     report.sent, report.retrying, report.dead)
+            return 1 if failed else 0
+        finally:
+            await self.close()
+
+    async def run_forever(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stopping.set)
+        scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        await rematch_unmatched(self.ctx)
+        scheduler.add_job(self.poll, "interval", seconds=self.settings.poll.tick,
+                          id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
+                          misfire_grace_time=None)
+        scheduler.add_job(self.dispatch, "interval", seconds=self.settings.delivery.tick,
+                          id="dispatch", max_instances=1, coalesce=True,
+                          misfire_grace_time=None)
+        scheduler.start()
+        log.info("daemon: watching %d feed(s) with %d rule(s); database %s",
+                 len(self.feeds), len(self.rules.rules), self.settings.database)
+        try:
+            await self._stopping.wait()
+        finally:
+            log.info("daemon: stopping")
+            scheduler.shutdown(wait=False)
+            await self._drain()
+            await self.close()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        log.info("daemon: stopped")
+        return 0
+
+    async def _drain(self, grace_s: float = 20.0) -> None:
+        """Let fetches and deliveries already under way finish, up to a grace period."""
+        current = asyncio.current_task()
+        others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]
+        if not others:
+            return
+        _, pending = await asyncio.wait(others, timeout=grace_s)
+        for t in pending:
+            t.cancel()
+
+    async def close(self) -> None:
+        await self.fetcher.aclose()
+        for ch in self.channels.values():
+            await ch.aclose()
+        self.store.close()

@@ -1,0 +1,170 @@
+"""Feed bytes + response headers -> entries. RSS and Atom via feedparser; JSON Feed by hand."""
+
+from __future__ import annotations
+
+import calendar
+import hashlib
+import html
+import json
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+from lxml import html as lxml_html
+
+from watcher.errors import ParseError
+from watcher.models import Entry, ParsedFeed
+
+# feedparser's loose parser expands internal entity declarations: a small
+# document could grow to gigabytes (billion laughs), so refuse them outright.
+_ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_JSON_FEED_VERSION = re.compile(r"^https://jsonfeed\.org/version/1(\.1)?$")
+
+
+def html_to_text(fragment: str) -> str:
+    """Feed summaries and content are often HTML: keep only their text."""
+    if not fragment or ("<" not in fragment and "&" not in fragment):
+        return (fragment or "").strip()
+    try:
+        doc = lxml_html.fragment_fromstring(fragment, create_parent="div")
+    except Exception:  # lxml raises several types on odd input; text is all we need
+        return html.unescape(re.sub(r"<[^>]*>", " ", fragment)).strip()
+    for bad in doc.xpath(".//script|.//style"):
+        bad.drop_tree()
+    # Block elements become line breaks so words in adjacent paragraphs stay apart.
+    for el in doc.iter():
+        if el.tag in ("p", "br", "div", "li", "h1", "h2", "h3", "h4", "tr", "blockquote"):
+            el.tail = "\n" + (el.tail or "")
+    text = doc.text_content()
+    return re.sub(r"[ \t\r\f\v]+", " ", re.sub(r"\n\s*\n+", "\n\n", text)).strip()
+
+
+def _entry_id(raw_id: str | None, link: str | None, title: str, published: str) -> str:
+    if raw_id:
+        return raw_id.strip()
+    if link:
+        return link.strip()
+    return "sha256:" + hashlib.sha256(f"{title}\x00{published}".encode()).hexdigest()[:32]
+
+
+def _struct_to_dt(value: Any) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _iso_to_dt(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            dt = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _join(base: str, link: str | None) -> str | None:
+    if not link:
+        return None
+    link = link.strip()
+    return urljoin(base, link) if base else link
+
+
+def looks_like_json_feed(body: bytes, headers: Mapping[str, str]) -> bool:
+    ctype = headers.get("content-type", "").lower()
+    if "json" in ctype:
+        return True
+    return body.lstrip()[:1] == b"{"
+
+
+def parse_json_feed(body: bytes, base_url: str = "") -> ParsedFeed:
+    """JSON Feed 1.0 / 1.1 (https://jsonfeed.org/version/1.1)."""
+    try:
+        doc = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ParseError(f"not valid JSON: {exc}") from None
+    if not isinstance(doc, dict) or not _JSON_FEED_VERSION.match(str(doc.get("version", ""))):
+        raise ParseError("JSON document is not a JSON Feed (no jsonfeed.org 'version')")
+    items = doc.get("items")
+    if not isinstance(items, list):
+        raise ParseError("JSON Feed has no 'items' list")
+    entries: list[Entry] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        link = _join(base_url, item.get("url") or item.get("external_url"))
+        title = html_to_text(str(item.get("title") or ""))
+        published = item.get("date_published") or item.get("date_modified")
+        content = str(item.get("content_text") or "") or html_to_text(
+            str(item.get("content_html") or ""))
+        authors = item.get("authors") or ([item["author"]] if item.get("author") else [])
+        author = next((a.get("name") for a in authors if isinstance(a, dict) and a.get("name")),
+                      None)
+        raw_id = item.get("id")
+        entries.append(Entry(
+            entry_id=_entry_id(str(raw_id) if raw_id not in (None, "") else None, link, title,
+                               str(published or "")),
+            link=link,
+            title=title,
+            summary=html_to_text(str(item.get("summary") or "")),
+            content=content,
+            published=_iso_to_dt(published),
+            author=author,
+        ))
+    return ParsedFeed(title=str(doc.get("title") or ""), entries=tuple(entries))
+
+
+def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> ParsedFeed:
+    """Parse a feed document. `headers` are the response headers, lower-cased.
+
+    Raises ParseError when the bytes are not a feed at all; a feed with a few
+    malformed entries still yields the good ones.
+    """
+    if not body.strip():
+        raise ParseError("empty document")
+    if _ENTITY_DECL.search(body):
+        raise ParseError("document declares XML entities (<!ENTITY); refused")
+    if looks_like_json_feed(body, headers):
+        return parse_json_feed(body, base_url)
+    # feedparser only reads these headers; give them so charset detection
+    # follows the HTTP header, and never a URL (it would fetch by itself).
+    response_headers = {k: v for k, v in headers.items()
+                        if k in ("content-type", "content-location", "content-language")}
+    parsed = feedparser.parse(body, response_headers=response_headers,
+                              sanitize_html=False, resolve_relative_uris=False)
+    version = parsed.get("version") or ""
+    if not version and not parsed.entries:
+        reason = parsed.get("bozo_exception")
+        raise ParseError(f"not an RSS, Atom or JSON feed ({reason or 'no feed elements found'})")
+    entries: list[Entry] = []
+    for e in parsed.entries:
+        link = _join(base_url, e.get("link"))
+        title = html_to_text(e.get("title", ""))
+        content = "\n\n".join(html_to_text(c.get("value", "")) for c in e.get("content", []) or [])
+        published_raw = e.get("published") or e.get("updated") or ""
+        entries.append(Entry(
+            entry_id=_entry_id(e.get("id"), link, title, published_raw),
+            link=link,
+            title=title,
+            summary=html_to_text(e.get("summary", "")),
+            content=content,
+            published=_struct_to_dt(e.get("published_parsed") or e.get("updated_parsed")),
+            author=e.get("author") or None,
+        ))
+    ttl = parsed.feed.get("ttl")
+    try:
+        ttl_minutes = int(ttl) if ttl else None
+    except (TypeError, ValueError):
+        ttl_minutes = None
+    return ParsedFeed(title=html_to_text(parsed.feed.get("title", "")),
+                      entries=tuple(entries), ttl_minutes=ttl_minutes)

@@ -1,0 +1,42 @@
+"""The sentence around a hit, for people to see why an alert fired."""
+
+from __future__ import annotations
+
+import re
+
+_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*\n")
+
+
+def snippet(text: str, start: int, end: int, width: int = 280) -> tuple[str, int, int]:
+    """Return (snippet, hit_start, hit_end) with offsets into the snippet.
+
+    The snippet is the sentence that holds [start, end), trimmed to about
+    `width` characters around the hit with an ellipsis where it was cut, and
+    with runs of white space folded to one space.
+    """
+    sent_start = 0
+    sent_end = len(text)
+    for m in _BOUNDARY.finditer(text):
+        if m.end() <= start:
+            sent_start = m.end()
+        elif m.start() >= end:
+            sent_end = m.start()
+            break
+    lead, trail = "", ""
+    if end - sent_start > width // 2 + (end - start) and start - sent_start > width // 2:
+        sent_start = text.rfind(" ", sent_start, start - width // 2) + 1 or start - width // 2
+        lead = "…"
+    if sent_end - sent_start > width:
+        cut = text.rfind(" ", end, sent_start + width)
+        sent_end = cut if cut > end else min(sent_end, sent_start + width)
+        trail = "…"
+    before = _fold(text[sent_start:start]).lstrip()
+    hit = _fold(text[start:end])
+    after = _fold(text[end:sent_end]).rstrip()
+    out = lead + before + hit + after + trail
+    hs = len(lead) + len(before)
+    return out, hs, hs + len(hit)
+
+
+def _fold(s: str) -> str:
+    return re.sub(r"\s+", " ", s)

@@ -1,0 +1,384 @@
+"""The only module that speaks SQL.
+
+Its interface is in the language of the domain (due feeds, record a fetch, add
+articles, claim deliveries) so that another store can stand beside it later.
+Times are stored as UTC ISO-8601 text with a fixed width, so they sort and
+compare as strings and stay readable in the sqlite3 shell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from watcher.errors import StoreError
+from watcher.models import Alert, Article, Delivery, Feed, FeedState, Match
+
+migrations = Migrations("watcher")
+
+
+def ts(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_ts(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    CREATE TABLE feeds (
+        name TEXT PRIMARY KEY,
+        url TEXT NOT NULL,
+        configured_url TEXT NOT NULL,
+        title TEXT,
+        etag TEXT,
+        last_modified TEXT,
+        next_poll_at TEXT,
+        last_polled_at TEXT,
+        last_success_at TEXT,
+        last_error TEXT,
+        last_error_at TEXT,
+        consecutive_failures INTEGER NOT NULL DEFAULT 0,
+        failing_since TEXT
+    );
+    CREATE INDEX feeds_next_poll ON feeds(next_poll_at);
+
+    CREATE TABLE articles (
+        id INTEGER PRIMARY KEY,
+        feed TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        url TEXT,
+        title TEXT NOT NULL DEFAULT '',
+        summary TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL DEFAULT '',
+        text_source TEXT NOT NULL,
+        page_error TEXT,
+        author TEXT,
+        language TEXT,
+        sitename TEXT,
+        tags TEXT NOT NULL DEFAULT '[]',
+        published_at TEXT,
+        fetched_at TEXT NOT NULL,
+        matched_at TEXT,
+        UNIQUE(feed, entry_id)
+    );
+    CREATE INDEX articles_url ON articles(url);
+    CREATE INDEX articles_fetched ON articles(fetched_at);
+
+    CREATE TABLE matches (
+        id INTEGER PRIMARY KEY,
+        article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+        rule TEXT NOT NULL,
+        query TEXT NOT NULL,
+        field TEXT NOT NULL,
+        snippet TEXT NOT NULL,
+        hits TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE(article_id, rule)
+    );
+
+    CREATE TABLE deliveries (
+        id TEXT PRIMARY KEY,
+        match_id INTEGER NOT NULL REFERENCES matches(id) ON DELETE CASCADE,
+        article_id INTEGER NOT NULL,
+        rule TEXT NOT NULL,
+        channel TEXT NOT NULL,
+        alert TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending'
+            CHECK (status IN ('pending', 'retrying', 'sent', 'dead')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        next_attempt_at TEXT NOT NULL,
+        claimed_until TEXT,
+        last_attempt_at TEXT,
+        last_error TEXT,
+        sent_at TEXT,
+        UNIQUE(rule, article_id, channel)
+    );
+    CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
+    """)
+    db["articles"].enable_fts(["title", "summary", "body"], fts_version="FTS5",
+                              create_triggers=True, tokenize="porter unicode61")
+
+
+def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
+    """Stable across retries and restarts: receivers can drop repeats by it."""
+    digest = hashlib.sha256("\x00".join((rule, feed, entry_id, channel)).encode()).hexdigest()
+    return "wd_" + digest[:32]
+
+
+@dataclass(frozen=True)
+class FeedRow:
+    state: FeedState
+    last_success_at: datetime | None
+    last_polled_at: datetime | None
+    failing_since: datetime | None
+
+
+class Store:
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(self.db)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        cur = self.db.execute(sql, params)
+        cols = [c[0] for c in cur.description]
+        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    # -- feeds --------------------------------------------------------------
+
+    def sync_feeds(self, feeds: Iterable[Feed]) -> None:
+        """Make sure every configured feed has a row; a changed URL in config wins."""
+        with self.db.atomic():
+            for f in feeds:
+                row = self._rows("SELECT configured_url FROM feeds WHERE name = ?", [f.name])
+                if not row:
+                    self.db.execute(
+                        "INSERT INTO feeds (name, url, configured_url) VALUES (?, ?, ?)",
+                        [f.name, f.url, f.url])
+                elif row[0]["configured_url"] != f.url:
+                    self.db.execute(
+                        "UPDATE feeds SET url = ?, configured_url = ?, etag = NULL, "
+                        "last_modified = NULL, next_poll_at = NULL WHERE name = ?",
+                        [f.url, f.url, f.name])
+
+    def feed_rows(self) -> dict[str, FeedRow]:
+        out = {}
+        for r in self._rows("SELECT * FROM feeds ORDER BY name"):
+            out[r["name"]] = FeedRow(
+                state=FeedState(
+                    name=r["name"], url=r["url"], etag=r["etag"],
+                    last_modified=r["last_modified"],
+                    next_poll_at=from_ts(r["next_poll_at"]),
+                    consecutive_failures=r["consecutive_failures"],
+                    last_error=r["last_error"]),
+                last_success_at=from_ts(r["last_success_at"]),
+                last_polled_at=from_ts(r["last_polled_at"]),
+                failing_since=from_ts(r["failing_since"]),
+            )
+        return out
+
+    def feed_state(self, name: str) -> FeedState | None:
+        row = self.feed_rows().get(name)
+        return row.state if row else None
+
+    def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Configured feeds whose next poll time has come (or that never ran)."""
+        wanted = set(names)
+        rows = self._rows(
+            "SELECT name FROM feeds WHERE next_poll_at IS NULL OR next_poll_at <= ? "
+            "ORDER BY next_poll_at", [ts(now)])
+        return [r["name"] for r in rows if r["name"] in wanted]
+
+    def record_fetch_success(self, name: str, now: datetime, next_poll_at: datetime, *,
+                             etag: str | None, last_modified: str | None,
+                             url: str | None = None, title: str | None = None) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
+                "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
+                "failing_since = NULL, url = COALESCE(?, url), title = COALESCE(?, title) "
+                "WHERE name = ?",
+                [etag, last_modified, ts(next_poll_at), ts(now), ts(now), url, title, name])
+
+    def record_fetch_failure(self, name: str, now: datetime, next_poll_at: datetime,
+                             error: str) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE feeds SET next_poll_at = ?, last_polled_at = ?, last_error = ?, "
+                "last_error_at = ?, consecutive_failures = consecutive_failures + 1, "
+                "failing_since = COALESCE(failing_since, ?) WHERE name = ?",
+                [ts(next_poll_at), ts(now), error, ts(now), ts(now), name])
+
+    # -- articles -----------------------------------------------------------
+
+    def known_entries(self, feed: str, entry_ids: Iterable[str]) -> set[str]:
+        ids = list(entry_ids)
+        known: set[str] = set()
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            known.update(r["entry_id"] for r in self._rows(
+                f"SELECT entry_id FROM articles WHERE feed = ? AND entry_id IN ({marks})",
+                [feed, *chunk]))
+        return known
+
+    def add_article(self, a: Article) -> int | None:
+        """Store an article; None when (feed, entry_id) is already there."""
+        with self.db.atomic():
+            cur = self.db.execute(
+                "INSERT INTO articles (feed, entry_id, url, title, summary, body, text_source, "
+                "page_error, author, language, sitename, tags, published_at, fetched_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(feed, entry_id) DO NOTHING",
+                [a.feed, a.entry_id, a.url, a.title, a.summary, a.body, a.text_source,
+                 a.page_error, a.author, a.language, a.sitename, json.dumps(list(a.tags)),
+                 ts(a.published), ts(a.fetched_at)])
+            return cur.lastrowid if cur.rowcount else None
+
+    def unmatched_articles(self, limit: int = 1000) -> list[Article]:
+        """Articles stored but not yet matched: a crash came between the two steps."""
+        return [self._article(r) for r in self._rows(
+            "SELECT * FROM articles WHERE matched_at IS NULL ORDER BY id LIMIT ?", [limit])]
+
+    def article(self, article_id: int) -> Article | None:
+        rows = self._rows("SELECT * FROM articles WHERE id = ?", [article_id])
+        return self._article(rows[0]) if rows else None
+
+    @staticmethod
+    def _article(r: dict[str, Any]) -> Article:
+        return Article(
+            id=r["id"], feed=r["feed"], entry_id=r["entry_id"], url=r["url"],
+            title=r["title"], summary=r["summary"], body=r["body"],
+            text_source=r["text_source"], page_error=r["page_error"], author=r["author"],
+            language=r["language"], sitename=r["sitename"], tags=tuple(json.loads(r["tags"])),
+            published=from_ts(r["published_at"]), fetched_at=from_ts(r["fetched_at"]) or
+            datetime.now(UTC))
+
+    def count_articles(self, feed: str | None = None) -> int:
+        if feed:
+            return self._rows("SELECT count(*) AS n FROM articles WHERE feed = ?", [feed])[0]["n"]
+        return self._rows("SELECT count(*) AS n FROM articles")[0]["n"]
+
+    # -- matches and the outbox ---------------------------------------------
+
+    def record_matches(self, article: Article, matches: Sequence[Match],
+                       channels_by_rule: dict[str, Sequence[str]], now: datetime) -> int:
+        """Write the matches and their deliveries, and mark the article matched.
+
+        One transaction: either every delivery of every match exists, or none
+        does and the article stays unmatched for the next start to finish.
+        Returns the number of deliveries created.
+        """
+        if article.id is None:
+            raise StoreError("record_matches needs a stored article (no id)")
+        created = 0
+        with self.db.atomic():
+            for m in matches:
+                cur = self.db.execute(
+                    "INSERT INTO matches (article_id, rule, query, field, snippet, hits, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT(article_id, rule) DO NOTHING",
+                    [article.id, m.rule, m.query, m.field, m.snippet,
+                     json.dumps([h.__dict__ for h in m.hits]), ts(now)])
+                if not cur.rowcount:
+                    continue
+                match_id = cur.lastrowid
+                for channel in channels_by_rule.get(m.rule, ()):
+                    did = delivery_id(m.rule, article.feed, article.entry_id, channel)
+                    alert = Alert(
+                        delivery_id=did, rule=m.rule, query=m.query,
+                        title=article.title, url=article.url, feed=article.feed,
+                        published=ts(article.published), field=m.field, snippet=m.snippet,
+                        matched=tuple(dict.fromkeys(h.matched for h in m.hits)),
+                        article_id=article.id, text_source=article.text_source)
+                    cur = self.db.execute(
+                        "INSERT INTO deliveries (id, match_id, article_id, rule, channel, alert, "
+                        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT DO NOTHING",
+                        [did, match_id, article.id, m.rule, channel,
+                         json.dumps(alert.as_dict()), ts(now), ts(now)])
+                    created += cur.rowcount
+            self.db.execute("UPDATE articles SET matched_at = ? WHERE id = ?",
+                            [ts(now), article.id])
+        return created
+
+    def claim_deliveries(self, now: datetime, lease_s: float, limit: int,
+                         ignore_schedule: bool = False) -> list[Delivery]:
+        """Take due deliveries for `lease_s` seconds so no other loop sends them too."""
+        due_clause = "" if ignore_schedule else "AND next_attempt_at <= :now "
+        with self.db.atomic():
+            rows = self._rows(
+                "UPDATE deliveries SET claimed_until = :until WHERE id IN ("
+                " SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') "
+                f" {due_clause}AND (claimed_until IS NULL OR claimed_until <= :now) "
+                " ORDER BY next_attempt_at, id LIMIT :limit) RETURNING *",
+                {"now": ts(now), "until": ts(now + timedelta(seconds=lease_s)),
+                 "limit": limit})  # type: ignore[arg-type]
+        rows.sort(key=lambda r: (r["created_at"], r["id"]))
+        return [self._delivery(r) for r in rows]
+
+    @staticmethod
+    def _delivery(r: dict[str, Any]) -> Delivery:
+        a = json.loads(r["alert"])
+        alert = Alert(
+            delivery_id=a["id"], rule=a["rule"], query=a.get("query", ""), title=a["title"],
+            url=a.get("url"), feed=a["feed"], published=a.get("published"),
+            field=a["field"], snippet=a["snippet"], matched=tuple(a.get("matched", ())),
+            article_id=a.get("article_id"), text_source=a.get("text_source", "page"))
+        return Delivery(
+            id=r["id"], channel=r["channel"], rule=r["rule"], alert=alert,
+            status=r["status"], attempts=r["attempts"],
+            created_at=from_ts(r["created_at"]) or datetime.now(UTC),
+            next_attempt_at=from_ts(r["next_attempt_at"]) or datetime.now(UTC),
+            last_error=r["last_error"])
+
+    def mark_sent(self, delivery_id: str, now: datetime) -> None:
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = 'sent', sent_at = ?, last_attempt_at = ?, "
+                "attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = ?",
+                [ts(now), ts(now), delivery_id])
+
+    def mark_failed(self, delivery_id: str, now: datetime, error: str,
+                    next_attempt_at: datetime | None) -> None:
+        """Record a failed attempt; no next attempt means the delivery is dead."""
+        status = "dead" if next_attempt_at is None else "retrying"
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?, "
+                "last_attempt_at = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
+                "claimed_until = NULL WHERE id = ?",
+                [status, error, ts(now), ts(next_attempt_at), delivery_id])
+
+    def release(self, delivery_id: str) -> None:
+        """Give a claimed delivery back untouched (the daemon is stopping)."""
+        with self.db.atomic():
+            self.db.execute("UPDATE deliveries SET claimed_until = NULL WHERE id = ?",
+                            [delivery_id])
+
+    def deliveries(self, status: str | None = None, rule: str | None = None
+                   ) -> list[dict[str, Any]]:
+        sql = ("SELECT id, rule, channel, status, attempts, created_at, next_attempt_at, "
+               "last_error, sent_at, article_id FROM deliveries WHERE 1=1")
+        params: list[Any] = []
+        if status:
+            sql += " AND status = ?"
+            params.append(status)
+        if rule:
+            sql += " AND rule = ?"
+            params.append(rule)
+        return self._rows(sql + " ORDER BY created_at, id", params)
+
+    def matches_for(self, article_id: int) -> list[dict[str, Any]]:
+        return self._rows("SELECT rule, field, snippet, query FROM matches WHERE article_id = ?",
+                          [article_id])
