@@ -162,8 +162,7 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        client = self._trusted if feed.allow_private else self._public
-        return await self._get(client, url, headers, self.limits.max_feed_bytes,
+        return await self._get(feed, url, headers, self.limits.max_feed_bytes,
                                f"feed {feed.name!r}")
 
     # -- pages --------------------------------------------------------------
@@ -182,9 +181,7 @@ class Fetcher:
             return await self._read_file(path, url, self.limits.max_page_bytes, None)
         if scheme not in ("http", "https"):
             raise FetchError(f"{what}: scheme {scheme!r} is not allowed")
-        same_host = _host(url) == _host(feed.url)
-        client = self._trusted if feed.allow_private and same_host else self._public
-        return await self._get(client, url, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
+        return await self._get(feed, url, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
                                self.limits.max_page_bytes, what)
 
     # -- the work -----------------------------------------------------------
@@ -195,16 +192,22 @@ class Fetcher:
             self._hosts[host] = asyncio.Semaphore(self.limits.per_host)
         return self._hosts[host]
 
-    async def _get(self, client: httpx.AsyncClient, url: str, headers: dict[str, str],
+    def _client_for(self, feed: Feed, url: str) -> httpx.AsyncClient:
+        """Private addresses only for a feed the config trusts, and only on its own host."""
+        if feed.allow_private and _host(url) == _host(feed.url):
+            return self._trusted
+        return self._public
+
+    async def _get(self, feed: Feed, url: str, headers: dict[str, str],
                    cap: int, what: str) -> FetchResult:
         try:
             async with asyncio.timeout(self.limits.timeout_s):
-                return await self._follow(client, url, headers, cap, what)
+                return await self._follow(feed, url, headers, cap, what)
         except TimeoutError:
             raise FetchError(f"{what}: no complete answer within {self.limits.timeout_s:g}s"
                              ) from None
 
-    async def _follow(self, client: httpx.AsyncClient, url: str, headers: dict[str, str],
+    async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
                       cap: int, what: str) -> FetchResult:
         seen: set[str] = set()
         permanent: str | None = None
@@ -215,6 +218,7 @@ class Fetcher:
             seen.add(url)
             if urlsplit(url).scheme.lower() not in ("http", "https"):
                 raise FetchError(f"{what}: redirect to non-HTTP URL {url} refused")
+            client = self._client_for(feed, url)  # each hop is checked like the first
             async with self._global, self._host_slot(url):
                 status, resp_headers, body = await self._one(client, url, headers, cap, what)
             if status in _REDIRECTS and "location" in resp_headers:

@@ -277,7 +277,8 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
                 except ValueError as exc:
                     raise ConfigError(f"{path}: feeds[{i}].url: {exc}") from None
         for ch in (data.get("channels") or {}).values():
-            if isinstance(ch, dict) and ch.get("type") == "jsonl" and isinstance(ch.get("path"), str):
+            if isinstance(ch, dict) and ch.get("type") == "jsonl" \
+                    and isinstance(ch.get("path"), str):
                 ch["path"] = _resolve_path(base, ch["path"])
         settings = Settings.model_validate(
             {**data, "source": path.resolve(), "unusable_channels": unusable,

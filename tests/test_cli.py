@@ -1,0 +1,127 @@
+"""The command line as people use it: check, bad files, and the daemon's lifecycle."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import ROOT, run_watcher
+from tests.servers import LoopbackServer, WebhookReceiver, wait_for
+from tests.test_e2e import SEED_TITLE, write_config
+
+
+def test_check_lists_feeds_channels_and_rules_of_bundled_config() -> None:
+    result = run_watcher("check", "--config", str(ROOT / "config" / "watcher.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "demo-world" in result.stdout
+    assert "tactical-missile" in result.stdout
+    assert "ops-hook: UNUSABLE" in result.stdout and "WATCHER_WEBHOOK_URL" in result.stdout
+    assert result.stdout.rstrip().endswith("ok")
+
+
+def test_config_from_environment_variable(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook")
+    result = run_watcher("check", env={"WATCHER_CONFIG": str(cfg)})
+    assert result.returncode == 0, result.stderr
+    assert str(cfg) in result.stdout
+
+
+def test_malformed_rules_file_is_refused_with_line_and_reason(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook")
+    (tmp_path / "rules.yaml").write_text("rules:\n  - name: x\n    any: [\"a\"\n    notify: []\n")
+    for args in (("check",), ("run", "--once")):
+        result = run_watcher(*args, "--config", str(cfg))
+        assert result.returncode == 2
+        assert f"{tmp_path / 'rules.yaml'}:" in result.stderr
+        assert "invalid YAML" in result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_unknown_channel_in_rule_is_named_with_its_line(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook")
+    (tmp_path / "rules.yaml").write_text(
+        'rules:\n  - name: r1\n    any: ["tactical missile"]\n    notify: [hook, pager]\n')
+    result = run_watcher("check", "--config", str(cfg))
+    assert result.returncode == 2
+    assert (f"{tmp_path / 'rules.yaml'}:4:20: rule 'r1': unknown channel 'pager' "
+            "(known: file, hook)") in result.stderr
+
+
+def test_rule_using_channel_with_missing_variable_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "watcher.yaml").write_text(yaml.safe_dump({
+        "database": "db.sqlite", "rules": "rules.yaml", "feeds": [],
+        "channels": {"ops": {"type": "webhook", "url": "${WATCHER_TEST_HOOK_URL}"}}}))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"rules": [
+        {"name": "r", "any": ["x"], "notify": ["ops"]}]}))
+    env = {k: v for k, v in os.environ.items() if k != "WATCHER_TEST_HOOK_URL"}
+    result = subprocess.run([sys.executable, "-m", "watcher", "check", "--config",
+                             str(tmp_path / "watcher.yaml")], capture_output=True, text=True,
+                            env=env, cwd=ROOT, timeout=60)
+    assert result.returncode == 2
+    assert "channel 'ops' is unusable" in result.stderr
+    assert "WATCHER_TEST_HOOK_URL" in result.stderr
+
+
+def test_bad_config_names_file_key_and_reason(tmp_path: Path) -> None:
+    (tmp_path / "watcher.yaml").write_text(
+        "database: db.sqlite\nfeeds:\n  - {name: a, url: 'http://x.test/f', interval: soon}\n"
+        "poll: {tick: 10s, colour: blue}\n")
+    result = run_watcher("check", "--config", str(tmp_path / "watcher.yaml"))
+    assert result.returncode == 2
+    assert f"{tmp_path / 'watcher.yaml'}: feeds[0].interval:" in result.stderr
+    assert "'soon' is not a duration" in result.stderr
+    assert "poll.colour: unknown key" in result.stderr
+
+
+def test_daemon_polls_at_start_delivers_and_stops_cleanly_on_sigterm(
+        tmp_path: Path, seed_server: LoopbackServer, receiver: WebhookReceiver) -> None:
+    cfg = write_config(tmp_path, seed_server.url("/feeds/world.xml"), receiver.url("/hook"))
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(cfg)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert wait_for(lambda: len(receiver.accepted) >= 2, timeout=30), "no alerts arrived"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "daemon: stopped" in err
+    titles = [r.json()["article"]["title"] for r in receiver.accepted]
+    assert SEED_TITLE in titles and len(titles) == 2
+    records = [json.loads(x) for x in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    assert len(records) == 2
+
+
+def test_daemon_retries_failed_delivery_while_running(
+        tmp_path: Path, seed_server: LoopbackServer, receiver: WebhookReceiver) -> None:
+    """A receiver that is down at first gets the alert once it recovers, without a restart."""
+    cfg_path = write_config(tmp_path, seed_server.url("/feeds/world.xml"), receiver.url("/hook"))
+    cfg = yaml.safe_load(cfg_path.read_text())
+    cfg["delivery"] = {"tick": "1s"}
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    receiver.status = 503
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(cfg_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert wait_for(lambda: len(receiver.accepted) >= 2, timeout=30)
+        time.sleep(0.5)
+        receiver.status = 200
+        # First retry is about 5 s after the first failure (Standard Webhooks schedule).
+        assert wait_for(lambda: sum(1 for r in receiver.accepted[2:]) >= 2, timeout=30)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    ids_ok = {r.headers["webhook-id"] for r in receiver.accepted[2:]}
+    ids_first = {r.headers["webhook-id"] for r in receiver.accepted[:2]}
+    assert ids_ok == ids_first  # the same id on every retry

@@ -1,0 +1,186 @@
+"""The fetcher against loopback servers that misbehave on purpose."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.servers import LoopbackServer, Request, Response
+from watcher.errors import FetchError
+from watcher.http import Fetcher, HttpLimits, is_public_address
+from watcher.models import Feed
+
+
+@pytest.fixture
+def server() -> Iterator[LoopbackServer]:
+    s = LoopbackServer()
+    yield s
+    s.close()
+
+
+def feed(url: str, allow_private: bool = True) -> Feed:
+    return Feed(name="t", url=url, interval_s=60, allow_private=allow_private)
+
+
+def fetch_feed(f: Feed, limits: HttpLimits | None = None, **kw: str) -> object:
+    async def go() -> object:
+        async with Fetcher(limits, local_feeds=[f]) as fetcher:
+            return await fetcher.fetch_feed(f, **kw)
+    return asyncio.run(go())
+
+
+def fetch_page(f: Feed, url: str, limits: HttpLimits | None = None) -> object:
+    async def go() -> object:
+        async with Fetcher(limits, local_feeds=[f]) as fetcher:
+            return await fetcher.fetch_page(f, url)
+    return asyncio.run(go())
+
+
+@pytest.mark.parametrize(("ip", "public"), [
+    ("8.8.8.8", True),
+    ("2001:4860:4860::8888", True),
+    ("127.0.0.1", False),
+    ("10.1.2.3", False),
+    ("172.16.0.1", False),
+    ("192.168.1.1", False),
+    ("169.254.169.254", False),
+    ("100.64.0.1", False),
+    ("0.0.0.0", False),
+    ("224.0.0.1", False),
+    ("::1", False),
+    ("fc00::1", False),
+    ("fe80::1", False),
+    ("::ffff:127.0.0.1", False),
+    ("::ffff:8.8.8.8", True),
+    ("not-an-ip", False),
+])
+def test_public_address_table(ip: str, public: bool) -> None:
+    assert is_public_address(ip) is public
+
+
+def test_feed_on_loopback_needs_allow_private(server: LoopbackServer) -> None:
+    server.routes["/f.xml"] = (200, {}, b"<rss/>")
+    with pytest.raises(FetchError, match=r"127\.0\.0\.1 .*is not public"):
+        fetch_feed(feed(server.url("/f.xml"), allow_private=False))
+    assert fetch_feed(feed(server.url("/f.xml"))).status == 200  # type: ignore[attr-defined]
+
+
+def test_page_link_to_other_private_host_is_refused(server: LoopbackServer) -> None:
+    server.routes["/a.html"] = (200, {}, b"<html></html>")
+    f = feed(server.url("/f.xml"))
+    assert fetch_page(f, server.url("/a.html")).status == 200  # type: ignore[attr-defined]
+    # "localhost" is another host name than the feed's 127.0.0.1: untrusted.
+    with pytest.raises(FetchError, match="not public"):
+        fetch_page(f, f"http://localhost:{server.port}/a.html")
+    assert len(server.requests) == 1
+
+
+def test_redirect_to_private_address_is_refused(server: LoopbackServer) -> None:
+    other = LoopbackServer()
+    try:
+        other.routes["/secret"] = (200, {}, b"secret")
+        server.routes["/a.html"] = (302, {"Location": f"http://localhost:{other.port}/secret"},
+                                    b"")
+        with pytest.raises(FetchError, match="not public"):
+            fetch_page(feed(server.url("/f.xml")), server.url("/a.html"))
+        assert other.requests == []
+    finally:
+        other.close()
+
+
+def test_file_links_refused_outside_local_feeds(tmp_path: Path, server: LoopbackServer) -> None:
+    (tmp_path / "feeds").mkdir()
+    (tmp_path / "feeds" / "a.html").write_text("<p>inside</p>")
+    (tmp_path / "secret.txt").write_text("secret")
+    local = feed((tmp_path / "feeds" / "f.xml").as_uri())
+    assert fetch_page(local, (tmp_path / "feeds" / "a.html").as_uri()).body  # type: ignore
+    with pytest.raises(FetchError, match="outside the feed's folder"):
+        fetch_page(local, (tmp_path / "feeds" / ".." / "secret.txt").as_uri())
+    with pytest.raises(FetchError, match="local file is not allowed"):
+        fetch_page(feed(server.url("/f.xml")), (tmp_path / "secret.txt").as_uri())
+    with pytest.raises(FetchError, match="scheme 'ftp' is not allowed"):
+        fetch_page(feed(server.url("/f.xml")), "ftp://example.org/x")
+
+
+def test_unconfigured_file_feed_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "f.xml").write_text("<rss/>")
+    configured = feed((tmp_path / "f.xml").as_uri())
+    other = Feed(name="x", url=(tmp_path / "f.xml").as_uri(), interval_s=60)
+
+    async def go() -> None:
+        async with Fetcher(None, local_feeds=[]) as fetcher:
+            await fetcher.fetch_feed(other)
+    with pytest.raises(FetchError, match="not a configured feed"):
+        asyncio.run(go())
+    assert fetch_feed(configured).body == b"<rss/>"  # type: ignore[attr-defined]
+
+
+def test_body_over_cap_stops(server: LoopbackServer) -> None:
+    server.routes["/big"] = (200, {}, b"x" * 2_000_000)
+    limits = HttpLimits(max_page_bytes=1_000_000)
+    with pytest.raises(FetchError, match="1000000 byte cap"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/big"), limits)
+
+
+def test_gzip_bomb_stops_at_cap_after_decompression(server: LoopbackServer) -> None:
+    bomb = gzip.compress(b"\0" * 50_000_000, compresslevel=9)
+    assert len(bomb) < 100_000
+    server.routes["/bomb"] = (200, {"Content-Encoding": "gzip"}, bomb)
+    limits = HttpLimits(max_page_bytes=1_000_000)
+    with pytest.raises(FetchError, match="over the 1000000 byte cap"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/bomb"), limits)
+
+
+def test_trickling_server_stops_at_the_deadline(server: LoopbackServer) -> None:
+    def trickle(req: Request) -> Response:
+        time.sleep(3)
+        return 200, {}, b"late"
+    server.routes["/slow"] = trickle
+    with pytest.raises(FetchError, match=r"no complete answer within 0\.5s"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/slow"), HttpLimits(timeout_s=0.5))
+
+
+def test_redirect_loop_and_too_many_redirects(server: LoopbackServer) -> None:
+    server.routes["/a"] = (302, {"Location": "/b"}, b"")
+    server.routes["/b"] = (302, {"Location": "/a"}, b"")
+    with pytest.raises(FetchError, match="redirect loop"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/a"))
+    for i in range(8):
+        server.routes[f"/r{i}"] = (301, {"Location": f"/r{i + 1}"}, b"")
+    with pytest.raises(FetchError, match="more than 5 redirects"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/r0"))
+
+
+def test_conditional_get_and_permanent_redirect(server: LoopbackServer) -> None:
+    def feed_route(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"v1"':
+            return 304, {"ETag": '"v1"'}, b""
+        return 200, {"ETag": '"v1"', "Last-Modified": "Wed, 15 May 2024 03:12:00 GMT"}, b"<rss/>"
+    server.routes["/new.xml"] = feed_route
+    server.routes["/old.xml"] = (301, {"Location": "/new.xml"}, b"")
+    f = feed(server.url("/old.xml"))
+    first = fetch_feed(f)
+    assert first.status == 200 and first.etag == '"v1"'  # type: ignore[attr-defined]
+    assert first.permanent_redirect == server.url("/new.xml")  # type: ignore[attr-defined]
+    second = fetch_feed(f, url=server.url("/new.xml"), etag='"v1"')
+    assert second.not_modified  # type: ignore[attr-defined]
+    assert server.requests[-1].headers["if-none-match"] == '"v1"'
+
+
+def test_user_agent_names_the_project(server: LoopbackServer) -> None:
+    server.routes["/f.xml"] = (200, {}, b"<rss/>")
+    fetch_feed(feed(server.url("/f.xml")))
+    assert server.requests[0].headers["user-agent"].startswith("watcher/")
+
+
+def test_error_status_carries_retry_after(server: LoopbackServer) -> None:
+    server.routes["/f.xml"] = (503, {"Retry-After": "120"}, b"busy")
+    with pytest.raises(FetchError) as info:
+        fetch_feed(feed(server.url("/f.xml")))
+    assert info.value.status == 503 and info.value.retry_after == "120"
+    assert "answered 503" in str(info.value)
