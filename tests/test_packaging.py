@@ -1,0 +1,51 @@
+"""What the README, Makefile, Dockerfile and pyproject promise exists in the project."""
+
+from __future__ import annotations
+
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_opens_with_the_two_setup_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", readme, re.S)
+    assert block, "README must open with a shell block"
+    commands = [line.split("#")[0].strip() for line in block.group(1).splitlines()
+                if line.strip()]
+    assert commands == ["make run", "make test"]
+    makefile = (ROOT / "Makefile").read_text()
+    assert re.search(r"^run:", makefile, re.M) and re.search(r"^test:", makefile, re.M)
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_console_script_points_at_a_real_function() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    target = meta["project"]["scripts"]["watcher"]
+    module, func = target.split(":")
+    assert callable(getattr(importlib.import_module(module), func))
+
+
+def test_dockerfile_copies_existing_paths_and_runs_the_daemon() -> None:
+    docker = (ROOT / "Dockerfile").read_text()
+    for src in re.findall(r"^COPY\s+(.+?)\s+\S+$", docker, re.M):
+        for part in src.split():
+            assert (ROOT / part).exists(), f"Dockerfile copies missing {part}"
+    assert 'CMD ["watcher", "run"]' in docker
+    assert re.search(r"^USER\s+(?!root)\w+", docker, re.M)
+    assert 'VOLUME ["/data"]' in docker
+    env_cfg = re.search(r"WATCHER_CONFIG=/app/(\S+)", docker)
+    assert env_cfg and (ROOT / env_cfg.group(1)).is_file()
+
+
+def test_dependencies_have_lower_bounds() -> None:
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    deps = meta["project"]["dependencies"] + meta["project"]["optional-dependencies"]["dev"]
+    for dep in deps:
+        assert ">=" in dep, f"{dep} has no lower bound"
+    names = {re.split(r"[<>=\[]", d)[0].lower() for d in meta["project"]["dependencies"]}
+    assert {"feedparser", "httpx", "apscheduler", "trafilatura", "lxml_html_clean",
+            "sqlite-utils", "pyyaml", "pydantic"} <= names

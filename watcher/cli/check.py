@@ -1,0 +1,35 @@
+"""`watcher check`: validate config and rules, print what was found."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from watcher.cli.common import load_all
+from watcher.rules.match import describe
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("check", parents=[common], help="validate config and rules")
+    p.set_defaults(func=cmd_check)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings, ruleset = load_all(args)
+    print(f"config: {settings.source}")
+    print(f"database: {settings.database}")
+    print(f"rules: {settings.rules} ({len(ruleset.rules)} rule(s))")
+    print(f"feeds ({len(settings.feeds)}):")
+    for f in settings.feed_models():
+        tags = f" tags={','.join(f.tags)}" if f.tags else ""
+        print(f"  {f.name}: {f.url} every {f.interval_s:g}s{tags}")
+    print(f"channels ({len(settings.channels)}):")
+    for name, ch in settings.channels.items():
+        print(f"  {name}: {ch.type}")
+    for name, why in settings.unusable_channels.items():
+        print(f"  {name}: UNUSABLE ({why}); no rule uses it")
+    print("rules:")
+    for r in ruleset.rules:
+        print(f"  {r.name}: {describe(r)} -> {', '.join(r.notify)}")
+    print("ok")
+    return 0
