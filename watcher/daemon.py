@@ -46,7 +46,8 @@ class Daemon:
         self.ctx = IngestContext(
             fetcher=self.fetcher, store=self.store, rules=lambda: self.rules,
             channels_by_rule=self._channels_by_rule, clock=utcnow,
-            max_backoff_s=settings.poll.max_backoff, fetch_pages=fetch.fetch_pages)
+            max_backoff_s=settings.poll.max_backoff,
+            max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages)
         self._in_flight: set[str] = set()
         self._stopping = asyncio.Event()
         self._dispatch_lock = asyncio.Lock()

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from watcher.errors import ExtractError, FetchError, ParseError, StoreError
 from watcher.extract import choose_text, extract_page
 from watcher.http import Fetcher
-from watcher.models import Article, Entry, Extracted, Feed
-from watcher.parse import parse_feed
+from watcher.models import Article, Entry, Extracted, Feed, FeedState, FetchResult, ParsedFeed
+from watcher.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.rules import CompiledRules
 from watcher.schedule import (
+    PollPolicy,
     next_poll_after_failure,
     next_poll_after_success,
     parse_retry_after,
+    server_min_wait_s,
 )
 from watcher.store import Store
 
@@ -44,27 +46,68 @@ class IngestContext:
     channels_by_rule: Callable[[], Mapping[str, Sequence[str]]]
     clock: Callable[[], datetime]
     max_backoff_s: float = 24 * 3600.0
+    max_server_wait_s: float = 6 * 3600.0
     fetch_pages: bool = True
+
+
+def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
+    return PollPolicy(interval_s=feed.interval_s, min_interval_s=feed.min_interval_s,
+                      max_interval_s=feed.max_interval_s, adaptive=feed.adaptive,
+                      max_server_wait_s=max_server_wait_s)
+
+
+async def _fetch_and_parse(feed: Feed, url: str, state: FeedState | None,
+                           ctx: IngestContext) -> tuple[FetchResult, ParsedFeed | None, str | None]:
+    """Fetch (conditionally) and parse. The third value is a feed URL found by discovery."""
+    result = await ctx.fetcher.fetch_feed(
+        feed, url=url, etag=state.etag if state else None,
+        last_modified=state.last_modified if state else None)
+    if result.not_modified:
+        return result, None, None
+    try:
+        parsed = await asyncio.to_thread(parse_feed, result.body, result.headers, result.url)
+        return result, parsed, None
+    except ParseError:
+        if not looks_like_html(result.body, result.headers):
+            raise
+        advertised = discover_feeds(result.body, result.url)
+        if not advertised:
+            raise ParseError(f"feed {feed.name!r}: {result.url} is an HTML page that "
+                             "advertises no feed") from None
+    # The URL is a web page: follow the first feed it advertises, once.
+    found = advertised[0]
+    log.warning("fetch: feed %r: %s is a web page; using the feed it advertises: %s",
+                feed.name, result.url, found)
+    result = await ctx.fetcher.fetch_feed(feed, url=found)
+    parsed = await asyncio.to_thread(parse_feed, result.body, result.headers, result.url)
+    return result, parsed, found
 
 
 async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     store = ctx.store
     state = store.feed_state(feed.name)
     url = state.url if state else feed.url
+    policy = poll_policy(feed, ctx.max_server_wait_s)
     try:
-        result = await ctx.fetcher.fetch_feed(
-            feed, url=url, etag=state.etag if state else None,
-            last_modified=state.last_modified if state else None)
-        if result.not_modified:
-            now = ctx.clock()
-            store.record_fetch_success(
-                feed.name, now, next_poll_after_success(now, feed.interval_s),
-                etag=result.etag or (state.etag if state else None),
-                last_modified=result.last_modified or (state.last_modified if state else None))
-            return FeedOutcome(feed.name, ok=True, not_modified=True)
-        parsed = await asyncio.to_thread(parse_feed, result.body, result.headers, result.url)
+        result, parsed, discovered = await _fetch_and_parse(feed, url, state, ctx)
     except (FetchError, ParseError) as exc:
+        if isinstance(exc, FetchError) and exc.status == 410:
+            message = (f"fetch: feed {feed.name!r} is gone (410 from {url}); polling stopped. "
+                       "Remove it from the config, or change its url to start again.")
+            store.record_gone(feed.name, ctx.clock(), message)
+            log.error("%s", message)
+            return FeedOutcome(feed.name, ok=False, error=message)
         return _failed(feed, ctx, state.consecutive_failures if state else 0, exc)
+
+    now = ctx.clock()
+    wait = server_min_wait_s(result.headers, now, parsed.ttl_minutes if parsed else None,
+                             parsed.sy_period_s if parsed else None, policy.max_server_wait_s)
+    if parsed is None:  # 304 Not Modified: nothing to parse
+        store.record_fetch_success(
+            feed.name, now, next_poll_after_success(now, policy, server_wait_s=wait),
+            etag=result.etag or (state.etag if state else None),
+            last_modified=result.last_modified or (state.last_modified if state else None))
+        return FeedOutcome(feed.name, ok=True, not_modified=True)
 
     outcome = FeedOutcome(feed.name, ok=True)
     known = store.known_entries(feed.name, (e.entry_id for e in parsed.entries))
@@ -86,16 +129,17 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         if article_id is None:
             continue
         outcome.new_articles += 1
-        stored = _with_id(article, article_id)
-        m, d = match_and_enqueue(stored, ctx)
+        m, d = match_and_enqueue(replace(article, id=article_id), ctx)
         outcome.matches += m
         outcome.deliveries += d
 
     now = ctx.clock()
+    moved = discovered or result.permanent_redirect
     store.record_fetch_success(
-        feed.name, now, next_poll_after_success(now, feed.interval_s, parsed.ttl_minutes),
+        feed.name, now,
+        next_poll_after_success(now, policy, [e.published for e in parsed.entries], wait),
         etag=result.etag, last_modified=result.last_modified,
-        url=result.permanent_redirect, title=parsed.title or None)
+        url=moved, title=parsed.title or None)
     if result.permanent_redirect:
         log.warning("fetch: feed %r moved permanently to %s; using the new address",
                     feed.name, result.permanent_redirect)
@@ -112,12 +156,6 @@ def match_and_enqueue(article: Article, ctx: IngestContext) -> tuple[int, int]:
         log.info("match: rule %r fired on %r (feed %r, %s): %s", m.rule, article.title,
                  article.feed, m.field, m.snippet)
     return len(matches), created
-
-
-def _with_id(a: Article, article_id: int) -> Article:
-    from dataclasses import replace
-
-    return replace(a, id=article_id)
 
 
 async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,

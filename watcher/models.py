@@ -20,6 +20,9 @@ class Feed:
     interval_s: float
     tags: tuple[str, ...] = ()
     allow_private: bool = False
+    min_interval_s: float = 120.0
+    max_interval_s: float = 3600.0
+    adaptive: bool = True
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class ParsedFeed:
     title: str
     entries: tuple[Entry, ...]
     ttl_minutes: int | None = None
+    sy_period_s: float | None = None  # RSS syndication module: seconds between updates
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from lxml import html as lxml_html
 
 from watcher.errors import ParseError
 from watcher.models import Entry, ParsedFeed
+from watcher.schedule import update_period_s
 
 # feedparser's loose parser expands internal entity declarations: a small
 # document could grow to gigabytes (billion laughs), so refuse them outright.
@@ -167,4 +168,34 @@ def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> P
     except (TypeError, ValueError):
         ttl_minutes = None
     return ParsedFeed(title=html_to_text(parsed.feed.get("title", "")),
-                      entries=tuple(entries), ttl_minutes=ttl_minutes)
+                      entries=tuple(entries), ttl_minutes=ttl_minutes,
+                      sy_period_s=update_period_s(parsed.feed.get("sy_updateperiod"),
+                                                  parsed.feed.get("sy_updatefrequency")))
+
+
+_FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json",
+               "application/json", "application/rdf+xml", "text/xml", "application/xml")
+
+
+def looks_like_html(body: bytes, headers: Mapping[str, str]) -> bool:
+    if "html" in headers.get("content-type", "").lower():
+        return True
+    head = body[:1024].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<html" in head
+
+
+def discover_feeds(body: bytes, base_url: str) -> list[str]:
+    """The feeds an HTML page advertises with <link rel="alternate" type="...">."""
+    try:
+        doc = lxml_html.document_fromstring(body)
+    except Exception:  # lxml raises several types on odd input
+        return []
+    found: list[str] = []
+    for link in doc.xpath("//link[@href]"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").lower().split(";")[0].strip()
+        if "alternate" in rel and kind in _FEED_TYPES:
+            url = urljoin(base_url, link.get("href").strip())
+            if url not in found:
+                found.append(url)
+    return found

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from itertools import pairwise
 
 RETRY_AFTER_CAP_S = 24 * 3600.0
 # Close to Standard Webhooks: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 24 h.
@@ -29,12 +32,98 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
-def next_poll_after_success(now: datetime, interval_s: float, ttl_minutes: int | None = None,
-                            max_interval_s: float = 6 * 3600.0) -> datetime:
-    """The configured interval, but never sooner than the feed's own <ttl> allows."""
-    wait = interval_s
+_SY_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0,
+               "monthly": 30 * 86400.0, "yearly": 365 * 86400.0}
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    """How one feed is paced. Every figure in seconds."""
+
+    interval_s: float = 900.0
+    min_interval_s: float = 120.0
+    max_interval_s: float = 2 * 3600.0
+    max_server_wait_s: float = 6 * 3600.0  # a <ttl> or max-age beyond this is not obeyed
+    adaptive: bool = True
+
+
+def update_period_s(period: str | None, frequency: str | None) -> float | None:
+    """RSS syndication module: sy:updatePeriod / sy:updateFrequency -> seconds between updates."""
+    if not period:
+        return None
+    base = _SY_PERIODS.get(period.strip().lower())
+    if base is None:
+        return None
+    try:
+        freq = max(int(str(frequency).strip()), 1) if frequency else 1
+    except ValueError:
+        freq = 1
+    return base / freq
+
+
+def cache_lifetime_s(headers: Mapping[str, str], now: datetime) -> float | None:
+    """Cache-Control max-age (or s-maxage), else Expires relative to Date (or now)."""
+    cc = headers.get("cache-control", "")
+    if "no-store" not in cc and "no-cache" not in cc:
+        for part in cc.split(","):
+            name, _, value = part.strip().partition("=")
+            if name.lower() in ("max-age", "s-maxage") and value.strip().strip('"').isdigit():
+                return float(value.strip().strip('"'))
+    expires = headers.get("expires")
+    if not expires:
+        return None
+    try:
+        when = parsedate_to_datetime(expires)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    ref = now
+    if headers.get("date"):
+        try:
+            ref = parsedate_to_datetime(headers["date"]) or now
+        except (TypeError, ValueError, IndexError):
+            ref = now
+    return max((when - ref).total_seconds(), 0.0)
+
+
+def server_min_wait_s(headers: Mapping[str, str], now: datetime, ttl_minutes: int | None,
+                      sy_period_s: float | None, cap_s: float) -> float:
+    """The longest wait the feed or its server asks for, bounded by `cap_s`."""
+    asks = [0.0]
     if ttl_minutes and ttl_minutes > 0:
-        wait = max(wait, min(ttl_minutes * 60.0, max_interval_s))
+        asks.append(ttl_minutes * 60.0)
+    if sy_period_s:
+        asks.append(sy_period_s)
+    lifetime = cache_lifetime_s(headers, now)
+    if lifetime:
+        asks.append(lifetime)
+    return min(max(asks), cap_s)
+
+
+def publishing_gap_s(published: Sequence[datetime | None], now: datetime) -> float | None:
+    """Median gap between the feed's recent items, or None with too little to go on."""
+    stamps = sorted({p for p in published if p is not None and p <= now}, reverse=True)[:20]
+    if len(stamps) < 3:
+        return None
+    gaps = sorted((a - b).total_seconds() for a, b in pairwise(stamps))
+    return gaps[len(gaps) // 2]
+
+
+def next_poll_after_success(now: datetime, policy: PollPolicy,
+                            published: Sequence[datetime | None] = (),
+                            server_wait_s: float = 0.0) -> datetime:
+    """The configured interval, adapted to how often the feed publishes, never sooner
+    than the feed or its server asked for.
+
+    Adapting: a feed that publishes every 10 minutes is polled about every 5 (but
+    not below min_interval); a feed that publishes daily is polled at max_interval.
+    """
+    wait = policy.interval_s
+    gap = publishing_gap_s(published, now) if policy.adaptive else None
+    if gap is not None:
+        wait = min(max(gap / 2, policy.min_interval_s), policy.max_interval_s)
+    wait = max(wait, min(server_wait_s, policy.max_server_wait_s))
     return now + timedelta(seconds=wait)
 
 

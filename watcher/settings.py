@@ -81,6 +81,9 @@ class FeedConfig(_Model):
     name: str = Field(pattern=NAME_PATTERN)
     url: str
     interval: Duration | None = None
+    min_interval: Duration | None = None
+    max_interval: Duration | None = None
+    adaptive: bool = True
     tags: tuple[str, ...] = ()
     allow_private: bool = False
 
@@ -117,6 +120,11 @@ ChannelConfig = Annotated[
 class PollConfig(_Model):
     tick: Duration = 15.0
     default_interval: Duration = 900.0
+    # Bounds for adapting a feed's interval to how often it publishes.
+    min_interval: Duration = 120.0
+    max_interval: Duration = 3600.0
+    # A <ttl>, sy:updatePeriod, max-age or Expires longer than this is not obeyed.
+    max_server_wait: Duration = 6 * 3600.0
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=64)
     max_backoff: Duration = 86400.0
@@ -137,6 +145,15 @@ class DeliveryConfig(_Model):
     batch: int = Field(default=100, ge=1)
 
 
+class AlertsConfig(_Model):
+    """Operator alerts: problems with watcher itself, sent to these channels."""
+
+    feed_health: tuple[str, ...] = ()
+    delivery_failures: tuple[str, ...] = ()
+    # A feed failing for this long is flagged unhealthy and reported once.
+    unhealthy_after: Duration = 24 * 3600.0
+
+
 class Settings(_Model):
     """The whole validated configuration. `source` is the file it came from."""
 
@@ -147,6 +164,7 @@ class Settings(_Model):
     poll: PollConfig = PollConfig()
     fetch: FetchConfig = FetchConfig()
     delivery: DeliveryConfig = DeliveryConfig()
+    alerts: AlertsConfig = AlertsConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
@@ -154,16 +172,21 @@ class Settings(_Model):
     secrets: tuple[str, ...] = ()
 
     def feed_models(self) -> list[Feed]:
-        return [
-            Feed(
+        out = []
+        for f in self.feeds:
+            interval = f.interval or self.poll.default_interval
+            out.append(Feed(
                 name=f.name,
                 url=f.url,
-                interval_s=f.interval or self.poll.default_interval,
+                interval_s=interval,
                 tags=tuple(f.tags),
                 allow_private=f.allow_private or self.fetch.allow_private_networks,
-            )
-            for f in self.feeds
-        ]
+                # The configured interval always lies within the adaptive bounds.
+                min_interval_s=min(f.min_interval or self.poll.min_interval, interval),
+                max_interval_s=max(f.max_interval or self.poll.max_interval, interval),
+                adaptive=f.adaptive,
+            ))
+        return out
 
 
 def config_path(cli_value: str | os.PathLike[str] | None,

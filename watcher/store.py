@@ -116,6 +116,14 @@ def m001_initial(db: sqlite_utils.Database) -> None:
                               create_triggers=True, tokenize="porter unicode61")
 
 
+@migrations()
+def m002_feed_gone_and_health(db: sqlite_utils.Database) -> None:
+    db.executescript("""
+    ALTER TABLE feeds ADD COLUMN gone_at TEXT;
+    ALTER TABLE feeds ADD COLUMN unhealthy_since TEXT;
+    """)
+
+
 def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
     """Stable across retries and restarts: receivers can drop repeats by it."""
     digest = hashlib.sha256("\x00".join((rule, feed, entry_id, channel)).encode()).hexdigest()
@@ -168,7 +176,9 @@ class Store:
                 elif row[0]["configured_url"] != f.url:
                     self.db.execute(
                         "UPDATE feeds SET url = ?, configured_url = ?, etag = NULL, "
-                        "last_modified = NULL, next_poll_at = NULL WHERE name = ?",
+                        "last_modified = NULL, next_poll_at = NULL, gone_at = NULL, "
+                        "consecutive_failures = 0, failing_since = NULL, "
+                        "unhealthy_since = NULL WHERE name = ?",
                         [f.url, f.url, f.name])
 
     def feed_rows(self) -> dict[str, FeedRow]:
@@ -195,8 +205,8 @@ class Store:
         """Configured feeds whose next poll time has come (or that never ran)."""
         wanted = set(names)
         rows = self._rows(
-            "SELECT name FROM feeds WHERE next_poll_at IS NULL OR next_poll_at <= ? "
-            "ORDER BY next_poll_at", [ts(now)])
+            "SELECT name FROM feeds WHERE (next_poll_at IS NULL OR next_poll_at <= ?) "
+            "AND gone_at IS NULL ORDER BY next_poll_at", [ts(now)])
         return [r["name"] for r in rows if r["name"] in wanted]
 
     def record_fetch_success(self, name: str, now: datetime, next_poll_at: datetime, *,
@@ -206,7 +216,8 @@ class Store:
             self.db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
                 "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
-                "failing_since = NULL, url = COALESCE(?, url), title = COALESCE(?, title) "
+                "failing_since = NULL, unhealthy_since = NULL, url = COALESCE(?, url), "
+                "title = COALESCE(?, title) "
                 "WHERE name = ?",
                 [etag, last_modified, ts(next_poll_at), ts(now), ts(now), url, title, name])
 
@@ -218,6 +229,33 @@ class Store:
                 "last_error_at = ?, consecutive_failures = consecutive_failures + 1, "
                 "failing_since = COALESCE(failing_since, ?) WHERE name = ?",
                 [ts(next_poll_at), ts(now), error, ts(now), ts(now), name])
+
+    def record_gone(self, name: str, now: datetime, error: str) -> None:
+        """410 Gone: stop polling until the config changes the feed's URL."""
+        with self.db.atomic():
+            self.db.execute(
+                "UPDATE feeds SET gone_at = ?, last_polled_at = ?, last_error = ?, "
+                "last_error_at = ?, next_poll_at = NULL WHERE name = ?",
+                [ts(now), ts(now), error, ts(now), name])
+
+    def flag_unhealthy(self, name: str, now: datetime, failing_for_s: float) -> bool:
+        """Flag a feed failing for longer than `failing_for_s`; True only the first time."""
+        cutoff = ts(now - timedelta(seconds=failing_for_s))
+        with self.db.atomic():
+            cur = self.db.execute(
+                "UPDATE feeds SET unhealthy_since = ? WHERE name = ? AND unhealthy_since IS NULL "
+                "AND failing_since IS NOT NULL AND failing_since <= ?", [ts(now), name, cutoff])
+        return bool(cur.rowcount)
+
+    def feed_report(self, now: datetime) -> list[dict[str, Any]]:
+        """Every feed's state for `watcher feeds`, with items seen in the last 7 days."""
+        week = ts(now - timedelta(days=7))
+        return self._rows(
+            "SELECT f.name, f.url, f.title, f.last_success_at, f.last_error, f.last_error_at, "
+            "f.next_poll_at, f.consecutive_failures, f.failing_since, f.unhealthy_since, "
+            "f.gone_at, f.etag IS NOT NULL OR f.last_modified IS NOT NULL AS conditional, "
+            "(SELECT count(*) FROM articles a WHERE a.feed = f.name AND a.fetched_at >= ?) "
+            "AS items_7d FROM feeds f ORDER BY f.name", [week])
 
     # -- articles -----------------------------------------------------------
 
