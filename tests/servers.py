@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-Response = tuple[int, dict[str, str], bytes]
+Response = tuple[int, dict[str, str], "bytes | Iterable[bytes]"]
 Handler = Callable[["Request"], Response]
 
 
@@ -62,11 +62,25 @@ class LoopbackServer:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
-                if "content-length" not in {k.lower() for k in headers}:
+                streamed = not isinstance(payload, bytes)
+                if streamed:
+                    # A body of unknown length, ended by closing the connection.
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                elif "content-length" not in {k.lower() for k in headers}:
                     self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
-                if self.command != "HEAD":
+                if self.command == "HEAD":
+                    return
+                if not streamed:
                     self.wfile.write(payload)
+                    return
+                try:
+                    for chunk in payload:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except OSError:
+                    return  # the client gave up, as it should
 
             do_GET = do_POST = do_HEAD = _handle
 

@@ -96,7 +96,9 @@ class Daemon:
         """Poll every feed, deliver everything; 1 if any feed failed."""
         try:
             await rematch_unmatched(self.ctx)
-            outcomes = await self.poll(list(self.feeds), dispatch_now=False)
+            # Every feed, except those gone or whose server said to wait (Retry-After).
+            names = self.store.pollable_feeds(utcnow(), self.feeds)
+            outcomes = await self.poll(names, dispatch_now=False)
             report = await self.dispatch(ignore_schedule=True)
             failed = [o for o in outcomes if not o.ok]
             log.info("cycle: %d feed(s) polled, %d failed, %d new article(s), %d match(es); "

@@ -13,6 +13,8 @@ from watcher.models import Entry, Extracted, TextSource
 
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
+_SINGLE_BYTE_LATIN = {"cp1250", "cp1252", "cp1257", "latin_1", "iso8859_15", "iso8859_2",
+                      "iso8859_13", "iso8859_4", "cp1254", "iso8859_9"}
 # Below this share of the feed's own text, the page extraction probably missed
 # the story (a paywall teaser, a cookie wall), so the feed text is better.
 SHORT_RATIO = 0.6
@@ -33,8 +35,12 @@ def decode_page(body: bytes, content_type: str | None) -> str:
     candidates = [declared.group(1) if declared else None]
     meta = _META_CHARSET.search(body[:4096])
     candidates.append(meta.group(1).decode("ascii", "ignore") if meta else None)
-    for name in candidates:
+    for i, name in enumerate(candidates):
         codec = _codec(name)
+        if i == 1 and codec and codec.startswith(("utf-16", "utf-32")):
+            # A meta tag could only be read because the bytes are ASCII-compatible:
+            # the HTML standard reads such a page as UTF-8.
+            codec = "utf-8"
         if codec:
             try:
                 return body.decode(codec)
@@ -46,7 +52,13 @@ def decode_page(body: bytes, content_type: str | None) -> str:
         from charset_normalizer import from_bytes  # installed with trafilatura/httpx
 
         best = from_bytes(body).best()
-        return str(best) if best is not None else body.decode("latin-1")
+        if best is None:
+            return body.decode("windows-1252", errors="replace")
+        if best.encoding in _SINGLE_BYTE_LATIN:
+            # Detection cannot tell these apart on short English text; the HTML
+            # standard's default for undeclared Western pages is windows-1252.
+            return body.decode("windows-1252", errors="replace")
+        return str(best)
 
 
 def extract_page(body: bytes, url: str | None = None, content_type: str | None = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import mimetypes
+import socket
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -57,8 +58,27 @@ def is_public_address(ip: str) -> bool:
     return addr.is_global and not addr.is_multicast
 
 
+async def _resolve(host: str, port: int) -> list[str]:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return [host.strip("[]")]
+    except ValueError:
+        pass
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
 class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Refuses connections whose peer address is not public."""
+    """Connects only to public addresses.
+
+    The name is resolved here and the connection made to a vetted address, so
+    no packet goes to a private one and a second DNS answer cannot differ from
+    the one checked (DNS rebinding). The peer is checked again once connected.
+    """
 
     def __init__(self) -> None:
         self._inner = httpcore.AnyIOBackend()
@@ -67,15 +87,27 @@ class _GuardedBackend(httpcore.AsyncNetworkBackend):
                           local_address: str | None = None,
                           socket_options: Iterable[Any] | None = None
                           ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout=timeout,
-                                               local_address=local_address,
-                                               socket_options=socket_options)
-        peer = stream.get_extra_info("server_addr")
-        ip = peer[0] if isinstance(peer, tuple) else str(peer)
-        if not is_public_address(ip):
-            await stream.aclose()
-            raise httpcore.ConnectError(f"address {ip} of {host} is not public; refused")
-        return stream
+        addresses = await _resolve(host, port)
+        public = [a for a in addresses if is_public_address(a)]
+        if not public:
+            raise httpcore.ConnectError(
+                f"address {addresses[0] if addresses else '?'} of {host} is not public; refused")
+        last: Exception | None = None
+        for ip in public:
+            try:
+                stream = await self._inner.connect_tcp(ip, port, timeout=timeout,
+                                                       local_address=local_address,
+                                                       socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                last = exc
+                continue
+            peer = stream.get_extra_info("server_addr")
+            peer_ip = peer[0] if isinstance(peer, tuple) else str(peer)
+            if not is_public_address(peer_ip):
+                await stream.aclose()
+                raise httpcore.ConnectError(f"address {peer_ip} of {host} is not public; refused")
+            return stream
+        raise last or httpcore.ConnectError(f"cannot connect to {host}")
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Iterable[Any] | None = None

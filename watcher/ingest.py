@@ -196,7 +196,8 @@ def _failed(feed: Feed, ctx: IngestContext, failures_before: int,
     if not message.startswith(("fetch: feed", "parse: feed")):
         stage, _, rest = message.partition(": ")
         message = f"{stage}: feed {feed.name!r}: {rest}"
-    ctx.store.record_fetch_failure(feed.name, now, when, message)
+    ctx.store.record_fetch_failure(feed.name, now, when, message,
+                                   hold=retry_after is not None)
     log.error("%s; next try %s (failure %d)", message, when.strftime("%Y-%m-%d %H:%M:%S"),
               failures)
     return FeedOutcome(feed.name, ok=False, error=message)

@@ -133,6 +133,10 @@ class Rule:
     feeds: tuple[str, ...] = ()
     notify: tuple[str, ...] = ()
     line: int | None = None
+    # alert fatigue (see watcher.digest): hold repeats for `cooldown_s` after an
+    # alert, or send only digests ("hourly", "daily", "HH:MM")
+    cooldown_s: float | None = None
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,18 @@ class Delivery:
     created_at: datetime
     next_attempt_at: datetime
     last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Several held alerts of one rule for one channel, sent as one message.
+
+    `id` is stable for the group (webhook-id, Message-ID), like a delivery id.
+    """
+
+    id: str
+    rule: str
+    alerts: tuple[Alert, ...]
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,27 @@ _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _JSON_FEED_VERSION = re.compile(r"^https://jsonfeed\.org/version/1(\.1)?$")
 
 
+def declares_entities(body: bytes) -> bool:
+    """True when the document declares entities, in whatever encoding it is written.
+
+    A UTF-16 or UTF-32 document hides `<!ENTITY` from a byte search, and the
+    parser would still expand it, so wide encodings are decoded before looking.
+    """
+    if _ENTITY_DECL.search(body):
+        return True
+    head = body[:4]
+    if b"\x00" not in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False
+    for codec in ("utf-32", "utf-16", "utf-32-le", "utf-32-be", "utf-16-le", "utf-16-be"):
+        try:
+            text = body.decode(codec)
+        except UnicodeDecodeError:
+            continue
+        if "<!entity" in text.lower():
+            return True
+    return False
+
+
 def html_to_text(fragment: str) -> str:
     """Feed summaries and content are often HTML: keep only their text."""
     if not fragment or ("<" not in fragment and "&" not in fragment):
@@ -133,7 +154,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> P
     """
     if not body.strip():
         raise ParseError("empty document")
-    if _ENTITY_DECL.search(body):
+    if declares_entities(body):
         raise ParseError("document declares XML entities (<!ENTITY); refused")
     if looks_like_json_feed(body, headers):
         return parse_json_feed(body, base_url)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from itertools import pairwise
 
@@ -28,6 +28,8 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
             return None
         if when is None:
             return None
+        if when.tzinfo is None:  # asctime and other zone-less forms are GMT (RFC 9110)
+            when = when.replace(tzinfo=UTC)
         seconds = (when - now).total_seconds()
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
@@ -76,14 +78,18 @@ def cache_lifetime_s(headers: Mapping[str, str], now: datetime) -> float | None:
         when = parsedate_to_datetime(expires)
     except (TypeError, ValueError, IndexError):
         return None
-    if when is None or when.tzinfo is None:
+    if when is None:
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
     ref = now
     if headers.get("date"):
         try:
             ref = parsedate_to_datetime(headers["date"]) or now
         except (TypeError, ValueError, IndexError):
             ref = now
+        if ref.tzinfo is None:
+            ref = ref.replace(tzinfo=UTC)
     return max((when - ref).total_seconds(), 0.0)
 
 
@@ -146,13 +152,16 @@ def next_poll_after_failure(now: datetime, interval_s: float, failures: int,
 
 def delivery_retry_at(now: datetime, attempts: int, created_at: datetime, max_age_s: float,
                       retry_after_s: float | None = None,
-                      rng: random.Random | None = None) -> datetime | None:
+                      rng: random.Random | None = None,
+                      steps: Sequence[float] = DELIVERY_BACKOFF_S) -> datetime | None:
     """When to try a failed delivery again; None when it should be declared dead.
 
-    `attempts` counts the attempt that just failed.
+    `attempts` counts the attempt that just failed; `steps` is the wait after
+    the 1st, 2nd ... failure (the last step repeats).
     """
     rng = rng or random.Random()
-    step = DELIVERY_BACKOFF_S[min(max(attempts - 1, 0), len(DELIVERY_BACKOFF_S) - 1)]
+    steps = tuple(steps) or DELIVERY_BACKOFF_S
+    step = steps[min(max(attempts - 1, 0), len(steps) - 1)]
     wait = step * (0.8 + 0.4 * rng.random())
     if retry_after_s is not None:
         wait = max(wait, retry_after_s)

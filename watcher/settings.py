@@ -200,12 +200,12 @@ def config_path(cli_value: str | os.PathLike[str] | None,
     return DEFAULT_CONFIG
 
 
-def _substitute(node: Any, env: Mapping[str, str], loc: tuple[str, ...],
-                missing: list[tuple[tuple[str, ...], str]], secrets: list[str]) -> Any:
+def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
+                missing: list[tuple[tuple[Any, ...], str]], secrets: list[str]) -> Any:
     if isinstance(node, dict):
         return {k: _substitute(v, env, (*loc, str(k)), missing, secrets) for k, v in node.items()}
     if isinstance(node, list):
-        return [_substitute(v, env, (*loc, str(i)), missing, secrets) for i, v in enumerate(node)]
+        return [_substitute(v, env, (*loc, i), missing, secrets) for i, v in enumerate(node)]
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -267,7 +267,7 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
 
-    missing: list[tuple[tuple[str, ...], str]] = []
+    missing: list[tuple[tuple[Any, ...], str]] = []
     secrets: list[str] = []
     data = _substitute(raw, env, (), missing, secrets)
 
@@ -310,7 +310,10 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            loc = _loc(tuple(p for p in err["loc"] if p not in ("console", "jsonl", "webhook")))
+            parts = tuple(err["loc"])
+            if len(parts) > 2 and parts[0] == "channels":
+                parts = parts[:2] + parts[3:]  # drop pydantic's union tag ("webhook")
+            loc = _loc(parts)
             msg = err["msg"]
             if err["type"] == "extra_forbidden":
                 msg = "unknown key"

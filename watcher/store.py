@@ -121,6 +121,8 @@ def m002_feed_gone_and_health(db: sqlite_utils.Database) -> None:
     db.executescript("""
     ALTER TABLE feeds ADD COLUMN gone_at TEXT;
     ALTER TABLE feeds ADD COLUMN unhealthy_since TEXT;
+    -- set from a 429/503 Retry-After: not even `run --once` polls before this
+    ALTER TABLE feeds ADD COLUMN hold_until TEXT;
     """)
 
 
@@ -216,19 +218,29 @@ class Store:
             self.db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
                 "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
-                "failing_since = NULL, unhealthy_since = NULL, url = COALESCE(?, url), "
+                "failing_since = NULL, unhealthy_since = NULL, hold_until = NULL, "
+                "url = COALESCE(?, url), "
                 "title = COALESCE(?, title) "
                 "WHERE name = ?",
                 [etag, last_modified, ts(next_poll_at), ts(now), ts(now), url, title, name])
 
     def record_fetch_failure(self, name: str, now: datetime, next_poll_at: datetime,
-                             error: str) -> None:
+                             error: str, hold: bool = False) -> None:
+        """`hold`: the server asked us to wait (Retry-After) until next_poll_at."""
         with self.db.atomic():
             self.db.execute(
                 "UPDATE feeds SET next_poll_at = ?, last_polled_at = ?, last_error = ?, "
                 "last_error_at = ?, consecutive_failures = consecutive_failures + 1, "
-                "failing_since = COALESCE(failing_since, ?) WHERE name = ?",
-                [ts(next_poll_at), ts(now), error, ts(now), ts(now), name])
+                "failing_since = COALESCE(failing_since, ?), hold_until = ? WHERE name = ?",
+                [ts(next_poll_at), ts(now), error, ts(now), ts(now),
+                 ts(next_poll_at) if hold else None, name])
+
+    def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Feeds that may be polled now on demand: not gone, not held by Retry-After."""
+        wanted = list(names)
+        blocked = {r["name"] for r in self._rows(
+            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > ?", [ts(now)])}
+        return [n for n in wanted if n not in blocked]
 
     def record_gone(self, name: str, now: datetime, error: str) -> None:
         """410 Gone: stop polling until the config changes the feed's URL."""

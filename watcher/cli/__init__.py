@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from watcher import __version__
-from watcher.cli import check, run
+from watcher.cli import check, feeds, run
 from watcher.errors import WatcherError
 
-COMMANDS = (run, check)
+COMMANDS = (run, check, feeds)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 import re
 
-_BOUNDARY = re.compile(r"(?<=[.!?…])[\"'”’)\]]*\s+|\n\s*\n")
+# A sentence ends after . ! ? or … and any closing quotes or brackets, when
+# the next one starts with a capital or a digit; the boundary is the white
+# space in between, so a closing quote stays with its sentence. A blank line
+# always ends one.
+_BOUNDARY = re.compile(r"[.!?…][\"'”’)\]]*(\s+)(?=[\"'“‘(\[]?[A-Z0-9])|(\n\s*\n)")
+
+
+def _boundaries(text: str) -> list[tuple[int, int]]:
+    out = []
+    for m in _BOUNDARY.finditer(text):
+        group = 1 if m.group(1) is not None else 2
+        out.append((m.start(group), m.end(group)))
+    return out
 
 
 def snippet(text: str, start: int, end: int, width: int = 280) -> tuple[str, int, int]:
@@ -16,11 +28,11 @@ def snippet(text: str, start: int, end: int, width: int = 280) -> tuple[str, int
     """
     sent_start = 0
     sent_end = len(text)
-    for m in _BOUNDARY.finditer(text):
-        if m.end() <= start:
-            sent_start = m.end()
-        elif m.start() >= end:
-            sent_end = m.start()
+    for b_start, b_end in _boundaries(text):
+        if b_end <= start:
+            sent_start = b_end
+        elif b_start >= end:
+            sent_end = b_start
             break
     lead, trail = "", ""
     if end - sent_start > width // 2 + (end - start) and start - sent_start > width // 2:

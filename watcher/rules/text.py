@@ -15,7 +15,10 @@ from functools import lru_cache
 
 import snowballstemmer
 
-_WORD = re.compile(r"[^\W_]+")
+# Letters and digits, plus what may sit inside a word without splitting it:
+# combining marks (decomposed accents), soft hyphens and zero-width joiners.
+_WORD = re.compile(r"(?:[^\W_]|[\u0300-\u036f\u00ad\u200b-\u200d\u2060])+")
+_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060"))
 _STEMMER = snowballstemmer.stemmer("english")
 
 
@@ -28,7 +31,7 @@ class Token:
 
 @lru_cache(maxsize=200_000)
 def normalise_word(word: str) -> str:
-    folded = unicodedata.normalize("NFKC", word).casefold()
+    folded = unicodedata.normalize("NFKC", word.translate(_INVISIBLE)).casefold()
     decomposed = unicodedata.normalize("NFKD", folded)
     stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
     return unicodedata.normalize("NFC", stripped)
@@ -40,8 +43,13 @@ def word_key(word: str) -> str:
 
 
 def tokens(text: str) -> list[Token]:
-    return [Token(word_key(m.group()), m.start(), m.end()) for m in _WORD.finditer(text)]
+    out = []
+    for m in _WORD.finditer(text):
+        key = word_key(m.group())
+        if key:  # a run of only invisible characters is no word
+            out.append(Token(key, m.start(), m.end()))
+    return out
 
 
 def phrase_keys(phrase: str) -> tuple[str, ...]:
-    return tuple(word_key(m.group()) for m in _WORD.finditer(phrase))
+    return tuple(t.key for t in tokens(phrase))

@@ -1,0 +1,177 @@
+"""watcher.extract: page bytes -> main text; which text an article keeps."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from watcher.extract import SHORT_RATIO, choose_text, decode_page, extract_page
+from watcher.models import Article, Entry, Extracted
+from watcher.rules import compile_rules, parse_rules
+
+ARTICLES = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
+HTML = "text/html; charset=utf-8"
+SEED = "kim-jong-un-inspects-new-missile-system.html"
+WILDFIRE = "crews-contain-pine-hollow-wildfire.html"
+VELLMARK = "vellmark-signs-deal-to-re-equip-artillery-brigades.html"
+
+
+def extract(name: str):
+    return extract_page((ARTICLES / name).read_bytes(),
+                        f"https://www.example-news.test/world/{name}", HTML)
+
+
+def test_seed_story_text_and_metadata() -> None:
+    x = extract(SEED)
+    assert "tactical missile system" in x.text
+    assert x.text.startswith("SEOUL, May 15 (UPI) -- North Korean leader Kim Jong Un")
+    assert x.title == "Kim Jong Un inspects new missile system amid growing Russia military ties"
+    assert x.date == "2024-05-15"
+    assert x.author == "UPI"
+    assert x.sitename == "Example News"
+
+
+def test_boilerplate_only_phrase_is_not_extracted() -> None:
+    raw = (ARTICLES / WILDFIRE).read_text(encoding="utf-8")
+    assert "tactical missile" in raw  # only in nav/aside boilerplate
+    x = extract(WILDFIRE)
+    assert "tactical missile" not in x.text.lower()
+    assert "missile" not in x.text.lower()
+    assert "Firefighters" in x.text
+    assert x.title == "Crews contain Pine Hollow wildfire after week-long battle"
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in ARTICLES.glob("*.html")))
+def test_every_seed_page_extracts_body_without_chrome(name: str) -> None:
+    x = extract(name)
+    assert len(x.text) > 1000
+    for chrome in ("Trending", "Related stories", "Most read", "Sign up", "All rights reserved"):
+        assert chrome not in x.text
+    assert x.sitename == "Example News"
+    assert x.date is not None and x.date.startswith("2024-05-")
+
+
+def test_variant_forms_in_page_body_match_the_rule() -> None:
+    x = extract(VELLMARK)
+    rules = compile_rules(parse_rules(
+        'rules:\n  - {name: tm, any: ["tactical missile"], notify: [c]}\n', "r.yaml"))
+    article = Article(feed="demo", entry_id="demo-world-0005", url=None, title="Vellmark deal",
+                      summary="", body=x.text, text_source="page", published=None,
+                      fetched_at=datetime(2024, 5, 21, tzinfo=UTC))
+    (m,) = rules.match(article)
+    matched = [h.matched for h in m.hits]
+    assert "Tactical Missiles" in matched
+    assert "tactical-missile" in matched
+    assert all(h.field == "body" for h in m.hits)
+    assert len(matched) >= 3
+    wild = extract(WILDFIRE)
+    assert rules.match(Article(feed="demo", entry_id="4", url=None, title="", summary="",
+                               body=wild.text, text_source="page", published=None,
+                               fetched_at=datetime(2024, 5, 21, tzinfo=UTC))) == []
+
+
+def test_empty_and_trivial_pages() -> None:
+    assert extract_page(b"", None, HTML).text == ""
+    assert extract_page(b"<html><body></body></html>", None, HTML).text == ""
+
+
+# --- decode_page ------------------------------------------------------------------------
+
+PAGE = ('<html><head>{meta}<title>t</title></head><body><p>Café Zürich — “quotes” naïve '
+        "façade résumé déjà vu, Straße.</p></body></html>")
+TEXT = "Café Zürich — “quotes” naïve façade résumé déjà vu, Straße."
+
+
+@pytest.mark.parametrize(("body", "content_type"), [
+    # the HTTP header wins over the meta tag
+    (PAGE.format(meta='<meta charset="utf-8">').encode("cp1252"),
+     "text/html; charset=windows-1252"),
+    (PAGE.format(meta='<meta charset="windows-1252">').encode("utf-8"),
+     "text/html; charset=utf-8"),
+    (PAGE.format(meta="").encode("cp1252"), 'text/html; charset="windows-1252"'),
+    # no charset in the header: the meta tag
+    (PAGE.format(meta='<meta charset="windows-1252">').encode("cp1252"), "text/html"),
+    (PAGE.format(meta='<meta charset="windows-1252">').encode("cp1252"), None),
+    (PAGE.format(meta='<meta http-equiv="Content-Type" content="text/html; charset=cp1252">')
+     .encode("cp1252"), None),
+    # an unknown header charset is skipped for the meta tag
+    (PAGE.format(meta='<meta charset="windows-1252">').encode("cp1252"),
+     "text/html; charset=bogus-xyz"),
+    # a header charset that cannot decode the bytes falls through to the meta tag
+    (PAGE.format(meta='<meta charset="windows-1252">').encode("cp1252"),
+     "text/html; charset=utf-8"),
+    # nothing declared: UTF-8 first
+    (PAGE.format(meta="").encode("utf-8"), "text/html"),
+    (PAGE.format(meta="").encode("utf-8"), None),
+])
+def test_decode_page_charset_precedence(body: bytes, content_type: str | None) -> None:
+    assert TEXT in decode_page(body, content_type)
+
+
+def test_decode_page_detects_undeclared_german_cp1252() -> None:
+    text = ("<p>Der Bürgermeister von Zürich sagte am Dienstag, dass die Straßenbahn über die "
+            "Brücke fahren wird. Die Gebühren für Fahrgäste werden höher.</p>") * 5
+    assert "Bürgermeister von Zürich" in decode_page(text.encode("cp1252"), None)
+    assert "Straßenbahn über die Brücke" in decode_page(text.encode("cp1252"), None)
+
+
+def test_decode_page_detects_non_latin_without_declaration() -> None:
+    text = "<p>Привет, мир. Это тестовая страница новостей о погоде в Москве.</p>" * 3
+    assert "Привет, мир" in decode_page(text.encode("koi8-r"), None)
+    jp = "<p>これは日本語のテキストです。東京都のニュース。</p>" * 3
+    assert "東京都のニュース" in decode_page(jp.encode("shift_jis"), "text/html")
+
+
+def test_decode_page_utf16_with_bom() -> None:
+    assert decode_page("\ufeff<p>Zürich</p>".encode("utf-16-le"), None).endswith("<p>Zürich</p>")
+
+
+def test_decode_page_meta_utf16_means_utf8() -> None:
+    body = '<meta charset="utf-16"><p>Zürich!</p>'.encode()
+    assert len(body) % 2 == 0
+    assert "Zürich" in decode_page(body, None)
+
+
+def test_decode_page_undeclared_cp1252_english() -> None:
+    text = ("<html><body>" + "<p>The café’s owner said the naïve façade of the résumé was "
+            "“déjà vu” — a phrase he’d used before.</p>" * 3 + "</body></html>")
+    assert "naïve façade" in decode_page(text.encode("cp1252"), "text/html")
+
+
+# --- choose_text ------------------------------------------------------------------------
+
+
+def entry(content: str = "", summary: str = "") -> Entry:
+    return Entry(entry_id="id", link=None, title="t", summary=summary, content=content,
+                 published=None)
+
+
+@pytest.mark.parametrize(("page", "content", "summary", "body", "source"), [
+    ("page text", "content", "summary", "page text", "page"),
+    (None, "feed content", "summary", "feed content", "feed-content"),
+    ("", "feed content", "summary", "feed content", "feed-content"),
+    ("", "", "the summary", "the summary", "feed-summary"),
+    (None, "   ", "  the summary  ", "the summary", "feed-summary"),
+    (None, "", "", "", "none"),
+    ("", "", "", "", "none"),
+    ("short", "", "", "short", "page"),
+    # page much shorter than the feed's own content: the feed content wins
+    ("p" * 59, "c" * 100, "", "c" * 100, "feed-content"),
+    ("p" * 60, "c" * 100, "", "p" * 60, "page"),
+    ("teaser", "the full story " * 20, "", ("the full story " * 20).strip(), "feed-content"),
+    # compared with the summary when there is no content
+    ("p" * 10, "", "s" * 100, "s" * 100, "feed-summary"),
+    ("p" * 80, "", "s" * 100, "p" * 80, "page"),
+    ("  padded content  ", "", "", "  padded content  ", "page"),
+])
+def test_choose_text(page: str | None, content: str, summary: str, body: str,
+                     source: str) -> None:
+    extracted = None if page is None else Extracted(text=page)
+    chosen = choose_text(extracted, entry(content, summary))
+    assert (chosen.body, chosen.source) == (body, source)
+
+
+def test_short_ratio_is_a_fraction() -> None:
+    assert 0 < SHORT_RATIO < 1

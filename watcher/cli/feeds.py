@@ -1,0 +1,190 @@
+"""`watcher feeds [list|add|import|export]`: the feeds people manage."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from watcher.errors import ConfigError, FetchError, ParseError
+from watcher.http import Fetcher, HttpLimits
+from watcher.models import Feed, ParsedFeed
+from watcher.opml import Subscription, read_opml, slug, write_opml
+from watcher.parse import discover_feeds, looks_like_html, parse_feed
+from watcher.settings import config_path, load_settings, parse_duration
+from watcher.settings_edit import add_feeds
+from watcher.store import Store
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("feeds", parents=[common], help="list, add, import or export feeds")
+    p.set_defaults(func=cmd_list)
+    fs = p.add_subparsers(dest="feeds_command")
+    ls = fs.add_parser("list", parents=[common], help="every feed with its state (default)")
+    ls.set_defaults(func=cmd_list)
+    add = fs.add_parser("add", parents=[common],
+                        help="discover the feed behind a URL and add it to the config")
+    add.add_argument("url")
+    add.add_argument("--name", help="feed name (default: from the feed's title)")
+    add.add_argument("--interval", help="poll interval, e.g. 10m")
+    add.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    add.add_argument("--allow-private", action="store_true",
+                     help="the feed is on a private or loopback address (an intranet server)")
+    add.set_defaults(func=cmd_add)
+    imp = fs.add_parser("import", parents=[common], help="add the feeds of an OPML file")
+    imp.add_argument("file")
+    imp.add_argument("--interval", help="poll interval for the imported feeds")
+    imp.set_defaults(func=cmd_import)
+    exp = fs.add_parser("export", parents=[common], help="write the feeds as OPML 2.0")
+    exp.add_argument("-o", "--output", help="file to write (default: standard output)")
+    exp.set_defaults(func=cmd_export)
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    settings = load_settings(config_path(args.config))
+    configured = {f.name for f in settings.feeds}
+    store = Store(settings.database)
+    try:
+        rows = {r["name"]: r for r in store.feed_report(datetime.now(UTC))}
+    finally:
+        store.close()
+    header = f"{'feed':<22} {'state':<10} {'last success':<19}  {'next poll':<19}  " \
+             f"{'fails':>5} {'7d':>5}  last error"
+    print(header)
+    for f in settings.feeds:
+        r = rows.get(f.name)
+        if r is None:
+            print(f"{f.name:<22} {'new':<10} {'-':<19}  {'-':<19}  {0:>5} {0:>5}")
+            continue
+        state = ("gone" if r["gone_at"] else "unhealthy" if r["unhealthy_since"]
+                 else "failing" if r["consecutive_failures"] else "ok"
+                 if r["last_success_at"] else "new")
+        error = (r["last_error"] or "") if r["consecutive_failures"] or r["gone_at"] else ""
+        print(f"{f.name:<22} {state:<10} {_when(r['last_success_at']):<19}  "
+              f"{_when(r['next_poll_at']):<19}  {r['consecutive_failures']:>5} "
+              f"{r['items_7d']:>5}  {error}")
+    stale = sorted(set(rows) - configured)
+    if stale:
+        print(f"(in the database but no longer configured: {', '.join(stale)})")
+    return 0
+
+
+async def discover(url: str, allow_private: bool, limits: HttpLimits
+                   ) -> tuple[str, ParsedFeed]:
+    """The feed URL behind `url` (itself, or what its HTML page advertises), parsed."""
+    probe = Feed(name="new-feed", url=url, interval_s=900, allow_private=allow_private)
+    async with Fetcher(limits) as fetcher:
+        result = await fetcher.fetch_feed(probe)
+        try:
+            return result.permanent_redirect or url, parse_feed(result.body, result.headers,
+                                                                result.url)
+        except ParseError:
+            if not looks_like_html(result.body, result.headers):
+                raise
+        errors = []
+        for candidate in discover_feeds(result.body, result.url):
+            probe = Feed(name="new-feed", url=candidate, interval_s=900,
+                         allow_private=allow_private)
+            try:
+                found = await fetcher.fetch_feed(probe)
+                return candidate, parse_feed(found.body, found.headers, found.url)
+            except (FetchError, ParseError) as exc:
+                errors.append(str(exc))
+        raise ParseError(f"{url} is a web page that advertises no readable feed"
+                         + (f" ({'; '.join(errors)})" if errors else ""))
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    candidate, n = name, 2
+    while candidate in taken:
+        candidate, n = f"{name}-{n}", n + 1
+    return candidate
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    settings = load_settings(path)
+    if urlsplit(args.url).scheme not in ("http", "https"):
+        raise ConfigError(f"feeds add: {args.url!r} is not an http(s) URL")
+    if args.interval:
+        try:
+            parse_duration(args.interval)
+        except ValueError as exc:
+            raise ConfigError(f"feeds add: --interval: {exc}") from None
+    limits = HttpLimits(timeout_s=settings.fetch.timeout,
+                        max_feed_bytes=settings.fetch.max_feed_bytes)
+    feed_url, parsed = asyncio.run(discover(args.url, args.allow_private, limits))
+    taken = {f.name for f in settings.feeds}
+    if args.name:
+        if args.name in taken:
+            raise ConfigError(f"feeds add: a feed named {args.name!r} already exists")
+        name = args.name
+    else:
+        name = _unique(slug(parsed.title or urlsplit(feed_url).hostname or "feed"), taken)
+    entry: dict[str, Any] = {"name": name, "url": feed_url}
+    if args.interval:
+        entry["interval"] = args.interval
+    if args.tag:
+        entry["tags"] = list(args.tag)
+    if args.allow_private:
+        entry["allow_private"] = True
+    added = add_feeds(path, [entry])
+    if not added:
+        print(f"feeds add: {feed_url} is already in {path}")
+        return 0
+    load_settings(path)  # the edited file must still validate
+    print(f"added feed {name!r}: {feed_url} ({parsed.title or 'untitled'}, "
+          f"{len(parsed.entries)} items) to {path}")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    path = config_path(args.config)
+    settings = load_settings(path)
+    source = Path(args.file)
+    try:
+        subs = read_opml(source.read_bytes(), str(source))
+    except OSError as exc:
+        raise ConfigError(f"feeds import: cannot read {source}: {exc.strerror or exc}") from None
+    taken = {f.name for f in settings.feeds}
+    entries: list[dict[str, Any]] = []
+    skipped = 0
+    for s in subs:
+        if urlsplit(s.url).scheme not in ("http", "https"):
+            print(f"feeds import: skipped {s.url!r}: not an http(s) URL", file=sys.stderr)
+            skipped += 1
+            continue
+        name = _unique(slug(s.title or urlsplit(s.url).hostname or "feed"), taken)
+        taken.add(name)
+        entry: dict[str, Any] = {"name": name, "url": s.url}
+        if args.interval:
+            entry["interval"] = args.interval
+        tags = [slug(c) for c in s.categories if slug(c, "")]
+        if tags:
+            entry["tags"] = tags
+        entries.append(entry)
+    added = add_feeds(path, entries)
+    load_settings(path)
+    print(f"imported {len(added)} feed(s) from {source} into {path}"
+          f" ({len(entries) - len(added)} already present, {skipped} skipped)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    settings = load_settings(config_path(args.config))
+    subs = [Subscription(title=f.name, url=f.url, categories=tuple(f.tags))
+            for f in settings.feeds]
+    data = write_opml(subs, "watcher feeds", datetime.now(UTC))
+    if args.output:
+        Path(args.output).write_bytes(data)
+    else:
+        sys.stdout.write(data.decode("utf-8"))
+    return 0
