@@ -184,3 +184,34 @@ def test_error_status_carries_retry_after(server: LoopbackServer) -> None:
         fetch_feed(feed(server.url("/f.xml")))
     assert info.value.status == 503 and info.value.retry_after == "120"
     assert "answered 503" in str(info.value)
+
+
+def test_per_host_and_global_limits_hold(server: LoopbackServer) -> None:
+    import threading
+
+    lock = threading.Lock()
+    state = {"now": 0, "peak": 0}
+
+    def slow(req: Request) -> Response:
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        time.sleep(0.2)
+        with lock:
+            state["now"] -= 1
+        return 200, {}, b"<p>x</p>"
+
+    for i in range(8):
+        server.routes[f"/p{i}.html"] = slow
+    f = feed(server.url("/f.xml"))
+
+    async def go(limits: HttpLimits) -> None:
+        async with Fetcher(limits, local_feeds=[f]) as fetcher:
+            await asyncio.gather(*(fetcher.fetch_page(f, server.url(f"/p{i}.html"))
+                                   for i in range(8)))
+
+    asyncio.run(go(HttpLimits(per_host=2, concurrency=16)))
+    assert state["peak"] == 2
+    state["peak"] = 0
+    asyncio.run(go(HttpLimits(per_host=8, concurrency=3)))
+    assert state["peak"] == 3

@@ -1,0 +1,204 @@
+"""A poll cycle against loopback servers that misbehave on purpose.
+
+Each bad feed must get the right outcome (recorded on its own row) in bounded
+time and memory, and the good feed in the same cycle must still alert.
+"""
+
+from __future__ import annotations
+
+import gzip
+import resource
+import sqlite3
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import run_watcher
+from tests.servers import LoopbackServer, Request, Response, WebhookReceiver
+from tests.test_e2e import SEED_TITLE
+
+LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
+          + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">\n'.encode()
+                     .replace(b"&lol0;", b"&lol;") for i in range(1, 10))
+          + b']>\n<rss version="2.0"><channel><title>&lol9;</title></channel></rss>')
+QUADRATIC = (b'<?xml version="1.0"?>\n<!DOCTYPE q [<!ENTITY a "' + b"a" * 50_000 + b'">]>\n'
+             b'<rss version="2.0"><channel><title>q</title><item><description>'
+             + b"&a;" * 50_000 + b"</description></item></channel></rss>")
+
+
+def rss(items: list[tuple[str, str, str]], ttl: int | None = None) -> bytes:
+    """items: (guid, title, link)."""
+    body = "".join(
+        f"<item><guid>{g}</guid><title>{t}</title><link>{link}</link>"
+        f"<description>{t}: a tactical missile was shown.</description></item>"
+        for g, t, link in items)
+    ttl_el = f"<ttl>{ttl}</ttl>" if ttl else ""
+    return (f'<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+            f"<title>t</title>{ttl_el}{body}</channel></rss>").encode()
+
+
+def endless(chunk: bytes = b"x" * 65536, limit: int = 1_000_000_000) -> Iterator[bytes]:
+    sent = 0
+    while sent < limit:  # a 1 GB body, produced lazily; the client must hang up first
+        yield chunk
+        sent += len(chunk)
+
+
+def trickle(n: int = 60) -> Iterator[bytes]:
+    for _ in range(n):
+        yield b"<"
+        time.sleep(1)
+
+
+def test_misbehaving_feeds_cost_only_themselves(
+        tmp_path: Path, seed_server: LoopbackServer, receiver: WebhookReceiver) -> None:
+    s = seed_server
+    base = s.url("")
+    s.routes.update({
+        "/huge-declared.xml": (200, {"Content-Length": str(10**9)}, endless()),
+        "/huge-chunked.xml": (200, {"Content-Type": "application/rss+xml"}, endless()),
+        "/bomb.xml": (200, {"Content-Encoding": "gzip"},
+                      gzip.compress(b" " * 200_000_000, compresslevel=9)),
+        "/trickle.xml": (200, {"Content-Type": "application/rss+xml"}, trickle()),
+        "/laughs.xml": (200, {"Content-Type": "application/rss+xml"}, LAUGHS),
+        "/quadratic.xml": (200, {"Content-Type": "application/rss+xml"}, QUADRATIC),
+        "/loop-a.xml": (302, {"Location": "/loop-b.xml"}, b""),
+        "/loop-b.xml": (302, {"Location": "/loop-a.xml"}, b""),
+        "/gone.xml": (410, {}, b"gone"),
+        "/busy.xml": (503, {"Retry-After": "120"}, b"busy"),
+        "/limited.xml": (429, {"Retry-After": format_datetime(
+            datetime.now(UTC) + timedelta(hours=1), usegmt=True)}, b"slow down"),
+        "/old.xml": (301, {"Location": "/new.xml"}, b""),
+        "/new.xml": (200, {"Content-Type": "application/rss+xml"},
+                     rss([("m1", "Moved story", "/feeds/articles/nothing.html")])),
+        "/ssrf.xml": (200, {"Content-Type": "application/rss+xml"}, rss([
+            ("s1", "Named private", f"http://localhost:{s.port}/secret"),
+            ("s2", "Metadata", "http://169.254.169.254/latest/meta-data/"),
+            ("s3", "Mapped", f"http://[::ffff:127.0.0.1]:{s.port}/secret"),
+            ("s4", "Local file", "file:///etc/passwd"),
+            ("s5", "Same host", "/ok.html"),
+        ])),
+        "/ok.html": (200, {"Content-Type": "text/html"},
+                     b"<html><body><article><p>" + b"Fine page text here. " * 40
+                     + b"</p></article></body></html>"),
+        "/secret": (200, {}, b"secret"),
+        "/latin.xml": (200, {"Content-Type": "application/rss+xml; charset=utf-8"},
+                       '<?xml version="1.0" encoding="iso-8859-1"?><rss version="2.0"><channel>'
+                       "<title>x</title><item><guid>l1</guid><title>Caf\xe9 cr\xe8me</title>"
+                       "</item></channel></rss>".encode("latin-1")),
+    })
+    bad = ["huge-declared", "huge-chunked", "bomb", "trickle", "laughs", "quadratic",
+           "loop-a", "gone", "busy", "limited"]
+    feeds = [{"name": "demo-world", "url": s.url("/feeds/world.xml"), "allow_private": True}]
+    feeds += [{"name": n, "url": f"{base}/{n}.xml", "allow_private": True}
+              for n in [*bad, "old", "ssrf", "latin"]]
+    cfg = {
+        "database": "watcher.db", "rules": "rules.yaml", "feeds": feeds,
+        "channels": {"hook": {"type": "webhook", "url": receiver.url("/hook")}},
+        "fetch": {"timeout": "2s", "max_feed_bytes": "1MB", "max_page_bytes": "1MB"},
+    }
+    (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"rules": [
+        {"name": "tactical-missile", "any": ["tactical missile"], "notify": ["hook"]}]}))
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    result = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"),
+                         timeout=90)
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert result.returncode == 1, result.stderr
+    assert max(before, peak_kb) < 400_000, f"peak RSS {peak_kb} KB"  # caps hold: no 1 GB
+
+    # The good feed alerted despite everything else.
+    titles = {r.json()["article"]["title"] for r in receiver.accepted}
+    assert SEED_TITLE in titles
+
+    with sqlite3.connect(tmp_path / "watcher.db") as db:
+        rows = {r[0]: r[1:] for r in db.execute(
+            "SELECT name, last_error, consecutive_failures, gone_at, next_poll_at, url "
+            "FROM feeds")}
+        articles = {r[0]: r[1:] for r in db.execute(
+            "SELECT entry_id, text_source, page_error, title FROM articles")}
+    err = {n: (rows[n][0] or "") for n in rows}
+    assert "declares 1000000000 bytes" in err["huge-declared"]
+    assert "over the 1000000 byte cap" in err["huge-chunked"]
+    assert "over the 1000000 byte cap" in err["bomb"]
+    assert "no complete answer within 2s" in err["trickle"]
+    assert "entities" in err["laughs"] and "entities" in err["quadratic"]
+    assert "redirect loop" in err["loop-a"]
+    assert rows["gone"][2] is not None and "410" in err["gone"]
+    assert "answered 503" in err["busy"] and "answered 429" in err["limited"]
+    now = datetime.now(UTC)
+    busy_next = datetime.fromisoformat(rows["busy"][3].replace("Z", "+00:00"))
+    limited_next = datetime.fromisoformat(rows["limited"][3].replace("Z", "+00:00"))
+    assert busy_next >= now + timedelta(seconds=100)  # Retry-After: 120 (seconds form)
+    assert limited_next >= now + timedelta(minutes=55)  # Retry-After: HTTP date, 1 h
+    for n in bad:
+        if n != "gone":
+            assert rows[n][1] == 1, n
+    # 301: the stored URL follows the move.
+    assert rows["old"][4] == f"{base}/new.xml" and rows["old"][1] == 0
+    # Links to private addresses, other hosts' loopback names and files are refused;
+    # the articles are kept with the feed's own text.
+    assert not [r for r in s.requests if r.path == "/secret"]
+    for guid in ("s1", "s2", "s3", "s4"):
+        source, page_error, _ = articles[guid]
+        assert source == "feed-summary", guid
+        assert page_error, guid
+    assert "not public" in articles["s1"][1] and "not public" in articles["s2"][1]
+    assert "not public" in articles["s3"][1]
+    assert "local file is not allowed" in articles["s4"][1]
+    assert articles["s5"][0] == "page"
+    assert articles["l1"][2] == "Café crème"  # wrong declared charset, right text
+
+    # A second cycle: gone and Retry-After-held feeds are left alone.
+    s.requests.clear()
+    again = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"),
+                        timeout=90)
+    asked = {r.path for r in s.requests}
+    assert "/gone.xml" not in asked and "/busy.xml" not in asked
+    assert "/limited.xml" not in asked and "/old.xml" not in asked
+    assert "/new.xml" in asked
+    assert again.returncode == 1  # the other bad feeds still fail
+
+
+def test_restart_keeps_validators_and_gets_only_304s(tmp_path: Path) -> None:
+    server = LoopbackServer()
+    etag_body = rss([("e1", "ETag story", "/p.html")])
+    lm_body = rss([("l1", "LM story", "/p.html")])
+    lm = "Wed, 15 May 2024 03:12:00 GMT"
+
+    def etag_only(req: Request) -> Response:
+        if req.headers.get("if-none-match") == '"abc"':
+            return 304, {"ETag": '"abc"'}, b""
+        return 200, {"ETag": '"abc"', "Content-Type": "application/rss+xml"}, etag_body
+
+    def lm_only(req: Request) -> Response:
+        if req.headers.get("if-modified-since") == lm:
+            return 304, {}, b""
+        return 200, {"Last-Modified": lm, "Content-Type": "application/rss+xml"}, lm_body
+
+    server.routes.update({"/etag.xml": etag_only, "/lm.xml": lm_only,
+                          "/p.html": (200, {"Content-Type": "text/html"}, b"<p>x</p>")})
+    try:
+        cfg = {"database": "watcher.db", "rules": "rules.yaml", "channels": {},
+               "feeds": [{"name": "etag", "url": server.url("/etag.xml"), "allow_private": True},
+                         {"name": "lm", "url": server.url("/lm.xml"), "allow_private": True}]}
+        (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+        (tmp_path / "rules.yaml").write_text("rules: []\n")
+        first = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
+        assert first.returncode == 0, first.stderr
+        server.requests.clear()
+        second = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
+        assert second.returncode == 0, second.stderr
+        feed_requests = [r for r in server.requests if r.path.endswith(".xml")]
+        assert len(feed_requests) == 2
+        assert all(("if-none-match" in r.headers) or ("if-modified-since" in r.headers)
+                   for r in feed_requests)
+        assert not [r for r in server.requests if r.path == "/p.html"]
+        assert "2 feed(s) polled, 0 failed, 0 new article(s)" in second.stderr
+    finally:
+        server.close()
