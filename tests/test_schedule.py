@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from watcher.parse import update_period_s
 from watcher.schedule import (
     DELIVERY_BACKOFF_S,
     RETRY_AFTER_CAP_S,
@@ -18,7 +19,6 @@ from watcher.schedule import (
     parse_retry_after,
     publishing_gap_s,
     server_min_wait_s,
-    update_period_s,
 )
 
 NOW = datetime(2024, 5, 21, 12, 0, 0, tzinfo=UTC)

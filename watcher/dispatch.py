@@ -1,24 +1,32 @@
-"""Send due deliveries through their channels, with retry and dead-letter."""
+"""Send due deliveries through their channels, with retry, digests and dead-letter.
+
+One pass: claim what is due (the store classifies new deliveries as immediate or
+held for a digest, and always claims a digest's members together), send each
+unit (one alert, or one digest) through its channel, then mark the unit sent,
+retrying or dead. A unit is marked sent only after the channel accepted it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, tzinfo
 
 from watcher.channels import Channel
+from watcher.digest import Policy, digest_id, group, hold_until
 from watcher.errors import DeliveryError
-from watcher.models import Delivery
-from watcher.schedule import delivery_retry_at
+from watcher.models import Alert, Delivery, Digest
+from watcher.schedule import DELIVERY_BACKOFF_S, delivery_retry_at
 from watcher.store import Store
 
 log = logging.getLogger("watcher.dispatch")
 # Long enough for a slow receiver within its own timeout; short enough that a
 # crashed process's claims come back soon.
 LEASE_S = 120.0
+FAILURE_RULE = "watcher-delivery-failed"
 
 
 @dataclass
@@ -28,62 +36,143 @@ class DispatchReport:
     dead: int = 0
 
 
+@dataclass
+class Dispatcher:
+    store: Store
+    channels: Mapping[str, Channel]
+    clock: Callable[[], datetime]
+    max_age_s: float = 48 * 3600.0
+    backoff: Sequence[float] = DELIVERY_BACKOFF_S
+    # rule name -> cooldown/digest policy; read at each pass (rules may be reloaded)
+    policies: Callable[[], Mapping[str, Policy]] = dict
+    tz: tzinfo = UTC
+    # channels told (best effort, outside the outbox) when a delivery is dead
+    failure_channels: Sequence[str] = ()
+    limit: int = 100
+    lease_s: float = LEASE_S
+    # channel name -> why it was disabled (a webhook answered 410), for this process
+    disabled: dict[str, str] = field(default_factory=dict)
+
+    def _hold(self, rule: str, channel: str, created_at: datetime,
+              last_immediate_at: datetime | None) -> tuple[datetime, str] | None:
+        policy = self.policies().get(rule)
+        if policy is None or not policy.holds:
+            return None
+        until = hold_until(policy, created_at, last_immediate_at, self.tz)
+        return None if until is None else (until, digest_id(rule, channel, until))
+
+    async def dispatch_due(self, ignore_schedule: bool = False) -> DispatchReport:
+        """Claim what is due and send it; each channel in order, channels side by side.
+
+        `ignore_schedule` sends waiting retries now (`watcher run --once`).
+        """
+        report = DispatchReport()
+        while True:
+            batch = self.store.claim_deliveries(self.clock(), self.lease_s, self.limit,
+                                                ignore_schedule=ignore_schedule,
+                                                hold=self._hold)
+            if not batch:
+                return report
+            by_channel: dict[str, list[Delivery]] = defaultdict(list)
+            for d in batch:
+                by_channel[d.channel].append(d)
+            await asyncio.gather(*(self._send_channel(name, items, report)
+                                   for name, items in by_channel.items()))
+            if len(batch) < self.limit:
+                return report
+
+    async def _send_channel(self, name: str, items: list[Delivery],
+                            report: DispatchReport) -> None:
+        units = group(items, (d.digest_id or d.id for d in items))
+        for i, (_, unit) in enumerate(units):
+            try:
+                await self._send_unit(name, unit, report)
+            except asyncio.CancelledError:
+                self.store.release([d.id for _, u in units[i:] for d in u])
+                raise
+
+    async def _send_unit(self, name: str, unit: list[Delivery],
+                         report: DispatchReport) -> None:
+        channel = self.channels.get(name)
+        first = unit[0]
+        ids = [d.id for d in unit]
+        try:
+            if name in self.disabled:
+                raise DeliveryError(f"channel {name!r} is disabled: {self.disabled[name]}",
+                                    permanent=True)
+            if channel is None:
+                raise DeliveryError(f"channel {name!r} is not configured (any more)",
+                                    permanent=True)
+            if first.digest_id:
+                await channel.send_digest(
+                    Digest(id=first.digest_id, rule=first.rule,
+                           alerts=tuple(d.alert for d in unit)))
+            else:
+                await channel.send(first.alert)
+        except asyncio.CancelledError:
+            raise
+        except DeliveryError as exc:
+            if exc.disable_channel:
+                self.disabled[name] = str(exc)
+                log.error("%s", exc)
+            await self._failed(name, unit, str(exc), exc.permanent, exc.retry_after, report)
+        except Exception as exc:  # a channel bug must cost one delivery, not the loop
+            await self._failed(name, unit,
+                               f"deliver: channel {name!r}: {type(exc).__name__}: {exc}",
+                               False, None, report)
+        else:
+            self.store.mark_sent(ids, self.clock())
+            report.sent += len(unit)
+            what = f"digest {first.digest_id} ({len(unit)} alert(s))" if first.digest_id \
+                else first.id
+            log.info("deliver: %s sent to %r (rule %r)", what, name, first.rule)
+
+    async def _failed(self, name: str, unit: list[Delivery], error: str, permanent: bool,
+                      retry_after: float | None, report: DispatchReport) -> None:
+        now = self.clock()
+        attempts = max(d.attempts for d in unit) + 1
+        created = min(d.created_at for d in unit)
+        when = None if permanent else delivery_retry_at(
+            now, attempts, created, self.max_age_s, retry_after, steps=self.backoff)
+        unit_id = unit[0].digest_id or unit[0].id
+        if when is None:
+            self.store.mark_failed([d.id for d in unit], now, error, None)
+            report.dead += len(unit)
+            log.error("%s; delivery %s is dead after %d attempt(s) (rule %r); "
+                      "`watcher deliveries retry %s` sends it again", error, unit_id,
+                      attempts, unit[0].rule, unit[0].id)
+            await self._tell_operator(name, unit, error)
+        else:
+            message = f"{error}; retry at {when.astimezone(UTC):%H:%M:%S}"
+            self.store.mark_failed([d.id for d in unit], now, message, when)
+            report.retrying += len(unit)
+            log.warning("%s (delivery %s, attempt %d)", message, unit_id, attempts)
+
+    async def _tell_operator(self, failed: str, unit: list[Delivery], error: str) -> None:
+        """Best effort, never through the outbox: a failing notice is only logged."""
+        first = unit[0]
+        notice = Alert(
+            delivery_id="wn_" + (first.digest_id or first.id)[3:], rule=FAILURE_RULE,
+            query=f"delivery to channel {failed!r} failed for good",
+            title=f"Undelivered alert for rule {first.rule!r} on channel {failed!r}: "
+                  f"{first.alert.title}" + (f" (+{len(unit) - 1} more)" if len(unit) > 1
+                                            else ""),
+            url=first.alert.url, feed=first.alert.feed, published=first.alert.published,
+            field="delivery", snippet=error, matched=())
+        for name in self.failure_channels:
+            channel = self.channels.get(name)
+            if name == failed or name in self.disabled or channel is None:
+                continue
+            try:
+                await channel.send(notice)
+            except Exception as exc:
+                log.error("deliver: could not tell channel %r that a delivery is dead: %s",
+                          name, exc)
+
+
 async def dispatch_due(store: Store, channels: Mapping[str, Channel],
                        clock: Callable[[], datetime], *, max_age_s: float,
                        limit: int = 100, ignore_schedule: bool = False) -> DispatchReport:
-    """Claim what is due and send it; each channel in order, channels side by side.
-
-    `ignore_schedule` sends waiting retries now (`watcher run --once`).
-    """
-    report = DispatchReport()
-    while True:
-        batch = store.claim_deliveries(clock(), LEASE_S, limit, ignore_schedule=ignore_schedule)
-        if not batch:
-            return report
-        by_channel: dict[str, list[Delivery]] = defaultdict(list)
-        for d in batch:
-            by_channel[d.channel].append(d)
-        await asyncio.gather(*(
-            _send_all(store, channels.get(name), name, items, clock, max_age_s, report)
-            for name, items in by_channel.items()))
-        if len(batch) < limit:
-            return report
-
-
-async def _send_all(store: Store, channel: Channel | None, name: str, items: list[Delivery],
-                    clock: Callable[[], datetime], max_age_s: float,
-                    report: DispatchReport) -> None:
-    for d in items:
-        try:
-            if channel is None:
-                raise DeliveryError(f"channel {name!r} is not configured (any more)")
-            await channel.send(d.alert)
-        except asyncio.CancelledError:
-            store.release(d.id)
-            raise
-        except DeliveryError as exc:
-            _failed(store, d, str(exc), exc.permanent, exc.retry_after, clock(), max_age_s,
-                    report)
-        except Exception as exc:  # a channel bug must cost one delivery, not the loop
-            _failed(store, d, f"deliver: channel {name!r}: {type(exc).__name__}: {exc}",
-                    False, None, clock(), max_age_s, report)
-        else:
-            store.mark_sent(d.id, clock())
-            report.sent += 1
-            log.info("deliver: %s sent to %r (rule %r)", d.id, name, d.rule)
-
-
-def _failed(store: Store, d: Delivery, error: str, permanent: bool, retry_after: float | None,
-            now: datetime, max_age_s: float, report: DispatchReport) -> None:
-    attempts = d.attempts + 1
-    when = None if permanent else delivery_retry_at(now, attempts, d.created_at, max_age_s,
-                                                    retry_after)
-    store.mark_failed(d.id, now, error, when)
-    if when is None:
-        report.dead += 1
-        log.error("%s; delivery %s is dead after %d attempt(s) (rule %r)", error, d.id,
-                  attempts, d.rule)
-    else:
-        report.retrying += 1
-        log.warning("%s; delivery %s retries at %s (attempt %d)", error, d.id,
-                    when.strftime("%H:%M:%S"), attempts)
+    """One pass with default settings (no holds, the standard backoff)."""
+    return await Dispatcher(store, channels, clock, max_age_s=max_age_s,
+                            limit=limit).dispatch_due(ignore_schedule)

@@ -49,7 +49,9 @@ class DeliveryError(WatcherError):
     stage = "deliver"
 
     def __init__(self, message: str, *, permanent: bool = False,
-                 retry_after: float | None = None) -> None:
+                 retry_after: float | None = None, disable_channel: bool = False) -> None:
         super().__init__(message)
-        self.permanent = permanent
+        self.permanent = permanent or disable_channel
         self.retry_after = retry_after
+        # the receiver is gone for good (webhook 410): stop using the channel
+        self.disable_channel = disable_channel

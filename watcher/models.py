@@ -197,6 +197,8 @@ class Delivery:
     created_at: datetime
     next_attempt_at: datetime
     last_error: str | None = None
+    # set when the delivery waits for (or went out in) a digest: the digest's id
+    digest_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,6 @@ from lxml import html as lxml_html
 
 from watcher.errors import ParseError
 from watcher.models import Entry, ParsedFeed
-from watcher.schedule import update_period_s
 
 # feedparser's loose parser expands internal entity declarations: a small
 # document could grow to gigabytes (billion laughs), so refuse them outright.
@@ -100,6 +99,24 @@ def _join(base: str, link: str | None) -> str | None:
         return None
     link = link.strip()
     return urljoin(base, link) if base else link
+
+
+_SY_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0,
+               "monthly": 30 * 86400.0, "yearly": 365 * 86400.0}
+
+
+def update_period_s(period: str | None, frequency: str | None) -> float | None:
+    """RSS syndication module: sy:updatePeriod / sy:updateFrequency -> seconds between updates."""
+    if not period:
+        return None
+    base = _SY_PERIODS.get(period.strip().lower())
+    if base is None:
+        return None
+    try:
+        freq = max(int(str(frequency).strip()), 1) if frequency else 1
+    except ValueError:
+        freq = 1
+    return base / freq
 
 
 def looks_like_json_feed(body: bytes, headers: Mapping[str, str]) -> bool:

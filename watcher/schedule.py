@@ -34,9 +34,6 @@ def parse_retry_after(value: str | None, now: datetime) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
 
 
-_SY_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0,
-               "monthly": 30 * 86400.0, "yearly": 365 * 86400.0}
-
 
 @dataclass(frozen=True)
 class PollPolicy:
@@ -47,20 +44,6 @@ class PollPolicy:
     max_interval_s: float = 2 * 3600.0
     max_server_wait_s: float = 6 * 3600.0  # a <ttl> or max-age beyond this is not obeyed
     adaptive: bool = True
-
-
-def update_period_s(period: str | None, frequency: str | None) -> float | None:
-    """RSS syndication module: sy:updatePeriod / sy:updateFrequency -> seconds between updates."""
-    if not period:
-        return None
-    base = _SY_PERIODS.get(period.strip().lower())
-    if base is None:
-        return None
-    try:
-        freq = max(int(str(frequency).strip()), 1) if frequency else 1
-    except ValueError:
-        freq = 1
-    return base / freq
 
 
 def cache_lifetime_s(headers: Mapping[str, str], now: datetime) -> float | None:

@@ -6,8 +6,12 @@ config works whatever directory the daemon is started from.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import importlib.util
 import os
 import re
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,6 +25,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from watcher.errors import ConfigError
@@ -71,6 +76,8 @@ def parse_size(value: object) -> int:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 Size = Annotated[int, BeforeValidator(parse_size)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_WHSEC = "whsec_"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class _Model(BaseModel):
@@ -97,11 +104,35 @@ class JsonlChannel(_Model):
     path: Path
 
 
+class TemplatePaths(_Model):
+    """A channel's own Jinja2 templates (paths relative to the config file)."""
+
+    subject: Path | None = None
+    text: Path | None = None
+    html: Path | None = None
+    generic: Path | None = None
+
+
 class WebhookChannel(_Model):
     type: Literal["webhook"]
     url: str
     headers: dict[str, str] = {}
     timeout: Duration = 10.0
+    format: Literal["generic", "slack", "discord", "teams", "ntfy"] = "generic"
+    secret: str | None = None
+    templates: TemplatePaths | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_form(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith(_WHSEC):
+            try:
+                base64.b64decode(v[len(_WHSEC):], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+        if v is not None and not v:
+            raise ValueError("the secret is empty")
+        return v
 
     @field_validator("url")
     @classmethod
@@ -112,8 +143,78 @@ class WebhookChannel(_Model):
         return v
 
 
+class SmtpConfig(_Model):
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 587, 465 (tls) or 25 (none)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # trust a private CA (the system store is used as well)
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _plain_only_on_localhost(self) -> SmtpConfig:
+        if self.security == "none" and self.host not in _LOCAL_HOSTS:
+            raise ValueError(f"security: none is only allowed for a relay on localhost, "
+                             f"not {self.host!r} (use starttls or tls)")
+        if self.password and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+def _address(v: str) -> str:
+    if "@" not in v or any(c in v for c in "\r\n\x00<>,") or len(v) > 254:
+        raise ValueError(f"{v!r} is not an email address")
+    return v.strip()
+
+
+class EmailChannel(_Model):
+    type: Literal["email"]
+    to: tuple[str, ...] = Field(min_length=1)
+    from_: str = Field(alias="from")
+    smtp: SmtpConfig
+    templates: TemplatePaths | None = None
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_address(a) for a in v)
+
+    @field_validator("from_")
+    @classmethod
+    def _from_address(cls, v: str) -> str:
+        return _address(v)
+
+
+class AppriseChannel(_Model):
+    type: Literal["apprise"]
+    url: str
+    templates: TemplatePaths | None = None
+    timeout: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _package_installed(cls, v: str) -> str:
+        if importlib.util.find_spec("apprise") is None:
+            raise ValueError("type apprise needs the apprise package: "
+                             "pip install 'watcher[apprise]'")
+        if "://" not in v:
+            raise ValueError("expected an Apprise URL such as tgram://TOKEN/CHAT_ID")
+        return v
+
+
 ChannelConfig = Annotated[
-    ConsoleChannel | JsonlChannel | WebhookChannel, Field(discriminator="type")
+    ConsoleChannel | JsonlChannel | WebhookChannel | EmailChannel | AppriseChannel,
+    Field(discriminator="type"),
 ]
 
 
@@ -143,6 +244,29 @@ class DeliveryConfig(_Model):
     tick: Duration = 5.0
     max_age: Duration = 48 * 3600.0
     batch: int = Field(default=100, ge=1)
+    # wait after the 1st, 2nd ... failed attempt (the last repeats), each +-20% jitter
+    backoff: tuple[Duration, ...] = Field(default=(5, 300, 1800, 7200, 18000, 36000, 86400),
+                                          min_length=1)
+    timezone: str = "UTC"  # for digest times such as "08:00"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use e.g. UTC, Europe/Oslo)") from None
+        return v
+
+
+class RetentionConfig(_Model):
+    days: float = Field(default=90, gt=0)  # articles that matched nothing
+    matched_days: float = Field(default=365, gt=0)  # articles that fired an alert
+
+
+class MetricsConfig(_Model):
+    # host:port for /healthz and /metrics, e.g. 127.0.0.1:9464; unset = off
+    listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$")
 
 
 class AlertsConfig(_Model):
@@ -165,6 +289,8 @@ class Settings(_Model):
     fetch: FetchConfig = FetchConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     alerts: AlertsConfig = AlertsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    metrics: MetricsConfig = MetricsConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
@@ -303,6 +429,7 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             if isinstance(ch, dict) and ch.get("type") == "jsonl" \
                     and isinstance(ch.get("path"), str):
                 ch["path"] = _resolve_path(base, ch["path"])
+            _resolve_channel_files(base, ch)
         settings = Settings.model_validate(
             {**data, "source": path.resolve(), "unusable_channels": unusable,
              "secrets": tuple(sorted(set(secrets), key=len, reverse=True))}
@@ -328,3 +455,15 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         if not re.match(NAME_PATTERN, name):
             raise ConfigError(f"{path}: channels.{name}: invalid channel name")
     return settings
+
+
+def _resolve_channel_files(base: Path, ch: Any) -> None:
+    """Template paths and an SMTP ca_file are relative to the config file."""
+    if not isinstance(ch, dict):
+        return
+    if isinstance(ch.get("templates"), dict):
+        ch["templates"] = {k: _resolve_path(base, v) if isinstance(v, str) else v
+                           for k, v in ch["templates"].items()}
+    smtp = ch.get("smtp")
+    if isinstance(smtp, dict) and isinstance(smtp.get("ca_file"), str):
+        smtp["ca_file"] = _resolve_path(base, smtp["ca_file"])

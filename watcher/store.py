@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,6 +127,45 @@ def m002_feed_gone_and_health(db: sqlite_utils.Database) -> None:
     """)
 
 
+@migrations()
+def m003_delivery_digests(db: sqlite_utils.Database) -> None:
+    """Held deliveries (cooldown, digest) and manual requeues.
+
+    classified_at: when the hold decision was made (NULL: not yet; rows from
+    before this migration count as decided). held_until: the time a held
+    delivery goes out in its digest. digest_id: the digest that carries it.
+    """
+    db.executescript("""
+    ALTER TABLE deliveries ADD COLUMN classified_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN held_until TEXT;
+    ALTER TABLE deliveries ADD COLUMN digest_id TEXT;
+    ALTER TABLE deliveries ADD COLUMN requeued_at TEXT;
+    UPDATE deliveries SET classified_at = created_at;
+    CREATE INDEX deliveries_digest ON deliveries(digest_id);
+    CREATE INDEX deliveries_unclassified ON deliveries(classified_at)
+        WHERE classified_at IS NULL;
+    """)
+
+
+@migrations()
+def m004_pruned_entries(db: sqlite_utils.Database) -> None:
+    """Entries whose articles retention removed: remembered so they are never new again."""
+    db.executescript("""
+    CREATE TABLE pruned_entries (
+        feed TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        pruned_at TEXT NOT NULL,
+        PRIMARY KEY (feed, entry_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX articles_published ON articles(published_at);
+    """)
+
+
+# (rule, channel, created_at, last_immediate_at) -> None or (release time, digest id)
+HoldDecision = Callable[[str, str, datetime, "datetime | None"],
+                        "tuple[datetime, str] | None"]
+
+
 def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
     """Stable across retries and restarts: receivers can drop repeats by it."""
     digest = hashlib.sha256("\x00".join((rule, feed, entry_id, channel)).encode()).hexdigest()
@@ -183,25 +223,27 @@ class Store:
                         "unhealthy_since = NULL WHERE name = ?",
                         [f.url, f.url, f.name])
 
+    @staticmethod
+    def _feed_row(r: dict[str, Any]) -> FeedRow:
+        return FeedRow(
+            state=FeedState(
+                name=r["name"], url=r["url"], etag=r["etag"],
+                last_modified=r["last_modified"],
+                next_poll_at=from_ts(r["next_poll_at"]),
+                consecutive_failures=r["consecutive_failures"],
+                last_error=r["last_error"]),
+            last_success_at=from_ts(r["last_success_at"]),
+            last_polled_at=from_ts(r["last_polled_at"]),
+            failing_since=from_ts(r["failing_since"]),
+        )
+
     def feed_rows(self) -> dict[str, FeedRow]:
-        out = {}
-        for r in self._rows("SELECT * FROM feeds ORDER BY name"):
-            out[r["name"]] = FeedRow(
-                state=FeedState(
-                    name=r["name"], url=r["url"], etag=r["etag"],
-                    last_modified=r["last_modified"],
-                    next_poll_at=from_ts(r["next_poll_at"]),
-                    consecutive_failures=r["consecutive_failures"],
-                    last_error=r["last_error"]),
-                last_success_at=from_ts(r["last_success_at"]),
-                last_polled_at=from_ts(r["last_polled_at"]),
-                failing_since=from_ts(r["failing_since"]),
-            )
-        return out
+        rows = self._rows("SELECT * FROM feeds ORDER BY name")
+        return {r["name"]: self._feed_row(r) for r in rows}
 
     def feed_state(self, name: str) -> FeedState | None:
-        row = self.feed_rows().get(name)
-        return row.state if row else None
+        rows = self._rows("SELECT * FROM feeds WHERE name = ?", [name])
+        return self._feed_row(rows[0]).state if rows else None
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Configured feeds whose next poll time has come (or that never ran)."""
@@ -278,8 +320,9 @@ class Store:
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
             known.update(r["entry_id"] for r in self._rows(
-                f"SELECT entry_id FROM articles WHERE feed = ? AND entry_id IN ({marks})",
-                [feed, *chunk]))
+                f"SELECT entry_id FROM articles WHERE feed = ? AND entry_id IN ({marks}) "
+                f"UNION SELECT entry_id FROM pruned_entries WHERE feed = ? "
+                f"AND entry_id IN ({marks})", [feed, *chunk, feed, *chunk]))
         return known
 
     def add_article(self, a: Article) -> int | None:
@@ -313,6 +356,110 @@ class Store:
             language=r["language"], sitename=r["sitename"], tags=tuple(json.loads(r["tags"])),
             published=from_ts(r["published_at"]), fetched_at=from_ts(r["fetched_at"]) or
             datetime.now(UTC))
+
+    # -- the archive ----------------------------------------------------------
+
+    def search(self, query: str, since: datetime | None = None, feed: str | None = None,
+               limit: int = 20) -> list[dict[str, Any]]:
+        """Full-text search (FTS5 syntax), newest first, with a highlighted snippet."""
+        sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
+               "snippet(articles_fts, -1, '[', ']', '…', 16) AS snippet "
+               "FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "
+               "WHERE articles_fts MATCH ?")
+        params: list[Any] = [query]
+        if since is not None:
+            sql += " AND a.fetched_at >= ?"
+            params.append(ts(since))
+        if feed:
+            sql += " AND a.feed = ?"
+            params.append(feed)
+        sql += " ORDER BY COALESCE(a.published_at, a.fetched_at) DESC, a.id DESC LIMIT ?"
+        params.append(limit)
+        try:
+            return self._rows(sql, params)
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"search: cannot run query {query!r}: {exc}") from None
+
+    def article_record(self, article_id: int) -> dict[str, Any] | None:
+        """An article with its matches and deliveries, for `watcher show`."""
+        rows = self._rows("SELECT * FROM articles WHERE id = ?", [article_id])
+        if not rows:
+            return None
+        record = rows[0]
+        record["matches"] = self._rows(
+            "SELECT rule, query, field, snippet, created_at FROM matches WHERE article_id = ? "
+            "ORDER BY id", [article_id])
+        record["deliveries"] = self._rows(
+            "SELECT id, rule, channel, status, attempts, last_error, sent_at FROM deliveries "
+            "WHERE article_id = ? ORDER BY rule, channel", [article_id])
+        return record
+
+    def status_report(self, now: datetime, since: datetime) -> dict[str, Any]:
+        """The numbers behind `watcher status` (since = start of today)."""
+        one = self._rows
+        feeds = one("SELECT count(*) AS total, "
+                    "sum(consecutive_failures = 0 AND gone_at IS NULL) AS healthy, "
+                    "sum(consecutive_failures > 0 AND gone_at IS NULL) AS failing, "
+                    "sum(unhealthy_since IS NOT NULL) AS unhealthy, "
+                    "sum(gone_at IS NOT NULL) AS gone FROM feeds")[0]
+        backlog = one("SELECT count(*) AS n, min(created_at) AS oldest FROM deliveries "
+                      "WHERE status IN ('pending', 'retrying')")[0]
+        return {
+            "feeds": feeds,
+            "articles_today": one("SELECT count(*) AS n FROM articles WHERE fetched_at >= ?",
+                                  [ts(since)])[0]["n"],
+            "articles_total": one("SELECT count(*) AS n FROM articles")[0]["n"],
+            "matches_today": one("SELECT count(*) AS n FROM matches WHERE created_at >= ?",
+                                 [ts(since)])[0]["n"],
+            "deliveries": {r["status"]: r["n"] for r in one(
+                "SELECT status, count(*) AS n FROM deliveries GROUP BY status")},
+            "backlog": backlog["n"],
+            "backlog_oldest": backlog["oldest"],
+            "feed_errors": one(
+                "SELECT name, last_error, last_error_at FROM feeds WHERE last_error IS NOT NULL "
+                "AND (consecutive_failures > 0 OR gone_at IS NOT NULL) "
+                "ORDER BY last_error_at DESC LIMIT 5"),
+            "delivery_errors": one(
+                "SELECT id, rule, channel, status, last_error, last_attempt_at FROM deliveries "
+                "WHERE last_error IS NOT NULL AND status != 'sent' "
+                "ORDER BY last_attempt_at DESC LIMIT 5"),
+        }
+
+    def prune(self, now: datetime, keep_days: float, keep_matched_days: float,
+              batch: int = 500) -> int:
+        """Remove old articles: unmatched after keep_days, matched after keep_matched_days.
+
+        An article with an alert still waiting to go out is never removed. Each
+        removed entry is remembered so the feed's old items are never new again.
+        Returns the number of articles removed.
+        """
+        plain_cutoff = ts(now - timedelta(days=keep_days))
+        matched_cutoff = ts(now - timedelta(days=keep_matched_days))
+        removed = 0
+        while True:
+            with self.db.atomic():
+                rows = self._rows(
+                    "SELECT a.id, a.feed, a.entry_id FROM articles a WHERE "
+                    "((a.fetched_at < ? AND NOT EXISTS (SELECT 1 FROM matches m "
+                    "  WHERE m.article_id = a.id)) OR a.fetched_at < ?) "
+                    "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.article_id = a.id "
+                    "  AND d.status IN ('pending', 'retrying')) LIMIT ?",
+                    [plain_cutoff, matched_cutoff, batch])
+                if not rows:
+                    break
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO pruned_entries (feed, entry_id, pruned_at) "
+                    "VALUES (?, ?, ?)", [(r["feed"], r["entry_id"], ts(now)) for r in rows])
+                self.db.conn.executemany("DELETE FROM articles WHERE id = ?",
+                                         [(r["id"],) for r in rows])
+            removed += len(rows)
+        # Tombstones outlive the articles by the longer period, then go too.
+        with self.db.atomic():
+            self.db.execute("DELETE FROM pruned_entries WHERE pruned_at < ?",
+                            [ts(now - timedelta(days=2 * keep_matched_days))])
+        self.db.execute("INSERT INTO articles_fts(articles_fts) VALUES ('optimize')")
+        self.db.conn.commit()
+        return removed
 
     def count_articles(self, feed: str | None = None) -> int:
         if feed:
@@ -362,20 +509,94 @@ class Store:
                             [ts(now), article.id])
         return created
 
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), so that two
+        processes reading then updating the outbox never interleave."""
+        conn = self.db.conn
+        if conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute("COMMIT")
+
     def claim_deliveries(self, now: datetime, lease_s: float, limit: int,
-                         ignore_schedule: bool = False) -> list[Delivery]:
-        """Take due deliveries for `lease_s` seconds so no other loop sends them too."""
-        due_clause = "" if ignore_schedule else "AND next_attempt_at <= :now "
-        with self.db.atomic():
-            rows = self._rows(
-                "UPDATE deliveries SET claimed_until = :until WHERE id IN ("
-                " SELECT id FROM deliveries WHERE status IN ('pending', 'retrying') "
-                f" {due_clause}AND (claimed_until IS NULL OR claimed_until <= :now) "
-                " ORDER BY next_attempt_at, id LIMIT :limit) RETURNING *",
-                {"now": ts(now), "until": ts(now + timedelta(seconds=lease_s)),
-                 "limit": limit})  # type: ignore[arg-type]
+                         ignore_schedule: bool = False,
+                         hold: HoldDecision | None = None) -> list[Delivery]:
+        """Take due deliveries for `lease_s` seconds so no other loop sends them too.
+
+        New deliveries are first classified: `hold(rule, channel, created_at,
+        last_immediate_at)` returns None (send now) or (release time, digest id);
+        a held delivery waits until then and goes out with the rest of its digest.
+        The members of a digest are always claimed together. `ignore_schedule`
+        (run --once) sends waiting retries now, but not digests before their time.
+        """
+        due_clause = ("AND (next_attempt_at <= :now OR held_until IS NULL OR attempts > 0) "
+                      if ignore_schedule else "AND next_attempt_at <= :now ")
+        params = {"now": ts(now), "until": ts(now + timedelta(seconds=lease_s)),
+                  "limit": limit}
+        with self._write():
+            self._classify(now, hold)
+            picked = self._rows(
+                "SELECT id, digest_id FROM deliveries WHERE status IN ('pending', 'retrying') "
+                f"AND classified_at IS NOT NULL {due_clause}"
+                "AND (claimed_until IS NULL OR claimed_until <= :now) "
+                "ORDER BY next_attempt_at, id LIMIT :limit", params)  # type: ignore[arg-type]
+            if not picked:
+                return []
+            ids = [r["id"] for r in picked]
+            groups = sorted({r["digest_id"] for r in picked if r["digest_id"]})
+            rows = []
+            for i in range(0, len(ids), 400):
+                chunk = ids[i:i + 400]
+                rows += self._rows(
+                    f"UPDATE deliveries SET claimed_until = ? WHERE id IN "
+                    f"({','.join('?' * len(chunk))}) RETURNING *", [params["until"], *chunk])
+            for g in groups:  # the rest of each digest, whatever its own schedule
+                rows += self._rows(
+                    "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? "
+                    "AND status IN ('pending', 'retrying') AND classified_at IS NOT NULL "
+                    "AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING *",
+                    [params["until"], g, params["now"]])
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [self._delivery(r) for r in rows]
+
+    def _classify(self, now: datetime, hold: HoldDecision | None) -> None:
+        """Decide once, in created order, whether each new delivery is held."""
+        rows = self._rows(
+            "SELECT id, rule, channel, created_at FROM deliveries WHERE classified_at IS NULL "
+            "ORDER BY created_at, id")
+        last: dict[tuple[str, str], datetime | None] = {}
+        for r in rows:
+            key = (r["rule"], r["channel"])
+            created = from_ts(r["created_at"]) or now
+            if key not in last:
+                found = self._rows(
+                    "SELECT max(created_at) AS t FROM deliveries WHERE rule = ? AND channel = ? "
+                    "AND classified_at IS NOT NULL AND held_until IS NULL", list(key))
+                last[key] = from_ts(found[0]["t"]) if found else None
+            decision = hold(key[0], key[1], created, last[key]) if hold else None
+            if decision is None:
+                last[key] = created
+                self.db.execute("UPDATE deliveries SET classified_at = ? WHERE id = ?",
+                                [ts(now), r["id"]])
+                continue
+            until, group = decision
+            busy = self._rows(
+                "SELECT 1 FROM deliveries WHERE digest_id = ? AND (status IN ('sent', 'dead') "
+                "OR claimed_until > ?) LIMIT 1", [group, ts(now)])
+            if busy:  # that digest already left (or is leaving): this one goes on its own
+                group = f"{group}.{r['id'][-8:]}"
+            self.db.execute(
+                "UPDATE deliveries SET classified_at = ?, held_until = ?, digest_id = ?, "
+                "next_attempt_at = ? WHERE id = ?",
+                [ts(now), ts(until), group, ts(until), r["id"]])
 
     @staticmethod
     def _delivery(r: dict[str, Any]) -> Delivery:
@@ -388,38 +609,67 @@ class Store:
         return Delivery(
             id=r["id"], channel=r["channel"], rule=r["rule"], alert=alert,
             status=r["status"], attempts=r["attempts"],
-            created_at=from_ts(r["created_at"]) or datetime.now(UTC),
+            # the retry budget (delivery.max_age) counts from a manual requeue, if any
+            created_at=from_ts(r.get("requeued_at") or r["created_at"]) or datetime.now(UTC),
             next_attempt_at=from_ts(r["next_attempt_at"]) or datetime.now(UTC),
-            last_error=r["last_error"])
+            last_error=r["last_error"], digest_id=r.get("digest_id"))
 
-    def mark_sent(self, delivery_id: str, now: datetime) -> None:
-        with self.db.atomic():
-            self.db.execute(
+    def mark_sent(self, delivery_id: str | Sequence[str], now: datetime) -> None:
+        """The channel accepted it (or the digest that carries them): sent, in one go."""
+        ids = [delivery_id] if isinstance(delivery_id, str) else list(delivery_id)
+        with self._write():
+            self.db.conn.executemany(
                 "UPDATE deliveries SET status = 'sent', sent_at = ?, last_attempt_at = ?, "
                 "attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = ?",
-                [ts(now), ts(now), delivery_id])
+                [[ts(now), ts(now), i] for i in ids])
 
-    def mark_failed(self, delivery_id: str, now: datetime, error: str,
+    def mark_failed(self, delivery_id: str | Sequence[str], now: datetime, error: str,
                     next_attempt_at: datetime | None) -> None:
         """Record a failed attempt; no next attempt means the delivery is dead."""
+        ids = [delivery_id] if isinstance(delivery_id, str) else list(delivery_id)
         status = "dead" if next_attempt_at is None else "retrying"
-        with self.db.atomic():
-            self.db.execute(
+        with self._write():
+            self.db.conn.executemany(
                 "UPDATE deliveries SET status = ?, attempts = attempts + 1, last_error = ?, "
                 "last_attempt_at = ?, next_attempt_at = COALESCE(?, next_attempt_at), "
                 "claimed_until = NULL WHERE id = ?",
-                [status, error, ts(now), ts(next_attempt_at), delivery_id])
+                [[status, error, ts(now), ts(next_attempt_at), i] for i in ids])
 
-    def release(self, delivery_id: str) -> None:
-        """Give a claimed delivery back untouched (the daemon is stopping)."""
-        with self.db.atomic():
-            self.db.execute("UPDATE deliveries SET claimed_until = NULL WHERE id = ?",
-                            [delivery_id])
+    def release(self, delivery_id: str | Sequence[str]) -> None:
+        """Give claimed deliveries back untouched (the daemon is stopping)."""
+        ids = [delivery_id] if isinstance(delivery_id, str) else list(delivery_id)
+        with self._write():
+            self.db.conn.executemany(
+                "UPDATE deliveries SET claimed_until = NULL WHERE id = ?", [[i] for i in ids])
+
+    def requeue_deliveries(self, now: datetime, ids: Sequence[str] = (),
+                           all_dead: bool = False) -> list[str]:
+        """Put dead or retrying deliveries back in the queue, due now, with a fresh
+        retry budget. The other members of a digest come back with them. Returns
+        the ids requeued; ids that are unknown or already sent are left alone."""
+        with self._write():
+            if all_dead:
+                rows = self._rows("SELECT id, digest_id FROM deliveries WHERE status = 'dead'")
+            else:
+                rows = []
+                for i in ids:
+                    rows += self._rows("SELECT id, digest_id FROM deliveries WHERE id = ? "
+                                       "AND status IN ('dead', 'retrying', 'pending')", [i])
+            wanted = {r["id"] for r in rows}
+            for g in {r["digest_id"] for r in rows if r["digest_id"]}:
+                wanted |= {r["id"] for r in self._rows(
+                    "SELECT id FROM deliveries WHERE digest_id = ? AND status != 'sent'", [g])}
+            self.db.conn.executemany(
+                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, "
+                "requeued_at = ?, claimed_until = NULL WHERE id = ?",
+                [[ts(now), ts(now), i] for i in sorted(wanted)])
+        return sorted(wanted)
 
     def deliveries(self, status: str | None = None, rule: str | None = None
                    ) -> list[dict[str, Any]]:
         sql = ("SELECT id, rule, channel, status, attempts, created_at, next_attempt_at, "
-               "last_error, sent_at, article_id FROM deliveries WHERE 1=1")
+               "last_error, sent_at, article_id, held_until, digest_id, last_attempt_at, "
+               "json_extract(alert, '$.title') AS title FROM deliveries WHERE 1=1")
         params: list[Any] = []
         if status:
             sql += " AND status = ?"

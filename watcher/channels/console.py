@@ -3,8 +3,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from watcher.models import Alert
-from watcher.render import console_text
+from watcher.models import Alert, Digest
+from watcher.render import console_text, digest_console_text
 
 
 class ConsoleChannel:
@@ -15,6 +15,11 @@ class ConsoleChannel:
     async def send(self, alert: Alert) -> None:
         stream = self._stream or sys.stdout
         stream.write(console_text(alert) + "\n\n")
+        stream.flush()
+
+    async def send_digest(self, digest: Digest) -> None:
+        stream = self._stream or sys.stdout
+        stream.write(digest_console_text(digest) + "\n\n")
         stream.flush()
 
     async def aclose(self) -> None:

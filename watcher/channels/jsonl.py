@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from watcher.errors import DeliveryError
-from watcher.models import Alert
+from watcher.models import Alert, Digest
 from watcher.render import jsonl_record
 
 
@@ -25,7 +25,15 @@ class JsonlChannel:
             os.fsync(fh.fileno())
 
     async def send(self, alert: Alert) -> None:
-        line = json.dumps(jsonl_record(alert), ensure_ascii=False) + "\n"
+        await self._write(json.dumps(jsonl_record(alert), ensure_ascii=False) + "\n")
+
+    async def send_digest(self, digest: Digest) -> None:
+        """One line per alert, each with the digest's id under `digest`."""
+        await self._write("".join(
+            json.dumps({**jsonl_record(a), "digest": digest.id}, ensure_ascii=False) + "\n"
+            for a in digest.alerts))
+
+    async def _write(self, line: str) -> None:
         try:
             await asyncio.to_thread(self._append, line)
         except OSError as exc:

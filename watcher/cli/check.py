@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from watcher.channels import check_channels
 from watcher.cli.common import load_all
 from watcher.rules.match import describe
 
@@ -16,6 +17,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     settings, ruleset = load_all(args)
+    check_channels(settings.channels)  # templates compile and render, or exit 2
     print(f"config: {settings.source}")
     print(f"database: {settings.database}")
     print(f"rules: {settings.rules} ({len(ruleset.rules)} rule(s))")
@@ -30,6 +32,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name}: UNUSABLE ({why}); no rule uses it")
     print("rules:")
     for r in ruleset.rules:
-        print(f"  {r.name}: {describe(r)} -> {', '.join(r.notify)}")
+        pacing = (f" (digest {r.digest})" if r.digest else
+                  f" (cooldown {r.cooldown_s:g}s)" if r.cooldown_s else "")
+        print(f"  {r.name}: {describe(r)} -> {', '.join(r.notify)}{pacing}")
     print("ok")
     return 0

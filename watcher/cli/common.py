@@ -3,34 +3,78 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
 from watcher.rules import RuleSet, load_rules
 from watcher.settings import Settings, config_path, load_settings
 
+_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
+_TOKEN_PARAMS = re.compile(
+    r"(?i)([?&](?:token|access_token|api_key|apikey|key|secret|signature|sig|password|"
+    r"auth|code)=)[^&\s#'\"]+")
+
+
+def redact(message: str, secrets: Sequence[str]) -> str:
+    """Remove configured secrets, URL credentials and token-like query values."""
+    for s in secrets:
+        message = message.replace(s, "***")
+    message = _URL_CREDENTIALS.sub(r"\1***@", message)
+    return _TOKEN_PARAMS.sub(r"\1***", message)
+
 
 class Redact(logging.Filter):
-    """Secrets from the environment never reach a log line."""
+    """Secrets never reach a log line, whatever echoed them."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
         self.secrets = [s for s in secrets if len(s) >= 4]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for s in self.secrets:
-                message = message.replace(s, "***")
-            record.msg, record.args = message, None
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+            record.exc_text = None
+        record.msg, record.args = redact(message, self.secrets), None
         return True
 
 
-def setup_logging(verbose: bool, secrets: Sequence[str] = ()) -> None:
+_STAGE = re.compile(r"^([a-z]+):")
+_FEED = re.compile(r"feed '([^']+)'")
+_RULE = re.compile(r"rule '([^']+)'")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, stage, feed, rule, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = record.getMessage()
+        stage = _STAGE.match(message)
+        feed = _FEED.search(message)
+        rule = _RULE.search(message)
+        return json.dumps({
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "stage": stage.group(1) if stage else record.name.removeprefix("watcher."),
+            "feed": feed.group(1) if feed else None,
+            "rule": rule.group(1) if rule else None,
+            "message": message,
+        }, ensure_ascii=False)
+
+
+def setup_logging(verbose: bool, secrets: Sequence[str] = (), fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
-                                           "%Y-%m-%d %H:%M:%S"))
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s",
+                                               "%Y-%m-%d %H:%M:%S"))
     handler.addFilter(Redact(secrets))
     root = logging.getLogger()
     root.handlers[:] = [handler]

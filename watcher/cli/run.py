@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import load_all, setup_logging
+from watcher.lock import DaemonLock
 from watcher.rules import compile_rules
 
 log = logging.getLogger("watcher")
@@ -18,6 +20,10 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--once", action="store_true",
                    help="poll every feed and deliver every alert once, then exit "
                         "(status 1 if any feed failed)")
+    p.add_argument("--log-format", choices=("text", "json"), default="text",
+                   help="human-readable lines (default) or JSON lines")
+    p.add_argument("--stats", metavar="PATH", type=Path,
+                   help="with --once: write the cycle's timings and counts to PATH as JSON")
     p.set_defaults(func=cmd_run)
 
 
@@ -25,10 +31,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from watcher.daemon import Daemon
 
     settings, ruleset = load_all(args)
-    setup_logging(args.verbose, settings.secrets)
+    setup_logging(args.verbose, settings.secrets, args.log_format)
     for name, why in settings.unusable_channels.items():
         log.warning("config: channel %r is unusable and no rule uses it: %s", name, why)
-    daemon = Daemon(settings, compile_rules(ruleset))
-    if args.once:
-        return asyncio.run(daemon.run_once())
-    return asyncio.run(daemon.run_forever())
+    with DaemonLock(settings.database):
+        daemon = Daemon(settings, compile_rules(ruleset))
+        if args.once:
+            return asyncio.run(daemon.run_once(stats_path=args.stats))
+        return asyncio.run(daemon.run_forever())

@@ -5,11 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
+from watcher.digest import parse_cooldown, parse_digest
 from watcher.errors import RuleError
 from watcher.models import FIELDS, Rule
 from watcher.rules.text import phrase_keys
@@ -28,6 +36,8 @@ class _RuleModel(BaseModel):
     fields: tuple[str, ...] = FIELDS
     feeds: tuple[str, ...] = ()
     notify: tuple[str, ...] = Field(min_length=1)
+    cooldown: Annotated[float, BeforeValidator(parse_cooldown)] | None = None
+    digest: Annotated[str, BeforeValidator(parse_digest)] | None = None
 
     @field_validator("any", "all", "none", "feeds", "notify", "fields", mode="before")
     @classmethod
@@ -162,7 +172,7 @@ def parse_rules(text: str, source: str = "rules.yaml",
         rules.append(Rule(
             name=model.name, any=model.any, all=model.all, none=model.none,
             fields=model.fields, feeds=model.feeds, notify=model.notify,
-            line=seen[model.name],
+            line=seen[model.name], cooldown_s=model.cooldown, digest=model.digest,
         ))
     if problems:
         raise RuleError("\n".join(problems))

@@ -1,9 +1,14 @@
 """Text normalisation shared by rules and articles.
 
-Words are runs of letters and digits; everything else (spaces of any kind,
-hyphens, line breaks, punctuation, underscores) separates them. Each word is
-NFKC-normalised, case-folded, accent-folded and stemmed, so "Tactical\n
-Missiles" and "tactical-missile" both become the stems (tactic, missil).
+Words are runs of letters and digits (with the combining marks, soft hyphens and
+zero-width joiners that may sit inside a word); everything else separates them:
+spaces of any kind, hyphens, line breaks, punctuation, quotes, underscores, and
+inline markup left in the text (``tactical<b>missile</b>`` is two words). Each
+word is NFKC-normalised and case-folded; accents are folded unless asked not to
+be; then, when stemming, reduced to its Snowball stem for the text's language.
+
+The hot path works on whole strings (one regex pass, one normalisation of all
+words joined, one call into the C stemmer), so the cost per word stays small.
 """
 
 from __future__ import annotations
@@ -12,14 +17,106 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import accumulate, chain
 
-import snowballstemmer
+import Stemmer
 
-# Letters and digits, plus what may sit inside a word without splitting it:
-# combining marks (decomposed accents), soft hyphens and zero-width joiners.
-_WORD = re.compile(r"(?:[^\W_]|[\u0300-\u036f\u00ad\u200b-\u200d\u2060])+")
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060"))
-_STEMMER = snowballstemmer.stemmer("english")
+_INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
+_INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
+
+
+def _scan_bmp() -> tuple[str, dict[int, None]]:
+    """Combining marks of the Basic Multilingual Plane: a regex class of all of them,
+    and the table that strips those NFKD splits off a letter (combining class > 0)."""
+    ranges: list[tuple[int, int]] = []
+    strip: dict[int, None] = {}
+    for cp in range(0x300, 0x10000):
+        ch = chr(cp)
+        if unicodedata.category(ch)[0] != "M":
+            continue
+        if unicodedata.combining(ch):
+            strip[cp] = None
+        if ranges and ranges[-1][1] == cp - 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    marks = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
+    return marks, strip
+
+
+_MARKS, _COMBINING = _scan_bmp()
+_WORD_SRC = rf"[^\W_](?:[^\W_]|[{_MARKS}{_INVISIBLE_CHARS}])*"
+_WORD = re.compile(_WORD_SRC)
+# Before each word, the gap: separators and any inline markup tags.
+_GAP_AND_WORD = re.compile(rf"((?:[^\w<]+|_+|<[A-Za-z/!][^<>]{{0,300}}>|<)*)({_WORD_SRC})")
+_SEP = "\x1f"
+
+# ISO 639-1 codes (what trafilatura reports) -> Snowball algorithm names.
+LANGUAGES = {
+    "ar": "arabic", "hy": "armenian", "eu": "basque", "ca": "catalan", "cs": "czech",
+    "da": "danish", "nl": "dutch", "en": "english", "eo": "esperanto", "et": "estonian",
+    "fi": "finnish", "fr": "french", "de": "german", "el": "greek", "hi": "hindi",
+    "hu": "hungarian", "id": "indonesian", "ga": "irish", "it": "italian",
+    "lt": "lithuanian", "ne": "nepali", "no": "norwegian", "nb": "norwegian",
+    "nn": "norwegian", "fa": "persian", "pl": "polish", "pt": "portuguese",
+    "ro": "romanian", "ru": "russian", "sr": "serbian", "st": "sesotho", "es": "spanish",
+    "sv": "swedish", "ta": "tamil", "tr": "turkish", "yi": "yiddish",
+}
+DEFAULT_LANGUAGE = "en"
+
+
+def language_code(language: str | None) -> str:
+    """The two-letter code used to pick a stemmer: 'en-GB' -> 'en'; unknown -> 'en'."""
+    if not language:
+        return DEFAULT_LANGUAGE
+    return language.replace("_", "-").split("-")[0].strip().lower() or DEFAULT_LANGUAGE
+
+
+@lru_cache(maxsize=64)
+def _stemmer(code: str) -> Stemmer.Stemmer | None:
+    name = LANGUAGES.get(code)
+    return Stemmer.Stemmer(name, 100_000) if name else None
+
+
+def fold(text: str, accents: bool = True) -> str:
+    """NFKC, case folding and (unless `accents` is False) accent folding."""
+    out = unicodedata.normalize("NFKC", text.translate(_INVISIBLE)).casefold()
+    if accents and not out.isascii():
+        out = unicodedata.normalize("NFC", unicodedata.normalize("NFKD", out)
+                                    .translate(_COMBINING))
+    return out
+
+
+def fold_words(words: list[str], accents: bool = True) -> list[str]:
+    """Fold many words in one pass; the result is aligned with `words`."""
+    if not words:
+        return []
+    joined = _SEP.join(words)
+    return fold(joined, accents).replace(" ", "").split(_SEP)
+
+
+def stem_words(words: list[str], language: str | None) -> list[str]:
+    """Snowball stems for the language ('en' when unknown); unchanged if none exists."""
+    stemmer = _stemmer(language_code(language))
+    return stemmer.stemWords(words) if stemmer else words
+
+
+def has_stemmer(language: str | None) -> bool:
+    return _stemmer(language_code(language)) is not None
+
+
+def split_words(text: str) -> tuple[list[str], list[int]]:
+    """The words of `text` and the running ends of gap, word, gap, word... lengths.
+
+    Word i spans text[ends[2i]:ends[2i+1]]; computed with C-level helpers only.
+    """
+    pairs = _GAP_AND_WORD.findall(text)
+    words = [w for _, w in pairs]
+    return words, list(accumulate(map(len, chain.from_iterable(pairs))))
+
+
+def words_of(text: str) -> list[str]:
+    return [w for _, w in _GAP_AND_WORD.findall(text)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,27 +126,26 @@ class Token:
     end: int
 
 
+def tokens(text: str, language: str | None = None, stem: bool = True,
+           accents: bool = True) -> list[Token]:
+    """Every word of `text` with its key and its offsets in the original text."""
+    words, ends = split_words(text)
+    keys = fold_words(words, accents)
+    if stem:
+        keys = stem_words(keys, language)
+    return [Token(k, ends[2 * i], ends[2 * i + 1]) for i, k in enumerate(keys)]
+
+
+def phrase_keys(phrase: str, language: str | None = None, stem: bool = True,
+                accents: bool = True) -> tuple[str, ...]:
+    return tuple(t.key for t in tokens(phrase, language, stem, accents))
+
+
 @lru_cache(maxsize=200_000)
 def normalise_word(word: str) -> str:
-    folded = unicodedata.normalize("NFKC", word.translate(_INVISIBLE)).casefold()
-    decomposed = unicodedata.normalize("NFKD", folded)
-    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return unicodedata.normalize("NFC", stripped)
+    return fold(word)
 
 
 @lru_cache(maxsize=200_000)
 def word_key(word: str) -> str:
-    return _STEMMER.stemWord(normalise_word(word))
-
-
-def tokens(text: str) -> list[Token]:
-    out = []
-    for m in _WORD.finditer(text):
-        key = word_key(m.group())
-        if key:  # a run of only invisible characters is no word
-            out.append(Token(key, m.start(), m.end()))
-    return out
-
-
-def phrase_keys(phrase: str) -> tuple[str, ...]:
-    return tuple(t.key for t in tokens(phrase))
+    return stem_words([normalise_word(word)], None)[0]

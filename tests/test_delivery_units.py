@@ -1,0 +1,363 @@
+"""The pure parts of delivery: payload formats, subjects, signatures, digests, cooldowns."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from standardwebhooks import Webhook
+
+from tests.delivery_helpers import T0, alert
+from watcher import signing
+from watcher.channels import DEFAULT_TEMPLATES, load_templates
+from watcher.channels.email import build_message
+from watcher.channels.webhook import ntfy_target
+from watcher.digest import (
+    Policy,
+    digest_id,
+    group,
+    hold_until,
+    next_digest_at,
+    parse_cooldown,
+    parse_digest,
+)
+from watcher.errors import ConfigError
+from watcher.models import Digest
+from watcher.render import (
+    clean_line,
+    discord_payload,
+    mark_html,
+    ntfy_payload,
+    slack_payload,
+    teams_payload,
+)
+from watcher.templating import FILES, TemplateError, compile_templates
+
+ROOT = Path(__file__).resolve().parents[1]
+UTC_TZ = ZoneInfo("UTC")
+
+
+# -- subjects and marking ---------------------------------------------------------
+
+@pytest.mark.parametrize(("raw", "clean"), [
+    ("plain title", "plain title"),
+    ("two\r\nlines", "two lines"),
+    ("Bcc: evil@example.org\nX", "Bcc: evil@example.org X"),
+    ("tab\tand\x00nul\x1b[31m", "tab and nul [31m"),
+    ("line\u2028separator\u0085next", "line separator next"),
+    ("  lots   of   space  ", "lots of space"),
+    ("x" * 300, "x" * 199 + "…"),
+])
+def test_clean_line_removes_every_control_character(raw: str, clean: str) -> None:
+    assert clean_line(raw) == clean
+
+
+def test_email_subject_has_no_header_injection() -> None:
+    templates = load_templates("mail", None)
+    evil = alert(title="Missile\r\nBcc: victim@example.org\r\n\r\nbody")
+    msg = build_message(evil, templates, "watcher@example.org", ["desk@example.org"], T0)
+    assert "\n" not in msg["Subject"] and "\r" not in msg["Subject"]
+    assert msg["Bcc"] is None
+    assert msg["Subject"] == "[watcher] missiles: Missile Bcc: victim@example.org body"
+
+
+def test_email_message_headers_and_parts() -> None:
+    templates = load_templates("mail", None)
+    msg = build_message(alert(7), templates, "watcher@example.org",
+                        ["desk@example.org", "b@example.org"], T0)
+    assert alert(7).delivery_id in msg["Message-ID"]
+    assert msg["Message-ID"].endswith("@example.org>")
+    assert msg["Date"] == "Mon, 02 Mar 2026 10:00:00 +0000"
+    assert msg["List-Id"] == '"watcher rule missiles" <missiles.watcher.example.org>'
+    assert "missiles" in msg["List-Unsubscribe"]
+    assert msg["To"] == "desk@example.org, b@example.org"
+    assert msg.get_content_type() == "multipart/alternative"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    for body in (text, html):
+        for why in ("missiles", "tactical missile", "summary", "world",
+                    "https://news.example.org/7", "2026-03-02 09:00"):
+            assert why in body, why
+    assert "**tactical missile**" in text
+    assert "<mark>tactical missile</mark>" in html
+
+
+def test_html_is_escaped_but_marks_survive() -> None:
+    out = mark_html("<script>alert(1)</script> a tactical missile & more",
+                    ("tactical missile",))
+    assert "<script>" not in out and "&lt;script&gt;" in out
+    assert "<mark>tactical missile</mark>" in out and "&amp; more" in out
+    templates = load_templates("mail", None)
+    msg = build_message(alert(title="<img src=x onerror=alert(1)>"), templates,
+                        "w@example.org", ["d@example.org"], T0)
+    html = msg.get_body(("html",)).get_content()
+    assert "<img" not in html and "&lt;img" in html
+
+
+def test_digest_email_lists_every_article() -> None:
+    templates = load_templates("mail", None)
+    digest = Digest(id="wg_" + "a" * 32, rule="missiles",
+                    alerts=tuple(alert(n) for n in range(1, 4)))
+    msg = build_message(digest, templates, "w@example.org", ["d@example.org"], T0)
+    assert msg["Subject"] == "[watcher] missiles: 3 new articles"
+    assert digest.id in msg["Message-ID"]
+    text = msg.get_body(("plain",)).get_content()
+    for n in (1, 2, 3):
+        assert f"Story {n}: a new tactical missile" in text
+        assert f"(story {n})" in text
+
+
+# -- webhook formats --------------------------------------------------------------
+
+def test_generic_payload_keeps_the_documented_v1_shape() -> None:
+    templates = load_templates("hook", None)
+    payload = templates.generic(alert(3), "2026-03-02T10:00:00Z")
+    assert payload == {
+        "schema": "watcher.alert/v1", "id": alert(3).delivery_id,
+        "sent_at": "2026-03-02T10:00:00Z", "rule": "missiles", "query": '"tactical missile"',
+        "article": {"title": "Story 3: a new tactical missile",
+                    "url": "https://news.example.org/3", "feed": "world",
+                    "published": "2026-03-02T09:00:00.000000Z", "text_source": "page"},
+        "match": {"field": "summary",
+                  "snippet": "The army showed a new tactical missile system (story 3).",
+                  "matched": ["tactical missile"]}}
+
+
+def test_generic_payloads_match_the_published_schema() -> None:
+    schema = json.loads((ROOT / "config" / "webhook-payload.schema.json").read_text())
+    templates = load_templates("hook", None)
+    single = templates.generic(alert(1, title='quote " and </script>'), "2026-03-02T10:00:00Z")
+    digest = templates.generic(Digest("wg_x", "missiles", (alert(1), alert(2))),
+                               "2026-03-02T10:00:00Z")
+    assert digest["schema"] == "watcher.digest/v1" and digest["count"] == 2
+    assert [a["id"] for a in digest["alerts"]] == [alert(1).delivery_id, alert(2).delivery_id]
+    assert single["article"]["title"] == 'quote " and </script>'
+    for payload in (single, digest):
+        _validate(payload, schema, schema)
+
+
+def _validate(value: object, schema: dict, root: dict) -> None:
+    """Just enough JSON Schema (type, required, properties, const, oneOf, $ref, items)."""
+    if "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        return _validate(value, root["$defs"][name], root)
+    if "oneOf" in schema:
+        ok = 0
+        for option in schema["oneOf"]:
+            try:
+                _validate(value, option, root)
+                ok += 1
+            except AssertionError:
+                pass
+        assert ok == 1, f"{value!r} matches {ok} of oneOf"
+        return None
+    types = schema.get("type")
+    if types:
+        types = types if isinstance(types, list) else [types]
+        pytypes = {"object": dict, "array": list, "string": str, "integer": int,
+                   "null": type(None)}
+        assert any(isinstance(value, pytypes[t]) for t in types), (value, types)
+    if "const" in schema:
+        assert value == schema["const"]
+    if isinstance(value, dict):
+        for key in schema.get("required", []):
+            assert key in value, key
+        for key, sub in schema.get("properties", {}).items():
+            if key in value:
+                _validate(value[key], sub, root)
+        if schema.get("additionalProperties") is False:
+            assert set(value) <= set(schema.get("properties", {})), set(value)
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            _validate(item, schema["items"], root)
+    return None
+
+
+def test_slack_payload() -> None:
+    p = slack_payload(alert(1, title="A <b> & c"))
+    assert p["text"] == "watcher [missiles]: A <b> & c"
+    section = p["blocks"][1]["text"]["text"]
+    assert "<https://news.example.org/1|A &lt;b&gt; &amp; c>" in section
+    assert "*tactical missile*" in section and "world" in section
+    d = slack_payload(Digest("wg_1", "missiles", tuple(alert(n) for n in range(3))))
+    assert len(d["blocks"]) == 4 and "3 article(s)" in d["text"]
+
+
+def test_discord_payload_never_mentions_anyone() -> None:
+    p = discord_payload(alert(1, title="@everyone look"))
+    assert p["allowed_mentions"] == {"parse": []}
+    embed = p["embeds"][0]
+    assert embed["url"] == "https://news.example.org/1"
+    assert "**tactical missile**" in embed["description"]
+    assert {f["name"] for f in embed["fields"]} == {"rule", "feed", "why"}
+    many = discord_payload(Digest("wg_1", "missiles", tuple(alert(n) for n in range(12))))
+    assert len(many["embeds"]) == 10 and "(+2 more)" in many["content"]
+
+
+def test_teams_payload_is_an_adaptive_card() -> None:
+    p = teams_payload(alert(2))
+    card = p["attachments"][0]
+    assert card["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert card["content"]["type"] == "AdaptiveCard"
+    texts = " ".join(b["text"] for b in card["content"]["body"])
+    assert "[Story 2: a new tactical missile](https://news.example.org/2)" in texts
+
+
+def test_ntfy_payload_and_target() -> None:
+    assert ntfy_target("https://ntfy.sh/alerts-x") == ("https://ntfy.sh/", "alerts-x")
+    assert ntfy_target("http://127.0.0.1:81/sub/topic/") == ("http://127.0.0.1:81/sub/",
+                                                             "topic")
+    p = ntfy_payload(alert(4), "alerts-x")
+    assert p["topic"] == "alerts-x" and p["click"] == "https://news.example.org/4"
+    assert p["markdown"] is True and "**tactical missile**" in p["message"]
+    assert "click" not in ntfy_payload(Digest("wg", "missiles", (alert(1), alert(2))), "t")
+
+
+# -- signatures -------------------------------------------------------------------
+
+def test_signature_verifies_with_standard_webhooks_whsec_secret() -> None:
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"x": 1}'
+    headers = signing.headers(secret, "wd_1", 1_700_000_000, body)
+    assert headers["webhook-id"] == "wd_1" and headers["webhook-timestamp"] == "1700000000"
+    assert headers["webhook-signature"].startswith("v1,")
+    wh = Webhook(secret)
+    wh._verify_timestamp = lambda ts: datetime.fromtimestamp(int(ts), UTC)  # type: ignore
+    assert wh.verify(body, headers) == {"x": 1}
+
+
+def test_known_signature_vector() -> None:
+    # The example from the Standard Webhooks specification.
+    secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+    body = b'{"test": 2432232314}'
+    assert signing.sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, body) == \
+        "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+
+
+def test_raw_secret_is_keyed_by_its_utf8_bytes() -> None:
+    import base64
+
+    body = b"{}"
+    headers = signing.headers("plain-secret", "wd_2", 1_700_000_000, body)
+    wh = Webhook("whsec_" + base64.b64encode(b"plain-secret").decode())
+    wh._verify_timestamp = lambda ts: datetime.fromtimestamp(int(ts), UTC)  # type: ignore
+    wh.verify(body, headers)
+    assert "webhook-signature" not in signing.headers(None, "wd_2", 1, body)
+
+
+# -- digests and cooldowns --------------------------------------------------------
+
+@pytest.mark.parametrize(("value", "spec"), [
+    ("hourly", "hourly"), ("Daily", "daily"), ("08:00", "08:00"), ("8:05", "08:05"),
+    (480, "08:00"), (1439, "23:59"), ("23:59", "23:59")])
+def test_parse_digest(value: object, spec: str) -> None:
+    assert parse_digest(value) == spec
+
+
+@pytest.mark.parametrize("value", ["weekly", "24:00", "8", "08:60", "", True])
+def test_parse_digest_refuses(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_digest(value)
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("30m", 1800), ("90s", 90), ("2h", 7200),
+                                                ("1d", 86400), (45, 45)])
+def test_parse_cooldown(value: object, seconds: float) -> None:
+    assert parse_cooldown(value) == seconds
+
+
+@pytest.mark.parametrize(("spec", "after", "expected"), [
+    ("hourly", "2026-03-02T10:00:00", "2026-03-02T11:00:00"),
+    ("hourly", "2026-03-02T10:59:59", "2026-03-02T11:00:00"),
+    ("daily", "2026-03-02T10:00:00", "2026-03-03T00:00:00"),
+    ("08:00", "2026-03-02T07:59:00", "2026-03-02T08:00:00"),
+    ("08:00", "2026-03-02T08:00:00", "2026-03-03T08:00:00"),
+    ("08:00", "2026-03-02T23:00:00", "2026-03-03T08:00:00"),
+])
+def test_next_digest_at_utc(spec: str, after: str, expected: str) -> None:
+    when = next_digest_at(spec, datetime.fromisoformat(after).replace(tzinfo=UTC), UTC_TZ)
+    assert when == datetime.fromisoformat(expected).replace(tzinfo=UTC)
+
+
+def test_next_digest_at_follows_the_configured_zone_and_dst() -> None:
+    oslo = ZoneInfo("Europe/Oslo")
+    # 07:30 UTC on 2 March is 08:30 in Oslo (UTC+1): the next 08:00 is tomorrow, 07:00 UTC.
+    when = next_digest_at("08:00", datetime(2026, 3, 2, 7, 30, tzinfo=UTC), oslo)
+    assert when == datetime(2026, 3, 3, 7, 0, tzinfo=UTC)
+    # Summer time (UTC+2) from 29 March 2026: 08:00 Oslo is 06:00 UTC.
+    when = next_digest_at("08:00", datetime(2026, 3, 29, 5, 0, tzinfo=UTC), oslo)
+    assert when == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("created_min", "last_immediate_min", "held_until_min"), [
+    (0, None, None),    # the first match alerts at once
+    (5, 0, 30),         # inside the 30 min window: held until it ends
+    (29, 0, 30),
+    (30, 0, None),      # the window is over: alert at once (a new window opens)
+    (45, 0, None),
+])
+def test_cooldown_decisions(created_min: int, last_immediate_min: int | None,
+                            held_until_min: int | None) -> None:
+    policy = Policy(cooldown_s=1800)
+    last = T0 + timedelta(minutes=last_immediate_min) if last_immediate_min is not None \
+        else None
+    got = hold_until(policy, T0 + timedelta(minutes=created_min), last, UTC_TZ)
+    assert got == (T0 + timedelta(minutes=held_until_min) if held_until_min is not None
+                   else None)
+
+
+def test_digest_rule_always_holds_and_wins_over_cooldown() -> None:
+    policy = Policy(cooldown_s=60, digest="hourly")
+    assert hold_until(policy, T0, None, UTC_TZ) == T0 + timedelta(hours=1)
+    assert hold_until(Policy(), T0, T0, UTC_TZ) is None
+
+
+def test_digest_ids_are_stable_per_window_and_channel() -> None:
+    a = digest_id("r", "hook", T0)
+    assert a == digest_id("r", "hook", T0) and a.startswith("wg_")
+    assert a != digest_id("r", "mail", T0) and a != digest_id("r", "hook", T0 + timedelta(1))
+
+
+def test_group_keeps_first_seen_order() -> None:
+    assert group(["a", "b", "c", "d"], ["x", "y", "x", "z"]) == [
+        ("x", ["a", "c"]), ("y", ["b"]), ("z", ["d"])]
+
+
+# -- templates --------------------------------------------------------------------
+
+def test_config_templates_are_the_shipped_defaults() -> None:
+    for name in FILES.values():
+        assert (ROOT / "config" / "templates" / name).read_text() == \
+            (DEFAULT_TEMPLATES / name).read_text(), name
+
+
+def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> None:
+    bad = tmp_path / "subject.txt"
+    bad.write_text("{{ alert.title }")
+    from watcher.settings import TemplatePaths
+
+    with pytest.raises(ConfigError, match=r"channel 'mail': template .*subject.txt:1"):
+        load_templates("mail", TemplatePaths(subject=bad))
+    bad.write_text("{{ alert.no_such_field }}")
+    with pytest.raises(ConfigError, match="no_such_field"):
+        load_templates("mail", TemplatePaths(subject=bad))
+    gen = tmp_path / "generic.json"
+    gen.write_text("not json {{ id }}")
+    with pytest.raises(ConfigError, match="not JSON"):
+        load_templates("hook", TemplatePaths(generic=gen))
+
+
+def test_custom_template_is_used(tmp_path: Path) -> None:
+    from watcher.settings import TemplatePaths
+
+    (tmp_path / "s.txt").write_text("ALERT {{ rule }} / {{ count }}")
+    templates = load_templates("mail", TemplatePaths(subject=tmp_path / "s.txt"))
+    assert templates.email(alert(1))[0] == "ALERT missiles / 1"
+
+
+def test_compile_reports_missing_template() -> None:
+    with pytest.raises(TemplateError):
+        compile_templates({"subject": "x"})

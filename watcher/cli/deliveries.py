@@ -1,0 +1,96 @@
+"""`watcher deliveries [--status failed|dead|...] [--rule R]` and
+`watcher deliveries retry ID... | --all-dead`: the outbox, for people."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from watcher.errors import ConfigError
+from watcher.settings import config_path, load_settings
+from watcher.store import Store
+
+# what people ask for -> the stored status ("failed" = failed at least once, retrying)
+STATUSES = {"pending": "pending", "held": "pending", "failed": "retrying",
+            "retrying": "retrying", "sent": "sent", "dead": "dead"}
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("deliveries", parents=[common],
+                       help="list alert deliveries (the outbox), or send dead ones again")
+    p.add_argument("--status", choices=sorted(STATUSES),
+                   help="only these (failed = retrying; held = waiting for a digest)")
+    p.add_argument("--rule", help="only this rule's deliveries")
+    p.set_defaults(func=cmd_list)
+    ds = p.add_subparsers(dest="deliveries_command")
+    ls = ds.add_parser("list", parents=[common], help="list deliveries (default)")
+    ls.add_argument("--status", choices=sorted(STATUSES))
+    ls.add_argument("--rule")
+    ls.set_defaults(func=cmd_list)
+    retry = ds.add_parser("retry", parents=[common],
+                          help="put deliveries back in the queue, due now")
+    retry.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
+    retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
+    retry.set_defaults(func=cmd_retry)
+
+
+def _open(args: argparse.Namespace) -> Store:
+    return Store(load_settings(config_path(args.config)).database)
+
+
+def _when(value: str | None) -> str:
+    return value[:19].replace("T", " ") if value else "-"
+
+
+def _shown_status(row: dict[str, Any], now: str) -> str:
+    if row["status"] == "pending" and row["held_until"] and row["attempts"] == 0 \
+            and row["held_until"] > now:
+        return "held"
+    return "failed" if row["status"] == "retrying" else row["status"]
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    store = _open(args)
+    try:
+        rows = store.deliveries(STATUSES.get(args.status) if args.status else None, args.rule)
+    finally:
+        store.close()
+    if args.status:
+        rows = [r for r in rows if args.status in (_shown_status(r, now), r["status"])
+                or (args.status == "pending" and _shown_status(r, now) == "pending")]
+    if not rows:
+        print("no deliveries" + (f" with status {args.status}" if args.status else ""))
+        return 0
+    print(f"{'id':<36} {'status':<8} {'tries':>5}  {'rule':<20} {'channel':<14} "
+          f"{'next / sent':<19}  title / last error")
+    for r in rows:
+        shown = _shown_status(r, now)
+        when = r["sent_at"] if r["status"] == "sent" else (
+            None if r["status"] == "dead" else r["next_attempt_at"])
+        print(f"{r['id']:<36} {shown:<8} {r['attempts']:>5}  {r['rule'][:20]:<20} "
+              f"{r['channel'][:14]:<14} {_when(when):<19}  {(r['title'] or '')[:60]}")
+        if r["digest_id"]:
+            print(f"{'':<36} digest {r['digest_id']}")
+        if r["last_error"] and r["status"] != "sent":
+            print(f"{'':<36} last error: {r['last_error']}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if not args.ids and not args.all_dead:
+        raise ConfigError("deliveries retry: name delivery ids or use --all-dead")
+    store = _open(args)
+    try:
+        done = store.requeue_deliveries(datetime.now(UTC), args.ids, all_dead=args.all_dead)
+    finally:
+        store.close()
+    missing = [i for i in args.ids if i not in done]
+    for i in missing:
+        print(f"watcher: deliveries retry: {i}: no such delivery waiting or dead "
+              "(unknown, or already sent)", file=sys.stderr)
+    print(f"{len(done)} deliver{'y' if len(done) == 1 else 'ies'} queued again; "
+          "the running daemon (or the next `watcher run --once`) sends them")
+    return 1 if missing else 0
