@@ -31,12 +31,20 @@ def test_console_script_points_at_a_real_function() -> None:
 
 def test_dockerfile_copies_existing_paths_and_runs_the_daemon() -> None:
     docker = (ROOT / "Dockerfile").read_text()
-    for src in re.findall(r"^COPY\s+(.+?)\s+\S+$", docker, re.M):
+    for src in re.findall(r"^COPY\s+(?!--from)(.+?)\s+\S+$", docker, re.M):
         for part in src.split():
             assert (ROOT / part).exists(), f"Dockerfile copies missing {part}"
     assert 'CMD ["watcher", "run"]' in docker
     assert re.search(r"^USER\s+(?!root)\w+", docker, re.M)
     assert 'VOLUME ["/data"]' in docker
+    assert "HEALTHCHECK" in docker and "/healthz" in docker
+    assert docker.count("FROM ") >= 2  # multi-stage
+    compose = (ROOT / "docker-compose.yml").read_text()
+    assert "watcher-data:/data" in compose
+    unit = (ROOT / "config" / "watcher.service").read_text()
+    for option in ("Restart=on-failure", "ProtectSystem=strict", "NoNewPrivileges=true",
+                   "ExecReload=/bin/kill -HUP $MAINPID"):
+        assert option in unit
     env_cfg = re.search(r"WATCHER_CONFIG=/app/(\S+)", docker)
     assert env_cfg and (ROOT / env_cfg.group(1)).is_file()
 

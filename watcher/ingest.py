@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from watcher import metrics
 from watcher.errors import ExtractError, FetchError, ParseError, StoreError
 from watcher.extract import choose_text, extract_page
 from watcher.http import Fetcher
@@ -48,6 +50,9 @@ class IngestContext:
     max_backoff_s: float = 24 * 3600.0
     max_server_wait_s: float = 6 * 3600.0
     fetch_pages: bool = True
+    unhealthy_after_s: float = 24 * 3600.0
+    # Called once when a feed is flagged unhealthy: (feed name, message).
+    on_unhealthy: Callable[[str, str], None] | None = None
 
 
 def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
@@ -88,10 +93,14 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     state = store.feed_state(feed.name)
     url = state.url if state else feed.url
     policy = poll_policy(feed, ctx.max_server_wait_s)
+    started = time.perf_counter()
     try:
         result, parsed, discovered = await _fetch_and_parse(feed, url, state, ctx)
     except (FetchError, ParseError) as exc:
-        if isinstance(exc, FetchError) and exc.status == 410:
+        metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
+        gone = isinstance(exc, FetchError) and exc.status == 410
+        metrics.FETCHES.labels("gone" if gone else "error").inc()
+        if gone:
             message = (f"fetch: feed {feed.name!r} is gone (410 from {url}); polling stopped. "
                        "Remove it from the config, or change its url to start again.")
             store.record_gone(feed.name, ctx.clock(), message)
@@ -99,6 +108,8 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             return FeedOutcome(feed.name, ok=False, error=message)
         return _failed(feed, ctx, state.consecutive_failures if state else 0, exc)
 
+    metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
+    metrics.FETCHES.labels("not_modified" if parsed is None else "ok").inc()
     now = ctx.clock()
     wait = server_min_wait_s(result.headers, now, parsed.ttl_minutes if parsed else None,
                              parsed.sy_period_s if parsed else None, policy.max_server_wait_s)
@@ -129,6 +140,7 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         if article_id is None:
             continue
         outcome.new_articles += 1
+        metrics.ARTICLES.inc()
         m, d = match_and_enqueue(replace(article, id=article_id), ctx)
         outcome.matches += m
         outcome.deliveries += d
@@ -153,6 +165,7 @@ def match_and_enqueue(article: Article, ctx: IngestContext) -> tuple[int, int]:
     matches = ctx.rules().match(article)
     created = ctx.store.record_matches(article, matches, ctx.channels_by_rule(), ctx.clock())
     for m in matches:
+        metrics.MATCHES.labels(m.rule).inc()
         log.info("match: rule %r fired on %r (feed %r, %s): %s", m.rule, article.title,
                  article.feed, m.field, m.snippet)
     return len(matches), created
@@ -165,8 +178,10 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
     if entry.link and ctx.fetch_pages:
         try:
             page = await ctx.fetcher.fetch_page(feed, entry.link)
+            started = time.perf_counter()
             extracted = await asyncio.to_thread(
                 extract_page, page.body, page.url, page.headers.get("content-type"))
+            metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
         except (FetchError, ExtractError) as exc:
             page_error = str(exc)
             outcome.page_errors.append(page_error)
@@ -198,6 +213,13 @@ def _failed(feed: Feed, ctx: IngestContext, failures_before: int,
         message = f"{stage}: feed {feed.name!r}: {rest}"
     ctx.store.record_fetch_failure(feed.name, now, when, message,
                                    hold=retry_after is not None)
+    if ctx.store.flag_unhealthy(feed.name, now, ctx.unhealthy_after_s):
+        notice = (f"fetch: feed {feed.name!r} has been failing for more than "
+                  f"{ctx.unhealthy_after_s / 3600:g} h and is now flagged unhealthy; "
+                  f"last error: {message}")
+        log.error("%s", notice)
+        if ctx.on_unhealthy is not None:
+            ctx.on_unhealthy(feed.name, notice)
     log.error("%s; next try %s (failure %d)", message, when.strftime("%Y-%m-%d %H:%M:%S"),
               failures)
     return FeedOutcome(feed.name, ok=False, error=message)

@@ -266,7 +266,12 @@ class RetentionConfig(_Model):
 
 class MetricsConfig(_Model):
     # host:port for /healthz and /metrics, e.g. 127.0.0.1:9464; unset = off
-    listen: str | None = Field(default=None, pattern=r"^[^\s:]*:\d{1,5}$")
+    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return None if v == "" else v
 
 
 class AlertsConfig(_Model):
