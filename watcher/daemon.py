@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import resource
 import signal
 import time
@@ -18,10 +19,12 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from watcher.channels import Channel, build_channels
 from watcher.digest import Policy
 from watcher.dispatch import Dispatcher, DispatchReport
+from watcher.errors import RuleError
 from watcher.http import Fetcher, HttpLimits
 from watcher.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.models import Feed
-from watcher.rules import CompiledRules
+from watcher.rules import CompiledRules, RuleSet, compile_rules, parse_rules
+from watcher.rules.load import digest_of
 from watcher.settings import Settings
 from watcher.store import Store
 
@@ -30,6 +33,17 @@ log = logging.getLogger("watcher.daemon")
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host (for stale delivery claims)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # it exists but belongs to someone else
+        return True
+    return True
 
 
 def _cpu_seconds() -> float:
@@ -44,6 +58,7 @@ class Daemon:
                  channels: Mapping[str, Channel] | None = None) -> None:
         self.settings = settings
         self.rules = rules
+        self._rules_refused: str | None = None  # digest of the last rules.yaml refused
         self.feeds: dict[str, Feed] = {f.name: f for f in settings.feed_models()}
         self.store = Store(settings.database)
         self.store.sync_feeds(self.feeds.values())
@@ -121,6 +136,7 @@ class Daemon:
         started, cpu_started = time.perf_counter(), _cpu_seconds()
         try:
             await rematch_unmatched(self.ctx)
+            self.dispatcher.release_orphans(pid_alive)
             # Every feed, except those gone or whose server said to wait (Retry-After).
             names = self.store.pollable_feeds(utcnow(), self.feeds)
             outcomes = await self.poll(names, dispatch_now=False)
@@ -151,11 +167,15 @@ class Daemon:
             loop.add_signal_handler(sig, self._stopping.set)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         await rematch_unmatched(self.ctx)
+        self.dispatcher.release_orphans(pid_alive)
         scheduler.add_job(self.poll, "interval", seconds=self.settings.poll.tick,
                           id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
                           misfire_grace_time=None)
         scheduler.add_job(self.dispatch, "interval", seconds=self.settings.delivery.tick,
                           id="dispatch", max_instances=1, coalesce=True,
+                          misfire_grace_time=None)
+        scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
+                          id="rules-reload", max_instances=1, coalesce=True,
                           misfire_grace_time=None)
         scheduler.start()
         log.info("daemon: watching %d feed(s) with %d rule(s); database %s",
@@ -164,13 +184,53 @@ class Daemon:
             await self._stopping.wait()
         finally:
             log.info("daemon: stopping")
-            scheduler.shutdown(wait=False)
+            # Pause, drain, then shut down: shutting down the scheduler first would
+            # cancel jobs mid-send (APScheduler 3 cancels its running futures).
+            scheduler.pause()
             await self._drain()
+            scheduler.shutdown(wait=False)
             await self.close()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         log.info("daemon: stopped")
         return 0
+
+    async def reload_rules_if_changed(self) -> bool:
+        """Swap in rules.yaml when its content changed and it is valid, in one step.
+
+        A file that does not validate is logged with every problem, once per
+        version, and the last good rules stay in force.
+        """
+        path = Path(self.settings.rules)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            problem = f"rules: {path}: cannot read: {exc}"
+            if problem != self._rules_refused:
+                self._rules_refused = problem
+                log.error("%s; the %d rule(s) in force stay", problem, len(self.rules.rules))
+            return False
+        digest = digest_of(text)
+        if digest in (self.rules.ruleset.digest, self._rules_refused):
+            return False
+        try:
+            ruleset, compiled = await asyncio.to_thread(self._compile_rules, text, str(path))
+        except RuleError as exc:
+            self._rules_refused = digest
+            log.error("%s\nrules: %s changed but was refused; the %d rule(s) in force stay",
+                      exc, path, len(self.rules.rules))
+            return False
+        self.rules = compiled
+        self._rules_refused = None
+        log.info("rules: reloaded %s: %d rule(s)", path, len(ruleset.rules))
+        return True
+
+    def _compile_rules(self, text: str, source: str) -> tuple[RuleSet, CompiledRules]:
+        ruleset = parse_rules(text, source, channels=self.settings.channels.keys(),
+                              unusable_channels=self.settings.unusable_channels)
+        compiled = compile_rules(ruleset)
+        compiled.warm()
+        return ruleset, compiled
 
     async def _drain(self, grace_s: float = 20.0) -> None:
         """Let fetches and deliveries already under way finish, up to a grace period."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -52,6 +54,22 @@ class Dispatcher:
     lease_s: float = LEASE_S
     # channel name -> why it was disabled (a webhook answered 410), for this process
     disabled: dict[str, str] = field(default_factory=dict)
+    # who holds our claims in the database: host, process id and a nonce
+    owner: str = field(default_factory=lambda: claim_owner(socket.gethostname(), os.getpid()))
+
+    def release_orphans(self, alive: Callable[[int], bool]) -> int:
+        """Free claims left by processes on this host that died (kill -9, power cut),
+        so their deliveries need not wait for the lease to run out."""
+        host = socket.gethostname()
+        freed = 0
+        for owner in self.store.claim_owners(self.clock()):
+            o_host, pid = parse_owner(owner)
+            if owner != self.owner and o_host == host and pid is not None \
+                    and (pid == os.getpid() or not alive(pid)):
+                freed += self.store.release_claims_of(owner)
+        if freed:
+            log.info("deliver: %d delivery claim(s) of a stopped process released", freed)
+        return freed
 
     def _hold(self, rule: str, channel: str, created_at: datetime,
               last_immediate_at: datetime | None) -> tuple[datetime, str] | None:
@@ -70,7 +88,7 @@ class Dispatcher:
         while True:
             batch = self.store.claim_deliveries(self.clock(), self.lease_s, self.limit,
                                                 ignore_schedule=ignore_schedule,
-                                                hold=self._hold)
+                                                hold=self._hold, owner=self.owner)
             if not batch:
                 return report
             by_channel: dict[str, list[Delivery]] = defaultdict(list)
@@ -96,6 +114,11 @@ class Dispatcher:
         channel = self.channels.get(name)
         first = unit[0]
         ids = [d.id for d in unit]
+        # Earlier units of this batch may have been slow: make sure it is still ours.
+        if not self.store.renew_claim(ids, self.owner, self.clock(), self.lease_s):
+            log.warning("deliver: %s: claim lost before sending; another loop has it",
+                        first.digest_id or first.id)
+            return
         try:
             if name in self.disabled:
                 raise DeliveryError(f"channel {name!r} is disabled: {self.disabled[name]}",
@@ -168,6 +191,16 @@ class Dispatcher:
             except Exception as exc:
                 log.error("deliver: could not tell channel %r that a delivery is dead: %s",
                           name, exc)
+
+
+def claim_owner(host: str, pid: int) -> str:
+    return f"{host}|{pid}|{os.urandom(4).hex()}"
+
+
+def parse_owner(owner: str) -> tuple[str, int | None]:
+    host, _, rest = owner.partition("|")
+    pid = rest.partition("|")[0]
+    return host, int(pid) if pid.isdigit() else None
 
 
 async def dispatch_due(store: Store, channels: Mapping[str, Channel],

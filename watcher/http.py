@@ -14,6 +14,7 @@ import ipaddress
 import mimetypes
 import socket
 import ssl
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -139,6 +140,56 @@ def _client(limits: HttpLimits, guarded: bool) -> httpx.AsyncClient:
         timeout=httpx.Timeout(limits.timeout_s),
         headers={"User-Agent": limits.user_agent, "Accept-Encoding": "gzip, deflate"},
     )
+
+
+class BoundedDecoder:
+    """Content-Encoding decoding that never produces more than `cap` bytes."""
+
+    def __init__(self, encoding: str, cap: int, what: str) -> None:
+        self.cap, self.what = cap, what
+        self.size = 0
+        self.parts: list[bytes] = []
+        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
+        codings = [c for c in codings if c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            raise FetchError(f"{what}: unsupported Content-Encoding {encoding!r}")
+        self.coding = codings[0] if codings else None
+        # wbits 47 reads gzip or zlib headers; deflate may also come raw (no header).
+        self._z = zlib.decompressobj(47 if self.coding else 15) if self.coding else None
+        self._raw_deflate_tried = False
+
+    def _keep(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.cap:
+            raise FetchError(f"{self.what}: body over the {self.cap} byte cap; stopped")
+        self.parts.append(data)
+
+    def feed(self, chunk: bytes) -> None:
+        if self._z is None:
+            self._keep(chunk)
+            return
+        data = chunk
+        while data:
+            try:
+                out = self._z.decompress(data, self.cap - self.size + 1)
+            except zlib.error as exc:
+                if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
+                    self._raw_deflate_tried = True
+                    self._z = zlib.decompressobj(-15)
+                    continue
+                raise FetchError(f"{self.what}: cannot decode {self.coding} body: {exc}") from None
+            self._keep(out)
+            data = self._z.unconsumed_tail
+            if self._z.eof:
+                break
+
+    def finish(self) -> bytes:
+        if self._z is not None and not self._z.eof:
+            try:
+                self._keep(self._z.flush())
+            except zlib.error as exc:
+                raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
+        return b"".join(self.parts)
 
 
 def _file_path(url: str) -> Path:
@@ -281,15 +332,12 @@ class Fetcher:
                 if declared.isdigit() and int(declared) > cap:
                     raise FetchError(f"{what}: declares {int(declared)} bytes, over the "
                                      f"{cap} byte cap")
-                chunks: list[bytes] = []
-                size = 0
-                # aiter_bytes yields decoded bytes: the cap holds after gzip too.
-                async for chunk in resp.aiter_bytes():
-                    size += len(chunk)
-                    if size > cap:
-                        raise FetchError(f"{what}: body over the {cap} byte cap; stopped")
-                    chunks.append(chunk)
-                return resp.status_code, resp_headers, b"".join(chunks)
+                decoder = BoundedDecoder(resp_headers.get("content-encoding", ""), cap, what)
+                # Raw bytes, decoded here: httpx's decoder has no output limit, so
+                # one 64 KB gzip chunk could become hundreds of MB before a check.
+                async for chunk in resp.aiter_raw():
+                    decoder.feed(chunk)
+                return resp.status_code, resp_headers, decoder.finish()
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             raise FetchError(f"{what}: {reason}") from None

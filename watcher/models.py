@@ -137,6 +137,14 @@ class Rule:
     # alert, or send only digests ("hourly", "daily", "HH:MM")
     cooldown_s: float | None = None
     digest: str | None = None
+    # the rule language (see watcher.rules): a Lucene query, ANDed with any/all/none
+    query: str = ""
+    default_operator: str = "OR"
+    tags: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    min_hits: int = 1
+    stem: bool = True
+    accents: str = "fold"  # or "exact"
 
 
 @dataclass(frozen=True)

@@ -56,12 +56,20 @@ def html_to_text(fragment: str) -> str:
         return html.unescape(re.sub(r"<[^>]*>", " ", fragment)).strip()
     for bad in doc.xpath(".//script|.//style"):
         bad.drop_tree()
-    # Block elements become line breaks so words in adjacent paragraphs stay apart.
+    # Block elements become line breaks so words in adjacent paragraphs stay apart;
+    # inline markup boundaries separate words too (<b>tactical</b><i>missile</i>).
     for el in doc.iter():
+        if el is doc or not isinstance(el.tag, str):
+            continue
         if el.tag in ("p", "br", "div", "li", "h1", "h2", "h3", "h4", "tr", "blockquote"):
             el.tail = "\n" + (el.tail or "")
+        else:
+            el.text = " " + (el.text or "")
+            el.tail = " " + (el.tail or "")
     text = doc.text_content()
-    return re.sub(r"[ \t\r\f\v]+", " ", re.sub(r"\n\s*\n+", "\n\n", text)).strip()
+    text = re.sub(r"[ \t\r\f\v]+", " ", re.sub(r"\n\s*\n+", "\n\n", text))
+    # The spaces added at inline boundaries must not detach punctuation.
+    return re.sub(r" +([,.;:!?)\]])", r"\1", text).strip()
 
 
 def _entry_id(raw_id: str | None, link: str | None, title: str, published: str) -> str:

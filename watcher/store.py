@@ -140,6 +140,7 @@ def m003_delivery_digests(db: sqlite_utils.Database) -> None:
     ALTER TABLE deliveries ADD COLUMN held_until TEXT;
     ALTER TABLE deliveries ADD COLUMN digest_id TEXT;
     ALTER TABLE deliveries ADD COLUMN requeued_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN claimed_by TEXT;
     UPDATE deliveries SET classified_at = created_at;
     CREATE INDEX deliveries_digest ON deliveries(digest_id);
     CREATE INDEX deliveries_unclassified ON deliveries(classified_at)
@@ -343,6 +344,22 @@ class Store:
         return [self._article(r) for r in self._rows(
             "SELECT * FROM articles WHERE matched_at IS NULL ORDER BY id LIMIT ?", [limit])]
 
+    def iter_articles(self, since: datetime, batch: int = 500) -> Iterator[list[Article]]:
+        """Stored articles fetched at or after `since`, newest first, in batches (backtests)."""
+        last_id: int | None = None
+        while True:
+            rows = self._rows(
+                "SELECT * FROM articles WHERE fetched_at >= ? AND (? IS NULL OR id < ?) "
+                "ORDER BY id DESC LIMIT ?", [ts(since), last_id, last_id, batch])
+            if not rows:
+                return
+            last_id = rows[-1]["id"]
+            yield [self._article(r) for r in rows]
+
+    def count_articles_since(self, since: datetime) -> int:
+        return self._rows("SELECT count(*) AS n FROM articles WHERE fetched_at >= ?",
+                          [ts(since)])[0]["n"]
+
     def article(self, article_id: int) -> Article | None:
         rows = self._rows("SELECT * FROM articles WHERE id = ?", [article_id])
         return self._article(rows[0]) if rows else None
@@ -528,7 +545,8 @@ class Store:
 
     def claim_deliveries(self, now: datetime, lease_s: float, limit: int,
                          ignore_schedule: bool = False,
-                         hold: HoldDecision | None = None) -> list[Delivery]:
+                         hold: HoldDecision | None = None,
+                         owner: str | None = None) -> list[Delivery]:
         """Take due deliveries for `lease_s` seconds so no other loop sends them too.
 
         New deliveries are first classified: `hold(rule, channel, created_at,
@@ -556,14 +574,15 @@ class Store:
             for i in range(0, len(ids), 400):
                 chunk = ids[i:i + 400]
                 rows += self._rows(
-                    f"UPDATE deliveries SET claimed_until = ? WHERE id IN "
-                    f"({','.join('?' * len(chunk))}) RETURNING *", [params["until"], *chunk])
+                    f"UPDATE deliveries SET claimed_until = ?, claimed_by = ? WHERE id IN "
+                    f"({','.join('?' * len(chunk))}) RETURNING *",
+                    [params["until"], owner, *chunk])
             for g in groups:  # the rest of each digest, whatever its own schedule
                 rows += self._rows(
-                    "UPDATE deliveries SET claimed_until = ? WHERE digest_id = ? "
+                    "UPDATE deliveries SET claimed_until = ?, claimed_by = ? WHERE digest_id = ? "
                     "AND status IN ('pending', 'retrying') AND classified_at IS NOT NULL "
                     "AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING *",
-                    [params["until"], g, params["now"]])
+                    [params["until"], owner, g, params["now"]])
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
         return [self._delivery(r) for r in rows]
 
@@ -597,6 +616,32 @@ class Store:
                 "UPDATE deliveries SET classified_at = ?, held_until = ?, digest_id = ?, "
                 "next_attempt_at = ? WHERE id = ?",
                 [ts(now), ts(until), group, ts(until), r["id"]])
+
+    def renew_claim(self, ids: Sequence[str], owner: str, now: datetime,
+                    lease_s: float) -> bool:
+        """Extend our claim on `ids` just before sending them; False if any of them
+        is no longer ours (the lease ran out and another loop took it)."""
+        with self._write():
+            n = 0
+            for i in ids:
+                n += self.db.execute(
+                    "UPDATE deliveries SET claimed_until = ? WHERE id = ? AND claimed_by = ? "
+                    "AND status IN ('pending', 'retrying')",
+                    [ts(now + timedelta(seconds=lease_s)), i, owner]).rowcount
+            return n == len(ids)
+
+    def claim_owners(self, now: datetime) -> list[str]:
+        """Who holds live claims (to find those of processes that died)."""
+        return [r["claimed_by"] for r in self._rows(
+            "SELECT DISTINCT claimed_by FROM deliveries WHERE claimed_until > ? "
+            "AND claimed_by IS NOT NULL", [ts(now)])]
+
+    def release_claims_of(self, owner: str) -> int:
+        """Give back every claim of an owner that is known to be gone."""
+        with self._write():
+            return self.db.execute(
+                "UPDATE deliveries SET claimed_until = NULL, claimed_by = NULL "
+                "WHERE claimed_by = ?", [owner]).rowcount
 
     @staticmethod
     def _delivery(r: dict[str, Any]) -> Delivery:

@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from watcher import __version__
-from watcher.cli import archive, check, deliveries, feeds, run
+from watcher.cli import archive, check, deliveries, feeds, rules, run
 from watcher.errors import WatcherError
 
-COMMANDS = (run, check, feeds, deliveries, archive)
+COMMANDS = (run, check, feeds, deliveries, archive, rules)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -19,54 +22,148 @@ from pydantic import (
 
 from watcher.digest import parse_cooldown, parse_digest
 from watcher.errors import RuleError
-from watcher.models import FIELDS, Rule
-from watcher.rules.text import phrase_keys
+from watcher.models import FIELDS, Article, Rule
+from watcher.rules.compile import leaf_problem
+from watcher.rules.query import TEXT_FIELDS, Node, QueryError, leaves, rule_tree, true_without_terms
+from watcher.rules.text import words_of
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
-class _RuleModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+def _one_or_many(v: Any) -> Any:
+    return [v] if isinstance(v, str) else v
 
-    name: str = Field(pattern=_NAME)
-    description: str = ""
-    any: tuple[str, ...] = ()
-    all: tuple[str, ...] = ()
-    none: tuple[str, ...] = ()
-    fields: tuple[str, ...] = FIELDS
-    feeds: tuple[str, ...] = ()
-    notify: tuple[str, ...] = Field(min_length=1)
-    cooldown: Annotated[float, BeforeValidator(parse_cooldown)] | None = None
-    digest: Annotated[str, BeforeValidator(parse_digest)] | None = None
 
-    @field_validator("any", "all", "none", "feeds", "notify", "fields", mode="before")
+StrList = Annotated[tuple[str, ...], BeforeValidator(_one_or_many,
+                                                     json_schema_input_type=str | list[str])]
+_TextField = Literal["title", "summary", "body", "author", "url"]
+FieldList = Annotated[tuple[str, ...], BeforeValidator(
+    _one_or_many, json_schema_input_type=_TextField | list[_TextField])]
+Duration = Annotated[float, BeforeValidator(parse_cooldown,
+                                            json_schema_input_type=str | float)]
+DigestWhen = Annotated[str, BeforeValidator(parse_digest, json_schema_input_type=str)]
+
+
+class ExampleArticle(BaseModel):
+    """An article for a rule's example; every part is optional."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ExampleArticle")
+
+    title: str = ""
+    summary: str = ""
+    body: str = ""
+    author: str | None = None
+    url: str | None = None
+    feed: str | None = None
+    tags: StrList | None = None
+    language: str | None = None
+
+
+ExampleSpec = str | ExampleArticle
+
+
+class RuleExamples(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Examples")
+
+    match: tuple[ExampleSpec, ...] = Field(
+        default=(), description="articles the rule must match (a string is an article body)")
+    no_match: tuple[ExampleSpec, ...] = Field(
+        default=(), description="articles the rule must not match")
+
+    @field_validator("match", "no_match", mode="before")
     @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
+    def _listify(cls, v: Any) -> Any:
+        return _one_or_many(v)
+
+
+class _RuleModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Rule")
+
+    name: str = Field(pattern=_NAME, description="unique name, used in alerts")
+    description: str = ""
+    query: str = Field(
+        default="", description='Lucene query: words, "phrases", AND / OR / NOT, -term, '
+        '+term, (groups), field:term, "phrase"~N, prefix*, /regex/. Bare terms are joined '
+        "with default_operator (OR, as in Lucene)")
+    default_operator: Literal["OR", "AND"] = Field(
+        default="OR", description="operator between bare terms of the query (Lucene: OR)")
+    any: StrList = Field(default=(), description="shorthand: at least one of these phrases")
+    all: StrList = Field(default=(), description="shorthand: every one of these phrases")
+    none: StrList = Field(default=(), description="shorthand: none of these phrases")
+    fields: FieldList = Field(default=FIELDS, description="where unprefixed terms look")
+    feeds: StrList = Field(default=(), description="only articles from these feeds")
+    tags: StrList = Field(default=(), description="only articles of feeds with one of these tags")
+    languages: StrList = Field(
+        default=(), description="only articles in these languages (ISO 639-1 codes such as "
+        "en, de; und = unknown)")
+    min_hits: int = Field(default=1, ge=1, description="the query must hit at least this often")
+    stem: bool = Field(default=True, description="match other forms of a word (Snowball "
+                       "stemmer for the article's language)")
+    accents: Literal["fold", "exact"] = Field(
+        default="fold", description="fold: Zurich finds Zürich; exact: accents must match")
+    notify: StrList = Field(min_length=1, description="channels from config/watcher.yaml")
+    cooldown: Duration | None = Field(
+        default=None, description="hold repeats for this long after an alert (e.g. 30m)")
+    digest: DigestWhen | None = Field(
+        default=None, description="send digests only: hourly, daily or \"HH:MM\"")
+    examples: RuleExamples | None = Field(
+        default=None, description="articles checked by `watcher rules check`")
+
+    @field_validator("default_operator", "accents", mode="before")
+    @classmethod
+    def _case(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        return v.upper() if v.upper() in ("OR", "AND") else v.lower()
 
     @field_validator("any", "all", "none")
     @classmethod
     def _phrases_have_words(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for phrase in v:
-            if not phrase_keys(phrase):
+            if not words_of(phrase):
                 raise ValueError(f"phrase {phrase!r} has no words to match")
         return v
+
+    @field_validator("languages")
+    @classmethod
+    def _language_codes(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        out = []
+        for code in v:
+            c = code.strip().lower()
+            if not re.fullmatch(r"[a-z]{2,3}", c):
+                raise ValueError(f"{code!r} is not a language code (use e.g. en, de, und)")
+            out.append(c)
+        return tuple(out)
 
     @field_validator("fields")
     @classmethod
     def _known_fields(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for f in v:
-            if f not in FIELDS:
-                raise ValueError(f"unknown field {f!r} (use {', '.join(FIELDS)})")
+            if f not in TEXT_FIELDS:
+                raise ValueError(f"unknown field {f!r} (use {', '.join(TEXT_FIELDS)})")
         if not v:
             raise ValueError("at least one field is needed")
         return v
 
 
 @dataclass(frozen=True)
+class Example:
+    """One of a rule's examples: an article it must (or must not) match."""
+
+    rule: str
+    expect_match: bool
+    article: Article
+    where: str  # file:line:col
+    label: str  # the example as written, shortened
+
+
+@dataclass(frozen=True)
 class RuleSet:
     rules: tuple[Rule, ...]
     source: str
+    digest: str = ""  # sha256 of the file's text: what a reload compares
+    examples: tuple[Example, ...] = ()
+    trees: dict[str, Node] | None = field(default=None, compare=False, repr=False)
 
     def channels(self) -> set[str]:
         return {c for r in self.rules for c in r.notify}
@@ -77,6 +174,8 @@ class _Located:
 
     def __init__(self) -> None:
         self.marks: dict[tuple[Any, ...], tuple[int, int]] = {}
+        # scalars written on one line: their quote style ("" for plain)
+        self.inline: dict[tuple[Any, ...], str] = {}
 
     def build(self, node: yaml.Node, path: tuple[Any, ...] = ()) -> Any:
         self.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
@@ -91,6 +190,8 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
+        if node.start_mark.line == node.end_mark.line and node.style in (None, "'", '"'):
+            self.inline[path] = node.style or ""
         # Scalars: let PyYAML's safe resolver decide the type (int, bool, null...).
         return yaml.safe_load(yaml.serialize(node))
 
@@ -134,7 +235,21 @@ def parse_rules(text: str, source: str = "rules.yaml",
     known = set(channels) if channels is not None else None
     unusable = unusable_channels or {}
     rules: list[Rule] = []
+    trees: dict[str, Node] = {}
+    examples: list[Example] = []
     seen: dict[str, int] = {}
+
+    def at_query(path: tuple[Any, ...], pos: int | None, msg: str) -> None:
+        """A problem inside a rule's query: point at the character when we can."""
+        qpath = (*path, "query")
+        where = located.where(qpath)
+        style = located.inline.get(qpath)
+        if where and pos is not None and style is not None and qpath in located.marks:
+            where = (where[0], where[1] + pos + (1 if style else 0))
+        elif pos is not None:
+            msg += f" (at character {pos + 1} of the query)"
+        problems.append(f"{source}:{where[0]}:{where[1]}: {msg}" if where
+                        else f"{source}: {msg}")
     for i, raw in enumerate(data["rules"]):
         path: tuple[Any, ...] = ("rules", i)
         label = raw.get("name") if isinstance(raw, dict) else None
@@ -155,28 +270,91 @@ def parse_rules(text: str, source: str = "rules.yaml",
                 else:
                     at((*path, *loc), f"{prefix}{field}: {err['msg']}")
             continue
-        if not model.any and not model.all:
-            at(path, f"{prefix}needs at least one phrase in 'any' or 'all'")
+        if not model.query and not model.any and not model.all:
+            at(path, f"{prefix}needs at least one phrase in 'any' or 'all', or a 'query'")
             continue
         if model.name in seen:
             at((*path, "name"), f"{prefix}duplicate rule name (first defined at line "
                                 f"{seen[model.name]})")
             continue
         seen[model.name] = (located.where((*path, "name")) or (0, 0))[0]
+        rule = Rule(
+            name=model.name, any=model.any, all=model.all, none=model.none,
+            fields=model.fields, feeds=model.feeds, notify=model.notify,
+            line=seen[model.name], cooldown_s=model.cooldown, digest=model.digest,
+            query=model.query, default_operator=model.default_operator, tags=model.tags,
+            languages=model.languages, min_hits=model.min_hits, stem=model.stem,
+            accents=model.accents,
+        )
+        tree = _check_query(rule, lambda pos, msg, p=path, pre=prefix: at_query(p, pos,
+                                                                                 pre + msg))
         for j, ch in enumerate(model.notify):
             if ch in unusable:
                 at((*path, "notify", j), f"{prefix}channel {ch!r} is unusable: {unusable[ch]}")
             elif known is not None and ch not in known:
                 options = ", ".join(sorted(known)) or "none configured"
                 at((*path, "notify", j), f"{prefix}unknown channel {ch!r} (known: {options})")
-        rules.append(Rule(
-            name=model.name, any=model.any, all=model.all, none=model.none,
-            fields=model.fields, feeds=model.feeds, notify=model.notify,
-            line=seen[model.name], cooldown_s=model.cooldown, digest=model.digest,
-        ))
+        if tree is None:
+            continue
+        trees[rule.name] = tree
+        rules.append(rule)
+        if model.examples:
+            for expect, specs in ((True, model.examples.match), (False, model.examples.no_match)):
+                key = "match" if expect else "no_match"
+                for j, spec in enumerate(specs):
+                    pos = located.where((*path, "examples", key, j)) or (0, 0)
+                    examples.append(Example(
+                        rule=rule.name, expect_match=expect, article=_example_article(spec, rule),
+                        where=f"{source}:{pos[0]}:{pos[1]}", label=_label(spec)))
     if problems:
         raise RuleError("\n".join(problems))
-    return RuleSet(rules=tuple(rules), source=source)
+    return RuleSet(rules=tuple(rules), source=source, digest=digest_of(text),
+                   examples=tuple(examples), trees=trees)
+
+
+def digest_of(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_query(rule: Rule, report: Any) -> Node | None:
+    """The rule's query tree, or None after reporting why it cannot be used."""
+    try:
+        tree = rule_tree(rule)
+    except QueryError as exc:
+        report(exc.pos, f"query: {exc.message}")
+        return None
+    ok = True
+    for leaf, _ in leaves(tree):
+        problem = leaf_problem(leaf)
+        if problem is not None:
+            report(problem.pos, f"query: {problem.message}")
+            ok = False
+    if ok and true_without_terms(tree):
+        report(None, "query: it would match articles that contain none of its terms "
+                     "(it only says what to leave out); add a term to look for")
+        ok = False
+    return tree if ok else None
+
+
+def _example_article(spec: ExampleSpec, rule: Rule) -> Article:
+    if isinstance(spec, str):
+        spec = ExampleArticle(body=spec)
+    return Article(
+        feed=spec.feed or (rule.feeds[0] if rule.feeds else "example"),
+        entry_id="example", url=spec.url, title=spec.title, summary=spec.summary,
+        body=spec.body, text_source="page", published=None,
+        fetched_at=datetime(2000, 1, 1, tzinfo=UTC), author=spec.author,
+        language=spec.language or (rule.languages[0] if rule.languages else None),
+        tags=spec.tags if spec.tags is not None else rule.tags[:1])
+
+
+def _label(spec: ExampleSpec) -> str:
+    if isinstance(spec, str):
+        text = spec
+    else:
+        text = " / ".join(f"{k}: {v}" for k, v in spec.model_dump(exclude_defaults=True).items())
+    text = " ".join(text.split())
+    return repr(text if len(text) <= 70 else text[:69] + "…")
 
 
 def load_rules(path: str | Path, channels: Iterable[str] | None = None,

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 
 from watcher.models import FIELDS, Article, Hit, Match, Rule
+from watcher.rules.compile import LiteralIndex, literals_of
+from watcher.rules.evaluate import BNode, Bound, bind, evaluate, positive_leaves
 from watcher.rules.load import RuleSet
+from watcher.rules.query import KEYWORD_FIELDS, TEXT_FIELDS, Leaf, Prefix, rule_tree
 from watcher.rules.snippet import snippet
-from watcher.rules.text import phrase_keys, tokens
+from watcher.rules.text import language_code
+
+_FIELD_ORDER = {f: i for i, f in enumerate(TEXT_FIELDS)}
 
 
 def describe(rule: Rule) -> str:
@@ -18,7 +22,8 @@ def describe(rule: Rule) -> str:
         quoted = [f'"{p}"' for p in phrases]
         return quoted[0] if len(quoted) == 1 else "(" + f" {op} ".join(quoted) + ")"
 
-    parts = []
+    parts = [f"({rule.query})" if rule.any or rule.all or rule.none else rule.query] \
+        if rule.query else []
     if rule.any:
         parts.append(group(rule.any, "OR"))
     if rule.all:
@@ -31,76 +36,109 @@ def describe(rule: Rule) -> str:
     return query
 
 
-@dataclass(frozen=True)
-class _Phrase:
-    text: str
-    keys: tuple[str, ...]
+def field_text(article: Article, name: str) -> str:
+    """The text of a field rules can search (never anything but these)."""
+    if name == "author":
+        return article.author or ""
+    if name == "url":
+        return article.url or ""
+    return article.field_text(name)
+
+
+def article_language(language: str | None) -> str:
+    """'en-GB' -> 'en'; unknown -> 'und' (what a rule's `languages` compares)."""
+    if not language:
+        return "und"
+    return language.replace("_", "-").split("-")[0].strip().lower() or "und"
+
+
+def _shown(text: str) -> str:
+    """A leaf as people wrote it, without the quotes of a plain phrase."""
+    if len(text) > 1 and text[0] == '"' and text[-1] == '"':
+        return text[1:-1]
+    return text
 
 
 class CompiledRules:
-    """Every phrase of every rule, indexed by its first word.
+    """Every literal of every rule in one index; each rule's query bound to it.
 
-    Matching tokenises each field once and looks each word up, so the cost
-    grows with the article's length and the number of phrases that share a
-    first word, not with the number of rules.
+    Matching scans each field once per normalisation in use, then evaluates
+    only the rules that had a hit, so the cost grows with the article's length
+    and its hits, not with the number of rules.
     """
 
     def __init__(self, ruleset: RuleSet) -> None:
         self.ruleset = ruleset
-        self._phrases: dict[tuple[str, ...], _Phrase] = {}
-        self._by_first: dict[str, list[_Phrase]] = defaultdict(list)
-        for rule in ruleset.rules:
-            for text in (*rule.any, *rule.all, *rule.none):
-                keys = phrase_keys(text)
-                if keys not in self._phrases:
-                    p = _Phrase(text, keys)
-                    self._phrases[keys] = p
-                    self._by_first[keys[0]].append(p)
+        self._index = LiteralIndex()
+        self._trees: list[BNode] = []
+        self._triggers: dict[int, list[int]] = defaultdict(list)
         self._queries = {r.name: describe(r) for r in ruleset.rules}
+        for i, rule in enumerate(ruleset.rules):
+            tree = ruleset.trees.get(rule.name) if ruleset.trees else None
+            bound = bind(tree if tree is not None else rule_tree(rule),
+                         lambda leaf, rule=rule: self._bind(leaf, rule))  # type: ignore[misc]
+            self._trees.append(bound)
+            for leaf in positive_leaves(bound):
+                if leaf.lids:
+                    self._triggers[leaf.lids[0]].append(i)
+        self._index.freeze()
+
+    def _bind(self, leaf: Leaf, rule: Rule) -> Bound:
+        lits = literals_of(leaf, rule.stem, rule.accents != "exact")
+        lids = tuple(self._index.add(lit, leaf.fields) for lit in lits)
+        keyword = all(f in KEYWORD_FIELDS for f in leaf.fields)
+        slop = 0 if keyword or isinstance(leaf, Prefix) else getattr(leaf, "slop", 0)
+        return Bound(text=leaf.text, fields=leaf.fields, lids=lids, slop=slop,
+                     keyword=keyword)
 
     @property
     def rules(self) -> tuple[Rule, ...]:
         return self.ruleset.rules
 
-    def _hits(self, field: str, text: str) -> dict[tuple[str, ...], list[Hit]]:
-        found: dict[tuple[str, ...], list[Hit]] = defaultdict(list)
-        toks = tokens(text)
-        keys = [t.key for t in toks]
-        for i, key in enumerate(keys):
-            for p in self._by_first.get(key, ()):
-                n = len(p.keys)
-                if tuple(keys[i:i + n]) == p.keys:
-                    start, end = toks[i].start, toks[i + n - 1].end
-                    found[p.keys].append(Hit(field, p.text, start, end, text[start:end]))
-        return found
+    def warm(self, language: str | None = None) -> None:
+        """Build the automata for a language now (default English), not on first match."""
+        self._index.automata(language_code(language))
 
     def match(self, article: Article) -> list[Match]:
-        wanted = {f for r in self.rules for f in r.fields}
-        hits_by_field = {f: self._hits(f, article.field_text(f)) for f in FIELDS if f in wanted}
+        fields = {f: field_text(article, f) for f in TEXT_FIELDS}
+        hits, offsets = self._index.find(article, fields)
+        if not hits:
+            return []
+        candidates = sorted({i for lid in hits for i in self._triggers.get(lid, ())})
+        language = article_language(article.language)
         out: list[Match] = []
-        for rule in self.rules:
+        for i in candidates:
+            rule = self.rules[i]
             if rule.feeds and article.feed not in rule.feeds:
                 continue
-
-            def hits_for(phrase: str, rule: Rule = rule) -> list[Hit]:
-                keys = phrase_keys(phrase)
-                return [h for f in rule.fields for h in hits_by_field[f].get(keys, ())]
-
-            if any(hits_for(p) for p in rule.none):
+            if rule.tags and not set(rule.tags) & set(article.tags):
                 continue
-            any_hits = [h for p in rule.any for h in hits_for(p)]
-            if rule.any and not any_hits:
+            if rule.languages and language not in rule.languages:
                 continue
-            all_hits = [hits_for(p) for p in rule.all]
-            if not all(all_hits):
+            found = evaluate(self._trees[i], hits)
+            if found is None:
                 continue
-            hits = any_hits + [h for hs in all_hits for h in hs]
-            order = {f: i for i, f in enumerate(FIELDS)}
-            hits.sort(key=lambda h: (order[h.field], h.start))
-            first = hits[0]
-            text, _, _ = snippet(article.field_text(first.field), first.start, first.end)
-            out.append(Match(rule=rule.name, hits=tuple(hits), field=first.field,
-                             snippet=text, query=self._queries[rule.name]))
+            seen: set[tuple[str, int, int]] = set()
+            text_hits: list[Hit] = []
+            for leaf, f, first, last in found:
+                if leaf.keyword or (f, first, last) in seen:
+                    continue
+                seen.add((f, first, last))
+                ends = offsets[f]
+                start, end = ends[2 * first], ends[2 * last + 1]
+                text_hits.append(Hit(f, _shown(leaf.text), start, end, fields[f][start:end]))
+            if len(text_hits) < rule.min_hits:
+                continue
+            text_hits.sort(key=lambda h: (_FIELD_ORDER[h.field], h.start))
+            if text_hits:
+                first_hit = text_hits[0]
+                snip, _, _ = snippet(fields[first_hit.field], first_hit.start, first_hit.end)
+                field = first_hit.field
+            else:  # only feed: / tag: terms matched: show the title
+                field = "title" if article.title else "summary"
+                snip = snippet(fields[field], 0, 0)[0] if fields[field] else ""
+            out.append(Match(rule=rule.name, hits=tuple(text_hits), field=field,
+                             snippet=snip, query=self._queries[rule.name]))
         return out
 
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from luqum import tree
 from luqum.exceptions import IllegalCharacterError, ParseError, ParseSyntaxError
 from luqum.parser import parser as _luqum
+
+from watcher.models import Rule
 
 TEXT_FIELDS: tuple[str, ...] = ("title", "summary", "body", "author", "url")
 KEYWORD_FIELDS: tuple[str, ...] = ("feed", "tag")
@@ -48,6 +50,7 @@ class Terms:
     words: str  # the text to tokenise
     fields: tuple[str, ...]
     slop: int = 0
+    pos: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Prefix:
     text: str
     prefix: str
     fields: tuple[str, ...]
+    pos: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,7 @@ class Regex:
     text: str
     pattern: str
     fields: tuple[str, ...]
+    pos: int | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -156,13 +161,13 @@ class _Converter:
             assert isinstance(inner, Terms)
             slop = int(float(node.degree)) if node.degree is not None else 1
             return Terms(text=f"{inner.text}~{slop}", words=inner.words, fields=fields,
-                         slop=slop)
+                         slop=slop, pos=pos)
         if isinstance(node, tree.Phrase):
             words = _unescape(node.value[1:-1])
-            return Terms(text=node.value, words=words, fields=fields)
+            return Terms(text=node.value, words=words, fields=fields, pos=pos)
         if isinstance(node, tree.Regex):
             return Regex(text=node.value, pattern=node.value[1:-1].replace("\\/", "/"),
-                         fields=fields)
+                         fields=fields, pos=pos)
         if isinstance(node, tree.Fuzzy):
             raise QueryError(f"fuzzy terms ({node}) are not supported; use a phrase, a "
                              "trailing * or a /regular expression/", pos)
@@ -193,8 +198,8 @@ class _Converter:
             raise QueryError(f"{value!r}: only a trailing * is supported as a wildcard "
                              "(use a /regular expression/ for more)", pos)
         if body is not value:
-            return Prefix(text=value, prefix=_unescape(body), fields=fields)
-        return Terms(text=value, words=_unescape(value), fields=fields)
+            return Prefix(text=value, prefix=_unescape(body), fields=fields, pos=pos)
+        return Terms(text=value, words=_unescape(value), fields=fields, pos=pos)
 
     def _implicit(self, children: tuple[tree.Item, ...], fields: tuple[str, ...]) -> Node:
         must: list[Node] = []
@@ -224,3 +229,36 @@ def to_text(node: Node) -> str:
     if isinstance(node, Not):
         return f"NOT {to_text(node.child)}"
     return f"{'|'.join(node.fields)}:{node.text}"
+
+
+def rule_tree(rule: Rule) -> Node:
+    """The rule's whole condition: its query ANDed with the any/all/none shorthand."""
+    parts: list[Node] = []
+    if rule.query:
+        op: Operator = "AND" if rule.default_operator.upper() == "AND" else "OR"
+        parts.append(parse_query(rule.query, rule.fields, op))
+
+    def phrase(p: str) -> Terms:
+        return Terms(text=f'"{p}"', words=p, fields=rule.fields)
+
+    if rule.any:
+        parts.append(phrase(rule.any[0]) if len(rule.any) == 1
+                     else Or(tuple(phrase(p) for p in rule.any)))
+    parts.extend(phrase(p) for p in rule.all)
+    if rule.none:
+        parts.append(Not(phrase(rule.none[0]) if len(rule.none) == 1
+                         else Or(tuple(phrase(p) for p in rule.none))))
+    if not parts:
+        raise QueryError("the rule needs a query (or phrases in any/all)")
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def true_without_terms(node: Node) -> bool:
+    """Would the query match an article that contains none of its terms?"""
+    if isinstance(node, And):
+        return all(true_without_terms(c) for c in node.children)
+    if isinstance(node, Or):
+        return any(true_without_terms(c) for c in node.children)
+    if isinstance(node, Not):
+        return not true_without_terms(node.child)
+    return False

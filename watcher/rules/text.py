@@ -14,6 +14,7 @@ words joined, one call into the C stemmer), so the cost per word stays small.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,6 +50,8 @@ _WORD_SRC = rf"[^\W_](?:[^\W_]|[{_MARKS}{_INVISIBLE_CHARS}])*"
 _WORD = re.compile(_WORD_SRC)
 # Before each word, the gap: separators and any inline markup tags.
 _GAP_AND_WORD = re.compile(rf"((?:[^\w<]+|_+|<[A-Za-z/!][^<>]{{0,300}}>|<)*)({_WORD_SRC})")
+_PLAIN_WORD = re.compile(r"([^\W_]+)")
+_SLOW_PATH = re.compile(f"[<{_MARKS}{_INVISIBLE_CHARS}]")
 _SEP = "\x1f"
 
 # ISO 639-1 codes (what trafilatura reports) -> Snowball algorithm names.
@@ -72,10 +75,17 @@ def language_code(language: str | None) -> str:
     return language.replace("_", "-").split("-")[0].strip().lower() or DEFAULT_LANGUAGE
 
 
-@lru_cache(maxsize=64)
+_PER_THREAD = threading.local()  # a PyStemmer object must not be shared between threads
+
+
 def _stemmer(code: str) -> Stemmer.Stemmer | None:
-    name = LANGUAGES.get(code)
-    return Stemmer.Stemmer(name, 100_000) if name else None
+    cache: dict[str, Stemmer.Stemmer | None] | None = getattr(_PER_THREAD, "stemmers", None)
+    if cache is None:
+        cache = _PER_THREAD.stemmers = {}
+    if code not in cache:
+        name = LANGUAGES.get(code)
+        cache[code] = Stemmer.Stemmer(name, 100_000) if name else None
+    return cache[code]
 
 
 def fold(text: str, accents: bool = True) -> str:
@@ -109,14 +119,19 @@ def split_words(text: str) -> tuple[list[str], list[int]]:
     """The words of `text` and the running ends of gap, word, gap, word... lengths.
 
     Word i spans text[ends[2i]:ends[2i+1]]; computed with C-level helpers only.
+    Text without markup, marks or invisible characters (most of it) takes a
+    faster path that splits on plain runs of letters and digits.
     """
+    if _SLOW_PATH.search(text) is None:
+        parts = _PLAIN_WORD.split(text)
+        return parts[1::2], list(accumulate(map(len, parts)))
     pairs = _GAP_AND_WORD.findall(text)
     words = [w for _, w in pairs]
     return words, list(accumulate(map(len, chain.from_iterable(pairs))))
 
 
 def words_of(text: str) -> list[str]:
-    return [w for _, w in _GAP_AND_WORD.findall(text)]
+    return split_words(text)[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,84 @@
+"""Canonical URLs and near-duplicate detection, table-driven."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from tests.stories import OTHER, WIRE
+from watcher.identity import (
+    StoryIndex,
+    canonical_url,
+    signature,
+    similarity,
+    trusted_canonical,
+)
+
+NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("HTTPS://WWW.Example.COM:443/a/b?utm_source=x&id=3&fbclid=abc#frag",
+     "https://www.example.com/a/b?id=3"),
+    ("http://example.com:80/x?gclid=1", "http://example.com/x"),
+    ("https://example.com/story?utm_medium=rss&utm_campaign=feed", "https://example.com/story"),
+    ("https://example.com/story?page=2", "https://example.com/story?page=2"),
+    ("https://example.com:8443/story", "https://example.com:8443/story"),
+    ("file:///srv/seeds/a.html", "file:///srv/seeds/a.html"),
+    (None, None),
+])
+def test_canonical_url(url: str | None, expected: str | None) -> None:
+    assert canonical_url(url) == expected
+
+
+@pytest.mark.parametrize(("page", "canonical", "expected"), [
+    ("https://news.example.com/a?utm_source=x", "https://news.example.com/a",
+     "https://news.example.com/a"),
+    ("https://www.example.com/a", "https://example.com/story/a", "https://example.com/story/a"),
+    ("https://evil.example.net/a", "https://news.example.com/a", None),  # another site
+    ("https://news.example.com/a", "javascript:alert(1)", None),
+    ("https://news.example.com/a", None, None),
+])
+def test_trusted_canonical(page: str, canonical: str | None, expected: str | None) -> None:
+    assert trusted_canonical(page, canonical) == expected
+
+
+def text(paras: list[str]) -> str:
+    return "\n\n".join(paras)
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    (text(WIRE), text(WIRE), True),
+    (text(WIRE), text(WIRE[:3] + WIRE[4:]), True),  # a paragraph cut
+    (text(WIRE), text(WIRE[:-2]), True),  # the last two paragraphs cut
+    (text(WIRE), "Updated: " + text(WIRE).replace("Wednesday", "on Wednesday"), True),
+    (text(WIRE), text(WIRE) + "\n\nRead more: subscribe to our newsletter today for daily "
+     "updates on world news and analysis from our correspondents.", True),
+    (text(WIRE), text(OTHER), False),  # same event, different story
+    (text(WIRE[:3]), text(WIRE[3:]), False),
+])
+def test_near_duplicates_at_default_threshold(a: str, b: str, same: bool) -> None:
+    sa, sb = signature(a), signature(b)
+    assert sa is not None and sb is not None
+    assert (similarity(sa, sb) >= 0.5) is same
+
+
+def test_short_text_has_no_signature() -> None:
+    assert signature("Kim inspects tactical missile system") is None
+
+
+def test_story_index_finds_the_story_within_the_window() -> None:
+    index = StoryIndex(threshold=0.5, window=timedelta(days=3))
+    full = signature(text(WIRE))
+    other = signature(text(OTHER))
+    cut = signature(text(WIRE[1:]))
+    assert full is not None and other is not None and cut is not None
+    index.add(1, 10, full, NOW)
+    index.add(2, 20, other, NOW)
+    hit = index.find(cut, NOW + timedelta(hours=5))
+    assert hit is not None and hit.story_id == 10 and hit.article_id == 1
+    assert hit.similarity >= 0.5
+    # After the window the old copies are forgotten.
+    assert index.find(cut, NOW + timedelta(days=4)) is None
+    assert len(index) == 0

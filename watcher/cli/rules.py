@@ -1,0 +1,147 @@
+"""`watcher rules check|schema|test`: edit rules safely, see what they would catch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from watcher.errors import ConfigError, RuleError
+from watcher.rules import RuleSet, compile_rules, load_rules
+from watcher.rules.backtest import backtest
+from watcher.rules.examples import run_examples
+from watcher.rules.schema import rules_schema_text
+from watcher.settings import Settings, config_path, load_settings, parse_duration
+from watcher.store import Store
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("rules", parents=[common], help="check, describe or backtest rules")
+    rs = p.add_subparsers(dest="rules_command", required=True)
+    check = rs.add_parser("check", parents=[common],
+                          help="validate a rules file and run each rule's examples")
+    check.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
+    check.set_defaults(func=cmd_check)
+    schema = rs.add_parser("schema", parents=[common],
+                           help="print the JSON Schema of rules.yaml (for editors)")
+    schema.add_argument("-o", "--output", help="write it to this file")
+    schema.set_defaults(func=cmd_schema)
+    test = rs.add_parser("test", parents=[common],
+                         help="run rules over stored articles; nothing is sent")
+    test.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
+    test.add_argument("--rule", help="only this rule")
+    test.add_argument("--since", default="30d", help="how far back (default 30d)")
+    test.add_argument("--show", type=int, default=3, help="newest matches shown per rule")
+    test.set_defaults(func=cmd_test)
+
+
+def _settings(args: argparse.Namespace, required: bool) -> Settings | None:
+    try:
+        return load_settings(config_path(args.config))
+    except ConfigError as exc:
+        if required or args.config:
+            raise
+        print(f"note: channels not checked: {exc}", file=sys.stderr)
+        return None
+
+
+def _load(args: argparse.Namespace, settings: Settings | None) -> RuleSet:
+    path = Path(args.file) if args.file else settings.rules if settings else None
+    if path is None:
+        raise ConfigError("rules: no rules file given and no config to find one in")
+    if settings is None:
+        return load_rules(path)
+    return load_rules(path, channels=settings.channels.keys(),
+                      unusable_channels=settings.unusable_channels)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=not args.file)
+    try:
+        ruleset = _load(args, settings)
+    except RuleError as exc:
+        for line in str(exc).removeprefix("rules: ").splitlines():
+            print(line)
+        return 1
+    ran, failures = run_examples(ruleset)
+    for failure in failures:
+        print(failure)
+    if failures:
+        print(f"{ruleset.source}: {len(failures)} of {ran} example(s) failed")
+        return 1
+    print(f"{ruleset.source}: {len(ruleset.rules)} rule(s) ok, {ran} example(s) passed")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = rules_schema_text()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a plain line every few thousand otherwise."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.done, self.bar, self.task = total, 0, None, None
+        if sys.stdout.isatty():
+            from rich.progress import Progress
+
+            self.bar = Progress(transient=True)
+            self.task = self.bar.add_task("matching", total=total)
+            self.bar.start()
+
+    def __call__(self, n: int) -> None:
+        before, self.done = self.done, self.done + n
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+        elif before // 5000 != self.done // 5000:
+            print(f"... {self.done} of {self.total} article(s)", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    settings = _settings(args, required=True)
+    assert settings is not None
+    try:
+        since_s = parse_duration(args.since)
+    except ValueError as exc:
+        raise ConfigError(f"rules test: --since: {exc}") from None
+    ruleset = _load(args, settings)
+    if args.rule and args.rule not in {r.name for r in ruleset.rules}:
+        raise RuleError(f"{ruleset.source}: no rule named {args.rule!r}")
+    compiled = compile_rules(ruleset)
+    since = datetime.now(UTC) - timedelta(seconds=since_s)
+    store = Store(settings.database)
+    try:
+        total = store.count_articles_since(since)
+        progress = _Progress(total)
+        try:
+            tallies = backtest(compiled, store.iter_articles(since), only=args.rule,
+                               keep=max(args.show, 0), progress=progress)
+        finally:
+            progress.close()
+    finally:
+        store.close()
+    print(f"{total} article(s) since {since:%Y-%m-%d %H:%M} UTC; nothing was sent")
+    for t in tallies.values():
+        print(f"{t.rule}: {t.count} article(s) would have matched")
+        for article, m in t.newest:
+            when = article.published or article.fetched_at
+            print(f"  {when:%Y-%m-%d %H:%M}  [{article.feed}] {article.title or '(untitled)'}")
+            print(f"      {m.field}: {_marked(m.snippet, [h.matched for h in m.hits])}")
+    return 0
+
+
+def _marked(snippet: str, matched: list[str]) -> str:
+    from watcher.render import mark
+
+    return mark(snippet, tuple(matched))

@@ -1,0 +1,40 @@
+"""Regular expressions on RE2: linear time, so no pattern can hang the daemon."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import re2
+
+_OPTIONS = re2.Options()
+_OPTIONS.log_errors = False  # RE2 would print every refused pattern to stderr
+_OPTIONS.case_sensitive = False  # words are matched case-folded, like Lucene's terms
+
+
+class RegexError(ValueError):
+    pass
+
+
+def word_regex(pattern: str) -> Any:
+    """A pattern that must match one whole word (RE2, case-insensitive).
+
+    Words are searched in a text of one word per line, so the pattern is
+    anchored to line starts and ends.
+    """
+    try:
+        re2.compile(pattern, _OPTIONS)
+        return re2.compile(f"(?m)^(?:{pattern})$", _OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        raise RegexError(f"RE2 cannot run /{pattern}/: {reason}") from None
+
+
+def regex_set(patterns: list[str]) -> Any:
+    """One RE2 set of many word patterns: which of them match anywhere, in one pass."""
+    s = re2.Set.SearchSet(_OPTIONS)
+    for p in patterns:
+        s.Add(f"(?m)^(?:{p})$")
+    s.Compile()
+    return s
