@@ -361,3 +361,34 @@ def test_custom_template_is_used(tmp_path: Path) -> None:
 def test_compile_reports_missing_template() -> None:
     with pytest.raises(TemplateError):
         compile_templates({"subject": "x"})
+
+
+def test_apprise_channel_without_the_package_is_a_config_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    import yaml
+
+    from watcher.settings import load_settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "apprise" else real(name, *a))
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({
+        "database": "db", "rules": "r.yaml",
+        "channels": {"phone": {"type": "apprise", "url": "tgram://token/chat"}}}))
+    with pytest.raises(ConfigError, match=r"channels\.phone\.url: .*needs the apprise package"):
+        load_settings(tmp_path / "w.yaml")
+
+
+def test_webhook_secret_must_be_valid_whsec(tmp_path: Path) -> None:
+    import yaml
+
+    from watcher.settings import load_settings
+
+    (tmp_path / "w.yaml").write_text(yaml.safe_dump({
+        "database": "db", "rules": "r.yaml",
+        "channels": {"hook": {"type": "webhook", "url": "https://example.org/h",
+                              "secret": "whsec_not base64!"}}}))
+    with pytest.raises(ConfigError, match="whsec_ secret must be base64"):
+        load_settings(tmp_path / "w.yaml")

@@ -154,7 +154,7 @@ def test_html_in_summaries_becomes_text() -> None:
     ("<ul><li>x</li><li>y</li></ul>", "x\ny"),
     ("Fish &amp; chips &eacute;", "Fish & chips é"),
     ("<style>p{color:red}</style><p>shown</p><script>hidden()</script>", "shown"),
-    ("<b>tactical</b><i>missile</i>", "tacticalmissile"),
+    ("<b>tactical</b><i>missile</i>", "tactical missile"),  # markup separates words
     ("", ""),
 ])
 def test_html_to_text(fragment: str, text: str) -> None:

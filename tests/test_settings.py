@@ -127,7 +127,7 @@ channels:
      "scheme 'ftp' is not supported"),
     ("channels:\n  c: {type: jsonl}\n", "channels.c.path", "Field required"),
     ("channels:\n  c: {type: webhook, url: 'ftp://x'}\n", "channels.c.url",
-     "is not an http(s) URL"),
+     "not an http(s) URL"),
     ("channels:\n  c: {type: smoke}\n", "channels.c", "does not match any of the expected tags"),
     ("channels:\n  'bad name': {type: console}\n", "channels.bad name", "invalid channel name"),
     ("delivery:\n  batch: 0\n", "delivery.batch", "greater than or equal to 1"),

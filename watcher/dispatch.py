@@ -85,10 +85,14 @@ class Dispatcher:
         `ignore_schedule` sends waiting retries now (`watcher run --once`).
         """
         report = DispatchReport()
+        # Ignoring the schedule, a failed delivery would be due again at once: each
+        # is tried once per pass (else a long outage would keep `--once` busy forever).
+        pass_start = self.clock() if ignore_schedule else None
         while True:
             batch = self.store.claim_deliveries(self.clock(), self.lease_s, self.limit,
                                                 ignore_schedule=ignore_schedule,
-                                                hold=self._hold, owner=self.owner)
+                                                hold=self._hold, owner=self.owner,
+                                                tried_before=pass_start)
             if not batch:
                 return report
             by_channel: dict[str, list[Delivery]] = defaultdict(list)

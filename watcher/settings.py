@@ -139,7 +139,9 @@ class WebhookChannel(_Model):
     def _http_only(cls, v: str) -> str:
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"{v!r} is not an http(s) URL")
+            # The URL itself stays out of the message: webhook URLs carry tokens.
+            scheme = parts.scheme or "no scheme"
+            raise ValueError(f"not an http(s) URL ({scheme}); check the value")
         return v
 
 

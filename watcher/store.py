@@ -546,7 +546,8 @@ class Store:
     def claim_deliveries(self, now: datetime, lease_s: float, limit: int,
                          ignore_schedule: bool = False,
                          hold: HoldDecision | None = None,
-                         owner: str | None = None) -> list[Delivery]:
+                         owner: str | None = None,
+                         tried_before: datetime | None = None) -> list[Delivery]:
         """Take due deliveries for `lease_s` seconds so no other loop sends them too.
 
         New deliveries are first classified: `hold(rule, channel, created_at,
@@ -557,8 +558,10 @@ class Store:
         """
         due_clause = ("AND (next_attempt_at <= :now OR held_until IS NULL OR attempts > 0) "
                       if ignore_schedule else "AND next_attempt_at <= :now ")
+        if tried_before is not None:  # one try per delivery in a pass that ignores schedule
+            due_clause += "AND (last_attempt_at IS NULL OR last_attempt_at < :tried) "
         params = {"now": ts(now), "until": ts(now + timedelta(seconds=lease_s)),
-                  "limit": limit}
+                  "limit": limit, "tried": ts(tried_before)}
         with self._write():
             self._classify(now, hold)
             picked = self._rows(

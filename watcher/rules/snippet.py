@@ -26,13 +26,14 @@ def snippet(text: str, start: int, end: int, width: int = 280) -> tuple[str, int
     `width` characters around the hit with an ellipsis where it was cut, and
     with runs of white space folded to one space.
     """
-    sent_start = 0
-    sent_end = len(text)
-    for b_start, b_end in _boundaries(text):
-        if b_end <= start:
-            sent_start = b_end
-        elif b_start >= end:
-            sent_end = b_start
+    # Only the neighbourhood of the hit can end up in the snippet: look there alone.
+    lo, hi = max(0, start - 2 * width), min(len(text), end + 2 * width)
+    sent_start, sent_end = lo, hi
+    for b_start, b_end in _boundaries(text[lo:hi]):
+        if lo + b_end <= start:
+            sent_start = lo + b_end
+        elif lo + b_start >= end:
+            sent_end = lo + b_start
             break
     lead, trail = "", ""
     if end - sent_start > width // 2 + (end - start) and start - sent_start > width // 2:

@@ -51,6 +51,7 @@ _WORD = re.compile(_WORD_SRC)
 # Before each word, the gap: separators and any inline markup tags.
 _GAP_AND_WORD = re.compile(rf"((?:[^\w<]+|_+|<[A-Za-z/!][^<>]{{0,300}}>|<)*)({_WORD_SRC})")
 _PLAIN_WORD = re.compile(r"([^\W_]+)")
+_ASCII_WORD = re.compile(r"([A-Za-z0-9]+)")
 _SLOW_PATH = re.compile(f"[<{_MARKS}{_INVISIBLE_CHARS}]")
 _SEP = "\x1f"
 
@@ -105,10 +106,27 @@ def fold_words(words: list[str], accents: bool = True) -> list[str]:
     return fold(joined, accents).replace(" ", "").split(_SEP)
 
 
+_STEMS: dict[str, dict[str, str]] = {}
+_STEM_CACHE_MAX = 500_000
+
+
 def stem_words(words: list[str], language: str | None) -> list[str]:
-    """Snowball stems for the language ('en' when unknown); unchanged if none exists."""
-    stemmer = _stemmer(language_code(language))
-    return stemmer.stemWords(words) if stemmer else words
+    """Snowball stems for the language ('en' when unknown); unchanged if none exists.
+
+    News text repeats its words, so stems are remembered per language: a dict
+    lookup per word costs far less than a call into the stemmer.
+    """
+    code = language_code(language)
+    stemmer = _stemmer(code)
+    if stemmer is None:
+        return words
+    cache = _STEMS.setdefault(code, {})
+    missing = [w for w in set(words) if w not in cache]
+    if missing:
+        if len(cache) > _STEM_CACHE_MAX:
+            cache.clear()
+        cache.update(zip(missing, stemmer.stemWords(missing), strict=True))
+    return [cache[w] for w in words]
 
 
 def has_stemmer(language: str | None) -> bool:
@@ -122,6 +140,9 @@ def split_words(text: str) -> tuple[list[str], list[int]]:
     Text without markup, marks or invisible characters (most of it) takes a
     faster path that splits on plain runs of letters and digits.
     """
+    if text.isascii() and "<" not in text:
+        parts = _ASCII_WORD.split(text)  # the same words, found faster
+        return parts[1::2], list(accumulate(map(len, parts)))
     if _SLOW_PATH.search(text) is None:
         parts = _PLAIN_WORD.split(text)
         return parts[1::2], list(accumulate(map(len, parts)))
