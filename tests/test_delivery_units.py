@@ -121,7 +121,8 @@ def test_generic_payload_keeps_the_documented_v1_shape() -> None:
         "sent_at": "2026-03-02T10:00:00Z", "rule": "missiles", "query": '"tactical missile"',
         "article": {"title": "Story 3: a new tactical missile",
                     "url": "https://news.example.org/3", "feed": "world",
-                    "published": "2026-03-02T09:00:00.000000Z", "text_source": "page"},
+                    "published": "2026-03-02T09:00:00.000000Z", "text_source": "page",
+                    "sources": []},
         "match": {"field": "summary",
                   "snippet": "The army showed a new tactical missile system (story 3).",
                   "matched": ["tactical missile"]}}

@@ -216,3 +216,30 @@ def test_restart_keeps_validators_and_gets_only_304s(tmp_path: Path) -> None:
         assert "2 feed(s) polled, 0 failed, 0 new article(s)" in second.stderr
     finally:
         server.close()
+
+
+def test_feed_failing_past_the_limit_is_flagged_and_reported_once(tmp_path: Path) -> None:
+    server = LoopbackServer()
+    server.routes["/down.xml"] = (500, {}, b"down")
+    try:
+        cfg = {"database": "watcher.db", "rules": "rules.yaml",
+               "feeds": [{"name": "down", "url": server.url("/down.xml"), "allow_private": True}],
+               "channels": {"ops": {"type": "jsonl", "path": "ops.jsonl"}},
+               "alerts": {"feed_health": ["ops"], "unhealthy_after": "1s"}}
+        (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+        (tmp_path / "rules.yaml").write_text("rules: []\n")
+        args = ("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
+        first = run_watcher(*args)
+        assert first.returncode == 1 and "answered 500" in first.stderr
+        assert not (tmp_path / "ops.jsonl").exists()  # failing, not yet for long
+        time.sleep(1.2)
+        second = run_watcher(*args)
+        assert "flagged unhealthy" in second.stderr
+        third = run_watcher(*args)
+        assert "flagged unhealthy" not in third.stderr  # reported once, not every poll
+        notices = (tmp_path / "ops.jsonl").read_text().splitlines()
+        assert len(notices) == 1 and "'down'" in notices[0] and "answered 500" in notices[0]
+        listed = run_watcher("feeds", "--config", str(tmp_path / "watcher.yaml")).stdout
+        assert "unhealthy" in listed
+    finally:
+        server.close()

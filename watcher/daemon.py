@@ -10,7 +10,7 @@ import resource
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,14 +19,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from watcher.channels import Channel, build_channels
 from watcher.digest import Policy
 from watcher.dispatch import Dispatcher, DispatchReport
-from watcher.errors import RuleError
+from watcher.errors import RuleError, WatcherError
 from watcher.http import Fetcher, HttpLimits
+from watcher.identity import StoryIndex, from_bytes
 from watcher.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
-from watcher.models import Feed
+from watcher.metrics import MetricsServer
+from watcher.models import Alert, Feed
 from watcher.rules import CompiledRules, RuleSet, compile_rules, parse_rules
 from watcher.rules.load import digest_of
-from watcher.settings import Settings
+from watcher.settings import Settings, load_settings
 from watcher.store import Store
+from watcher.workers import ExtractPool
 
 log = logging.getLogger("watcher.daemon")
 
@@ -71,12 +74,19 @@ class Daemon:
                             per_host=settings.poll.per_host,
                             **({"user_agent": fetch.user_agent} if fetch.user_agent else {}))
         self.fetcher = Fetcher(limits, local_feeds=self.feeds.values())
+        self.extractor = ExtractPool(fetch.extract_workers or None, fetch.extract_timeout)
         self.ctx = IngestContext(
             fetcher=self.fetcher, store=self.store, rules=lambda: self.rules,
             channels_by_rule=self._channels_by_rule, clock=utcnow,
             max_backoff_s=settings.poll.max_backoff,
-            max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages)
+            max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages,
+            extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
+            on_unhealthy=self._feed_unhealthy, stories=self._story_index())
         self._in_flight: set[str] = set()
+        self._notices: set[asyncio.Task[object]] = set()
+        self._scheduler: AsyncIOScheduler | None = None
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._dispatch_again = False
         self._stopping = asyncio.Event()
         self._dispatch_lock = asyncio.Lock()
         delivery = settings.delivery
@@ -86,6 +96,45 @@ class Daemon:
             tz=ZoneInfo(delivery.timezone), limit=delivery.batch,
             failure_channels=[c for c in settings.alerts.delivery_failures
                               if c in self.channels])
+
+    def _story_index(self) -> StoryIndex | None:
+        """Recent articles' text signatures, so copies arriving after a restart still fold."""
+        cfg = self.settings.stories
+        if not cfg.enabled:
+            return None
+        index = StoryIndex(cfg.threshold, timedelta(seconds=cfg.window))
+        now = utcnow()
+        for article_id, story_id, sig, when in self.store.recent_signatures(
+                now - timedelta(seconds=cfg.window)):
+            index.add(article_id, story_id, from_bytes(sig), when)
+        return index
+
+    def _feed_unhealthy(self, feed: str, notice: str) -> None:
+        """Tell the channels in alerts.feed_health; best effort, like delivery notices."""
+        if not self.settings.alerts.feed_health:
+            return
+        task = asyncio.get_running_loop().create_task(self._send_feed_notice(feed, notice))
+        self._notices.add(task)
+        task.add_done_callback(self._notices.discard)
+
+    async def _send_feed_notice(self, feed: str, notice: str) -> None:
+        state = self.feeds.get(feed)
+        alert = Alert(
+            delivery_id=f"wh_{feed}_{utcnow():%Y%m%d%H%M}", rule="_feed_health",
+            query=f"feed {feed!r} failing for more than "
+                  f"{self.settings.alerts.unhealthy_after / 3600:g} h",
+            title=f"Feed {feed!r} is unhealthy", url=state.url if state else None, feed=feed,
+            published=None, field="feed", snippet=notice)
+        for name in self.settings.alerts.feed_health:
+            channel = self.channels.get(name)
+            if channel is None:
+                log.error("config: alerts.feed_health names unknown channel %r", name)
+                continue
+            try:
+                await channel.send(alert)
+            except Exception as exc:
+                log.error("deliver: could not tell channel %r that feed %r is unhealthy: %s",
+                          name, feed, exc)
 
     def _policies(self) -> dict[str, Policy]:
         return {r.name: Policy(r.cooldown_s, r.digest) for r in self.rules.rules}
@@ -114,15 +163,38 @@ class Daemon:
             finally:
                 self._in_flight.discard(name)
 
-        outcomes = await asyncio.gather(*(one(n) for n in todo))
-        if dispatch_now and any(o.deliveries for o in outcomes) \
-                and not self._stopping.is_set():
-            # New alerts leave now rather than at the next dispatch tick.
+        # A fixed set of workers rather than a task per feed: with thousands of
+        # feeds due at once, memory stays bounded, and the HTTP limits still
+        # decide how many requests are in flight.
+        queue = list(reversed(todo))
+        outcomes: list[FeedOutcome] = []
+
+        async def worker() -> None:
+            while queue:
+                outcome = await one(queue.pop())
+                outcomes.append(outcome)
+                if dispatch_now and outcome.deliveries and not self._stopping.is_set():
+                    self._kick_dispatch()  # new alerts leave now, not at the next tick
+
+        workers = min(len(todo), self.settings.poll.concurrency * 2)
+        await asyncio.gather(*(worker() for _ in range(workers)))
+        return outcomes
+
+    def _kick_dispatch(self) -> None:
+        if self._dispatch_task is None or self._dispatch_task.done():
+            self._dispatch_task = asyncio.get_running_loop().create_task(self._dispatch_soon())
+        else:
+            self._dispatch_again = True  # alerts made after its claim: one more pass
+
+    async def _dispatch_soon(self) -> None:
+        while True:
             await self.dispatch()
-        return list(outcomes)
+            if not self._dispatch_again or self._stopping.is_set():
+                return
 
     async def dispatch(self, ignore_schedule: bool = False) -> DispatchReport:
         async with self._dispatch_lock:
+            self._dispatch_again = False
             return await self.dispatcher.dispatch_due(ignore_schedule)
 
     # -- modes --------------------------------------------------------------
@@ -165,7 +237,9 @@ class Daemon:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
+        self._scheduler = scheduler
         await rematch_unmatched(self.ctx)
         self.dispatcher.release_orphans(pid_alive)
         scheduler.add_job(self.poll, "interval", seconds=self.settings.poll.tick,
@@ -177,6 +251,14 @@ class Daemon:
         scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
                           id="rules-reload", max_instances=1, coalesce=True,
                           misfire_grace_time=None)
+        scheduler.add_job(self.prune, "interval", hours=24, id="prune", max_instances=1,
+                          coalesce=True, misfire_grace_time=None,
+                          next_run_time=utcnow() + timedelta(minutes=5))
+        metrics_server = None
+        if self.settings.metrics.listen:
+            metrics_server = MetricsServer(self.settings.metrics.listen, self.health,
+                                           self._metrics_state)
+            await metrics_server.start()
         scheduler.start()
         log.info("daemon: watching %d feed(s) with %d rule(s); database %s",
                  len(self.feeds), len(self.rules.rules), self.settings.database)
@@ -187,13 +269,98 @@ class Daemon:
             # Pause, drain, then shut down: shutting down the scheduler first would
             # cancel jobs mid-send (APScheduler 3 cancels its running futures).
             scheduler.pause()
+            started = time.monotonic()
             await self._drain()
+            # Alerts matched by the fetches that just finished go out now, within
+            # what is left of the grace period; any that cannot stay in the outbox.
+            left = 20.0 - (time.monotonic() - started)
+            if left > 1:
+                try:
+                    await asyncio.wait_for(self.dispatch(), left)
+                except TimeoutError:
+                    log.warning("daemon: grace period over; undelivered alerts stay queued")
             scheduler.shutdown(wait=False)
+            if metrics_server is not None:
+                await metrics_server.stop()
             await self.close()
-            for sig in (signal.SIGTERM, signal.SIGINT):
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("daemon: stopped")
         return 0
+
+    # -- health, metrics, upkeep ---------------------------------------------
+
+    def health(self) -> tuple[bool, str]:
+        """200 while the scheduler runs and the database answers."""
+        scheduler = self._scheduler
+        if scheduler is None or not scheduler.running or self._stopping.is_set():
+            return False, "scheduler not running"
+        try:
+            self.store.ping()
+        except Exception as exc:
+            return False, f"database not answering: {exc}"
+        return True, "ok"
+
+    def _metrics_state(self) -> dict[str, object]:
+        now = utcnow()
+        report = self.store.status_report(now, now)
+        feeds = report["feeds"]
+        oldest = report["backlog_oldest"]
+        age = (now - datetime.fromisoformat(oldest.replace("Z", "+00:00"))).total_seconds() \
+            if oldest else 0.0
+        return {
+            "feeds": {"healthy": feeds["healthy"], "failing": feeds["failing"],
+                      "unhealthy": feeds["unhealthy"], "gone": feeds["gone"]},
+            "deliveries": report["deliveries"], "backlog": report["backlog"],
+            "backlog_oldest_age_s": age,
+        }
+
+    async def prune(self) -> int:
+        retention = self.settings.retention
+        removed = await asyncio.to_thread(self.store.prune, utcnow(), retention.days,
+                                          retention.matched_days)
+        log.info("store: retention removed %d article(s)", removed)
+        return removed
+
+    def _on_sighup(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.reload_config())
+        self._notices.add(task)  # kept alive until done, awaited at close
+        task.add_done_callback(self._notices.discard)
+
+    async def reload_config(self) -> bool:
+        """SIGHUP: read config and rules again; a bad file is refused, the old kept."""
+        source = self.settings.source
+        try:
+            settings = await asyncio.to_thread(load_settings, source)
+            ruleset, compiled = await asyncio.to_thread(
+                lambda: self._compile_rules_for(settings))
+            channels = build_channels(settings.channels)
+        except WatcherError as exc:
+            log.error("%s\nconfig: reload of %s refused; the running configuration stays",
+                      exc, source)
+            return False
+        async with self._dispatch_lock:  # no send is under way while channels change
+            old = dict(self.channels)
+            self.channels.clear()
+            self.channels.update(channels)
+            self.settings = settings
+            self.feeds = {f.name: f for f in settings.feed_models()}
+            self.store.sync_feeds(self.feeds.values())
+            self.fetcher.configure_local_feeds(self.feeds.values())
+            self.rules = compiled
+        for ch in old.values():
+            await ch.aclose()
+        log.info("config: reloaded %s: %d feed(s), %d channel(s), %d rule(s)", source,
+                 len(self.feeds), len(self.channels), len(ruleset.rules))
+        return True
+
+    def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
+        text = Path(settings.rules).read_text(encoding="utf-8")
+        ruleset = parse_rules(text, str(settings.rules), channels=settings.channels.keys(),
+                              unusable_channels=settings.unusable_channels)
+        compiled = compile_rules(ruleset)
+        compiled.warm()
+        return ruleset, compiled
 
     async def reload_rules_if_changed(self) -> bool:
         """Swap in rules.yaml when its content changed and it is valid, in one step.
@@ -243,7 +410,10 @@ class Daemon:
             t.cancel()
 
     async def close(self) -> None:
+        if self._notices:
+            await asyncio.wait(list(self._notices), timeout=10)
         await self.fetcher.aclose()
+        await asyncio.to_thread(self.extractor.close)
         for ch in self.channels.values():
             await ch.aclose()
         self.store.close()

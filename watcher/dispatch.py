@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
+from watcher import metrics
 from watcher.channels import Channel
 from watcher.digest import Policy, digest_id, group, hold_until
 from watcher.errors import DeliveryError
@@ -150,6 +151,7 @@ class Dispatcher:
         else:
             self.store.mark_sent(ids, self.clock())
             report.sent += len(unit)
+            metrics.DELIVERIES.labels(name, "sent").inc(len(unit))
             what = f"digest {first.digest_id} ({len(unit)} alert(s))" if first.digest_id \
                 else first.id
             log.info("deliver: %s sent to %r (rule %r)", what, name, first.rule)
@@ -165,6 +167,7 @@ class Dispatcher:
         if when is None:
             self.store.mark_failed([d.id for d in unit], now, error, None)
             report.dead += len(unit)
+            metrics.DELIVERIES.labels(name, "dead").inc(len(unit))
             log.error("%s; delivery %s is dead after %d attempt(s) (rule %r); "
                       "`watcher deliveries retry %s` sends it again", error, unit_id,
                       attempts, unit[0].rule, unit[0].id)
@@ -173,6 +176,7 @@ class Dispatcher:
             message = f"{error}; retry at {when.astimezone(UTC):%H:%M:%S}"
             self.store.mark_failed([d.id for d in unit], now, message, when)
             report.retrying += len(unit)
+            metrics.DELIVERIES.labels(name, "retrying").inc(len(unit))
             log.warning("%s (delivery %s, attempt %d)", message, unit_id, attempts)
 
     async def _tell_operator(self, failed: str, unit: list[Delivery], error: str) -> None:

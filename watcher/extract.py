@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from dataclasses import dataclass
-
-import trafilatura
+from typing import Any
 
 from watcher.errors import ExtractError
 from watcher.models import Entry, Extracted, TextSource
@@ -61,26 +61,83 @@ def decode_page(body: bytes, content_type: str | None) -> str:
         return str(best)
 
 
+def _first(tree: Any, *xpaths: str) -> str | None:
+    for xp in xpaths:
+        found = tree.xpath(xp)
+        if found:
+            value = str(found[0]).strip()
+            if value:
+                return value
+    return None
+
+
+def _ld_author(tree: Any) -> str | None:
+    """schema.org JSON-LD: {"author": {"name": ...}} or a list of them."""
+    for script in tree.xpath("//script[@type='application/ld+json']/text()")[:5]:
+        try:
+            data = json.loads(script)
+        except ValueError:
+            continue
+        for item in data if isinstance(data, list) else [data]:
+            author = item.get("author") if isinstance(item, dict) else None
+            if isinstance(author, list):
+                author = author[0] if author else None
+            name = author.get("name") if isinstance(author, dict) else author
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+    return None
+
+
+def page_metadata(tree: Any) -> dict[str, str | None]:
+    """Title, author, language, site name and canonical link from the page's markup.
+
+    Read directly: trafilatura's own metadata pass (dates, categories) costs
+    more than the text extraction, and the feed already says when it was published.
+    """
+    return {
+        "title": _first(tree, "//meta[@property='og:title']/@content", "//title/text()",
+                        "//h1//text()"),
+        "author": _first(tree, "//meta[@name='author']/@content",
+                         "//meta[@property='article:author']/@content",
+                         "//*[@rel='author']//text()",
+                         "//*[contains(concat(' ', normalize-space(@class), ' '), ' author ')]"
+                         "//text()") or _ld_author(tree),
+        "language": _first(tree, "/html/@lang", "//meta[@http-equiv='content-language']"
+                           "/@content", "//meta[@property='og:locale']/@content"),
+        "sitename": _first(tree, "//meta[@property='og:site_name']/@content"),
+        "canonical": _first(tree, "//link[@rel='canonical']/@href"),
+        "date": _first(tree, "//meta[@property='article:published_time']/@content",
+                       "//meta[@name='date']/@content", "//time/@datetime"),
+    }
+
+
 def extract_page(body: bytes, url: str | None = None, content_type: str | None = None
                  ) -> Extracted:
     """Main text without navigation, related links, comments or footer."""
+    # Imported here so that processes which never extract (the daemon's main
+    # process, when a pool does the extracting) do not carry trafilatura.
+    import trafilatura
+    from trafilatura.utils import load_html
+
     text = decode_page(body, content_type)
     try:
+        tree = load_html(text)
+        if tree is None:
+            return Extracted(text="")
+        meta = page_metadata(tree)
         doc = trafilatura.bare_extraction(
-            text, url=url, with_metadata=True, include_comments=False,
-            include_tables=True, favor_precision=True,
+            tree, url=url, with_metadata=False, include_comments=False,
+            include_tables=True, favor_precision=True, fast=True,
         )
     except Exception as exc:  # trafilatura can raise from deep inside lxml
         raise ExtractError(f"{url or 'page'}: trafilatura failed: {exc}") from None
-    if doc is None:
-        return Extracted(text="")
+    language = meta["language"].replace("_", "-").split("-")[0].lower() \
+        if meta["language"] else None
     return Extracted(
-        text=(doc.text or "").strip(),
-        title=doc.title or None,
-        author=doc.author or None,
-        date=doc.date or None,
-        language=doc.language or None,
-        sitename=doc.sitename or None,
+        text=((doc.text if doc is not None else "") or "").strip(),
+        title=meta["title"], author=meta["author"], language=language,
+        sitename=meta["sitename"], canonical=meta["canonical"],
+        date=meta["date"][:10] if meta["date"] else None,
     )
 
 

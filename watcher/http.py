@@ -199,6 +199,10 @@ def _file_path(url: str) -> Path:
     return Path(unquote(parts.path))
 
 
+def loop_time() -> float:
+    return asyncio.get_running_loop().time()
+
+
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
@@ -215,6 +219,10 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         # file: URLs may only be read for feeds the operator named in config.
         self._configured_files = {f.url for f in local_feeds if f.url.startswith("file:")}
+
+    def configure_local_feeds(self, feeds: Iterable[Feed]) -> None:
+        """The config was reloaded: the file feeds it names are the ones allowed now."""
+        self._configured_files = {f.url for f in feeds if f.url.startswith("file:")}
 
     async def aclose(self) -> None:
         await self._public.aclose()
@@ -283,18 +291,16 @@ class Fetcher:
 
     async def _get(self, feed: Feed, url: str, headers: dict[str, str],
                    cap: int, what: str) -> FetchResult:
-        try:
-            async with asyncio.timeout(self.limits.timeout_s):
-                return await self._follow(feed, url, headers, cap, what)
-        except TimeoutError:
-            raise FetchError(f"{what}: no complete answer within {self.limits.timeout_s:g}s"
-                             ) from None
+        return await self._follow(feed, url, headers, cap, what)
 
     async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
                       cap: int, what: str) -> FetchResult:
         seen: set[str] = set()
         permanent: str | None = None
         all_permanent = True
+        # The deadline covers connect, headers and body of every hop, but not the
+        # time spent queued behind the concurrency limits: that is our own doing.
+        budget = self.limits.timeout_s
         for _ in range(MAX_REDIRECTS + 1):
             if url in seen:
                 raise FetchError(f"{what}: redirect loop at {url}")
@@ -303,7 +309,15 @@ class Fetcher:
                 raise FetchError(f"{what}: redirect to non-HTTP URL {url} refused")
             client = self._client_for(feed, url)  # each hop is checked like the first
             async with self._global, self._host_slot(url):
-                status, resp_headers, body = await self._one(client, url, headers, cap, what)
+                started = loop_time()
+                try:
+                    async with asyncio.timeout(budget):
+                        status, resp_headers, body = await self._one(client, url, headers,
+                                                                     cap, what)
+                except TimeoutError:
+                    raise FetchError(f"{what}: no complete answer within "
+                                     f"{self.limits.timeout_s:g}s") from None
+                budget -= loop_time() - started
             if status in _REDIRECTS and "location" in resp_headers:
                 target = urljoin(url, resp_headers["location"])
                 all_permanent = all_permanent and status in (301, 308)
@@ -327,6 +341,9 @@ class Fetcher:
                 resp_headers = {k.lower(): v for k, v in resp.headers.items()}
                 if resp.status_code in _REDIRECTS or resp.status_code == 304 \
                         or resp.status_code >= 400:
+                    # Read the (small) body so the connection goes back to the pool:
+                    # a 304 must not cost a new connection, or a TLS handshake.
+                    await self._drain(resp)
                     return resp.status_code, resp_headers, b""
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
@@ -341,6 +358,14 @@ class Fetcher:
         except httpx.HTTPError as exc:
             reason = str(exc) or type(exc).__name__
             raise FetchError(f"{what}: {reason}") from None
+
+    @staticmethod
+    async def _drain(resp: httpx.Response, limit: int = 65536) -> None:
+        read = 0
+        async for chunk in resp.aiter_raw():
+            read += len(chunk)
+            if read > limit:
+                return  # a large error page: not worth keeping the connection for
 
     async def _read_file(self, path: Path, url: str, cap: int,
                          last_modified: str | None) -> FetchResult:

@@ -6,12 +6,14 @@ under a new guid. Two signals bring the copies together:
 
 - the canonical URL (courlan's strict normalisation: lower-case host, no
   default port, no fragment, no tracking parameters), and
-- near-identical text: MinHash over word shingles with LSH to find
-  candidates, within a time window.
+- near-identical text: MinHash over word shingles, with LSH banding to find
+  candidates, within a time window. Written here with numpy: the datasketch
+  package pulls in scipy, which would double the daemon's memory.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -19,13 +21,10 @@ from urllib.parse import urlsplit
 
 import courlan
 import numpy as np
-from datasketch import MinHash, MinHashLSH
 
 from watcher.rules.text import tokens
 
 NUM_PERM = 128
-# Stored signatures are only comparable under one hashing scheme: fixed, not defaulted.
-SCHEME = "affine32"
 SHINGLE = 4
 # Fewer shingles than this (a one-line summary) say too little to compare.
 MIN_SHINGLES = 12
@@ -64,16 +63,27 @@ def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None
     return canonical_url(canonical)
 
 
+# MinHash with the affine scheme over 32-bit shingle hashes: h(x) = (a*x + b) mod p,
+# p a prime above 2**32, so a*x + b fits in 64 bits exactly. The seed is fixed:
+# signatures are stored, and must compare across processes and restarts.
+_PRIME = np.uint64(4294967311)
+_rng = np.random.default_rng(20240515)
+_A = _rng.integers(1, 2**32, size=NUM_PERM, dtype=np.uint64)
+_B = _rng.integers(0, 2**32, size=NUM_PERM, dtype=np.uint64)
+# LSH: 32 bands of 4 rows find pairs above about (1/32)**(1/4) = 0.42 similarity.
+BANDS, ROWS = 32, 4
+
+
 def signature(text: str) -> np.ndarray | None:
-    """MinHash hash values over word shingles of the normalised text, or None if too short."""
+    """MinHash values over word shingles of the normalised text, or None if too short."""
     words = [t.key for t in tokens(text)]
-    shingles = {" ".join(words[i:i + SHINGLE]).encode()
+    shingles = {" ".join(words[i:i + SHINGLE])
                 for i in range(max(len(words) - SHINGLE + 1, 0))}
     if len(shingles) < MIN_SHINGLES:
         return None
-    mh = MinHash(num_perm=NUM_PERM, scheme=SCHEME)
-    mh.update_batch(list(shingles))
-    return mh.hashvalues.copy()
+    hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingles), dtype=np.uint64,
+                         count=len(shingles))
+    return ((_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME).min(axis=1)
 
 
 def to_bytes(sig: np.ndarray) -> bytes:
@@ -89,6 +99,10 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
+def _bands(sig: np.ndarray) -> list[tuple[int, bytes]]:
+    return [(i, sig[i * ROWS:(i + 1) * ROWS].tobytes()) for i in range(BANDS)]
+
+
 @dataclass(frozen=True)
 class StoryHit:
     story_id: int
@@ -102,8 +116,7 @@ class StoryIndex:
     def __init__(self, threshold: float = 0.5, window: timedelta = timedelta(days=3)) -> None:
         self.threshold = threshold
         self.window = window
-        # LSH finds candidates a little below the threshold; the exact estimate decides.
-        self._lsh = MinHashLSH(threshold=max(threshold - 0.1, 0.05), num_perm=NUM_PERM)
+        self._buckets: dict[tuple[int, bytes], set[int]] = {}
         self._entries: dict[int, tuple[int, np.ndarray, datetime]] = {}
         self._order: deque[tuple[datetime, int]] = deque()
 
@@ -113,7 +126,8 @@ class StoryIndex:
     def add(self, article_id: int, story_id: int, sig: np.ndarray, when: datetime) -> None:
         if article_id in self._entries:
             return
-        self._lsh.insert(str(article_id), MinHash(num_perm=NUM_PERM, hashvalues=sig, scheme=SCHEME))
+        for band in _bands(sig):
+            self._buckets.setdefault(band, set()).add(article_id)
         self._entries[article_id] = (story_id, sig, when)
         self._order.append((when, article_id))
 
@@ -121,15 +135,24 @@ class StoryIndex:
         cutoff = now - self.window
         while self._order and self._order[0][0] < cutoff:
             _, article_id = self._order.popleft()
-            if self._entries.pop(article_id, None) is not None:
-                self._lsh.remove(str(article_id))
+            entry = self._entries.pop(article_id, None)
+            if entry is None:
+                continue
+            for band in _bands(entry[1]):
+                members = self._buckets.get(band)
+                if members is not None:
+                    members.discard(article_id)
+                    if not members:
+                        del self._buckets[band]
 
     def find(self, sig: np.ndarray, now: datetime) -> StoryHit | None:
         """The most similar recent article at or above the threshold, if any."""
         self.expire(now)
+        candidates: set[int] = set()
+        for band in _bands(sig):
+            candidates |= self._buckets.get(band, set())
         best: StoryHit | None = None
-        for key in self._lsh.query(MinHash(num_perm=NUM_PERM, hashvalues=sig, scheme=SCHEME)):
-            article_id = int(key)
+        for article_id in candidates:
             story_id, other, _ = self._entries[article_id]
             sim = similarity(sig, other)
             if sim >= self.threshold and (best is None or sim > best.similarity):

@@ -11,8 +11,16 @@ from datetime import datetime
 
 from watcher import metrics
 from watcher.errors import ExtractError, FetchError, ParseError, StoreError
-from watcher.extract import choose_text, extract_page
+from watcher.extract import choose_text
 from watcher.http import Fetcher
+from watcher.identity import (
+    StoryIndex,
+    canonical_url,
+    from_bytes,
+    signature,
+    to_bytes,
+    trusted_canonical,
+)
 from watcher.models import Article, Entry, Extracted, Feed, FeedState, FetchResult, ParsedFeed
 from watcher.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.rules import CompiledRules
@@ -24,6 +32,7 @@ from watcher.schedule import (
     server_min_wait_s,
 )
 from watcher.store import Store
+from watcher.workers import ExtractPool
 
 log = logging.getLogger("watcher.ingest")
 
@@ -38,6 +47,7 @@ class FeedOutcome:
     deliveries: int = 0
     error: str | None = None
     page_errors: list[str] = field(default_factory=list)
+    sources: int = 0  # entries that were another copy of a stored article
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,9 @@ class IngestContext:
     max_backoff_s: float = 24 * 3600.0
     max_server_wait_s: float = 6 * 3600.0
     fetch_pages: bool = True
+    extractor: ExtractPool = field(default_factory=lambda: ExtractPool(in_process=True))
     unhealthy_after_s: float = 24 * 3600.0
+    stories: StoryIndex | None = None  # near-duplicate detection; None: off
     # Called once when a feed is flagged unhealthy: (feed name, message).
     on_unhealthy: Callable[[str, str], None] | None = None
 
@@ -130,8 +142,17 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             fresh.append(e)
     # Oldest first, so alerts arrive in the order the stories were published.
     fresh.reverse()
-    articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome) for e in fresh))
-    for article in articles:
+    # A link whose canonical form is already stored is another source of that
+    # article (an aggregator, a re-published guid): no page fetch, no new alert.
+    pending: list[Entry] = []
+    for e in fresh:
+        if not _attach_if_known(feed, e, canonical_url(e.link), ctx, outcome):
+            pending.append(e)
+    articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome) for e in pending))
+    for entry, article in zip(pending, articles, strict=True):
+        if _attach_if_known(feed, entry, article.canonical_url, ctx, outcome):
+            continue
+        article = _place_in_story(article, ctx)
         try:
             article_id = store.add_article(article)
         except StoreError as exc:
@@ -139,6 +160,9 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             continue
         if article_id is None:
             continue
+        if ctx.stories is not None and article.signature is not None:
+            ctx.stories.add(article_id, article.story_id or article_id,
+                            from_bytes(article.signature), article.fetched_at)
         outcome.new_articles += 1
         metrics.ARTICLES.inc()
         m, d = match_and_enqueue(replace(article, id=article_id), ctx)
@@ -160,6 +184,36 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     return outcome
 
 
+def _attach_if_known(feed: Feed, entry: Entry, canonical: str | None, ctx: IngestContext,
+                     outcome: FeedOutcome) -> bool:
+    if not canonical:
+        return False
+    known = ctx.store.article_by_canonical(canonical)
+    if known is None:
+        return False
+    if ctx.store.add_source(known[0], feed.name, entry.entry_id, entry.link, entry.title,
+                            ctx.clock()):
+        outcome.sources += 1
+        log.info("ingest: feed %r: %r is another copy of article #%d (%s)", feed.name,
+                 entry.title, known[0], canonical)
+    return True
+
+
+def _place_in_story(article: Article, ctx: IngestContext) -> Article:
+    """Give the article its text signature and, if it is a near-copy, its story."""
+    if ctx.stories is None:
+        return article
+    sig = signature(article.body)
+    if sig is None:
+        return article
+    hit = ctx.stories.find(sig, article.fetched_at)
+    if hit is not None:
+        log.info("ingest: %r is a copy of story #%d (similarity %.2f)", article.title,
+                 hit.story_id, hit.similarity)
+    return replace(article, signature=to_bytes(sig),
+                   story_id=hit.story_id if hit is not None else None)
+
+
 def match_and_enqueue(article: Article, ctx: IngestContext) -> tuple[int, int]:
     """Match a stored article and write its matches and deliveries in one transaction."""
     matches = ctx.rules().match(article)
@@ -175,19 +229,23 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
                          outcome: FeedOutcome) -> Article:
     extracted: Extracted | None = None
     page_error: str | None = None
+    page_url: str | None = None
     if entry.link and ctx.fetch_pages:
         try:
             page = await ctx.fetcher.fetch_page(feed, entry.link)
+            page_url = page.url
             started = time.perf_counter()
-            extracted = await asyncio.to_thread(
-                extract_page, page.body, page.url, page.headers.get("content-type"))
+            extracted = await ctx.extractor.extract(page.body, page.url,
+                                                    page.headers.get("content-type"))
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
         except (FetchError, ExtractError) as exc:
             page_error = str(exc)
             outcome.page_errors.append(page_error)
             log.warning("%s; using the feed's own text", page_error)
     chosen = choose_text(extracted, entry)
+    page_canonical = trusted_canonical(page_url, extracted.canonical if extracted else None)
     return Article(
+        canonical_url=page_canonical or canonical_url(entry.link),
         feed=feed.name, entry_id=entry.entry_id, url=entry.link,
         title=entry.title or (extracted.title if extracted and extracted.title else ""),
         summary=entry.summary, body=chosen.body, text_source=chosen.source,

@@ -88,6 +88,7 @@ class Extracted:
     date: str | None = None
     language: str | None = None
     sitename: str | None = None
+    canonical: str | None = None  # the page's <link rel="canonical">, untrusted
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,9 @@ class Article:
     tags: tuple[str, ...] = ()
     page_error: str | None = None
     id: int | None = None
+    canonical_url: str | None = None
+    story_id: int | None = None  # the id of the story's first article
+    signature: bytes | None = None  # MinHash of the text, for near-duplicates
 
     def field_text(self, name: str) -> str:
         return {"title": self.title, "summary": self.summary, "body": self.body}.get(name, "")
@@ -176,6 +180,8 @@ class Alert:
     matched: tuple[str, ...] = ()
     article_id: int | None = None
     text_source: str = "page"
+    # other copies of the story: (feed, title, url), filled in when it is sent
+    sources: tuple[tuple[str, str, str | None], ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -191,6 +197,7 @@ class Alert:
             "matched": list(self.matched),
             "article_id": self.article_id,
             "text_source": self.text_source,
+            "sources": [{"feed": f, "title": t, "url": u} for f, t, u in self.sources],
         }
 
 

@@ -24,6 +24,8 @@ def console_text(alert: Alert) -> str:
     if alert.published:
         lines.append(f"  published: {alert.published}")
     lines.append(f"  link:      {alert.url or '(no link)'}")
+    if alert.sources:
+        lines.append("  also in:   " + ", ".join(f for f, _, _ in alert.sources))
     lines.append(f"  id:        {alert.delivery_id}")
     return "\n".join(lines)
 
@@ -50,6 +52,7 @@ def jsonl_record(alert: Alert) -> dict[str, Any]:
         "snippet": alert.snippet,
         "matched": list(alert.matched),
         "text_source": alert.text_source,
+        "sources": [{"feed": f, "title": t, "url": u} for f, t, u in alert.sources],
     }
 
 

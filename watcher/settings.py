@@ -240,6 +240,10 @@ class FetchConfig(_Model):
     user_agent: str | None = None
     allow_private_networks: bool = False
     fetch_pages: bool = True
+    # Page extraction runs in this many processes (0: the number of cores) once a
+    # backlog builds; a page taking longer than extract_timeout falls back to feed text.
+    extract_workers: int = Field(default=0, ge=0, le=64)
+    extract_timeout: Duration = 20.0
 
 
 class DeliveryConfig(_Model):
@@ -259,6 +263,17 @@ class DeliveryConfig(_Model):
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r} (use e.g. UTC, Europe/Oslo)") from None
         return v
+
+
+class StoriesConfig(_Model):
+    """Copies of one story (near-identical text) within `window` alert once."""
+
+    enabled: bool = True
+    window: Duration = 3 * 86400.0
+    # estimated Jaccard similarity of word shingles at or above which two texts
+    # are one story: 0.5 keeps a re-headlined, trimmed wire copy together and two
+    # reports of one event apart (tests/test_identity.py)
+    threshold: float = Field(default=0.5, gt=0, le=1)
 
 
 class RetentionConfig(_Model):
@@ -297,6 +312,7 @@ class Settings(_Model):
     delivery: DeliveryConfig = DeliveryConfig()
     alerts: AlertsConfig = AlertsConfig()
     retention: RetentionConfig = RetentionConfig()
+    stories: StoriesConfig = StoriesConfig()
     metrics: MetricsConfig = MetricsConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -162,6 +162,38 @@ def m004_pruned_entries(db: sqlite_utils.Database) -> None:
     """)
 
 
+@migrations()
+def m005_stories_and_sources(db: sqlite_utils.Database) -> None:
+    """One alert per story: canonical URLs, story ids, and every copy as a source.
+
+    story_id is the id of the story's first article. A delivery is unique per
+    (rule, story, channel).
+    """
+    db.executescript("""
+    ALTER TABLE articles ADD COLUMN canonical_url TEXT;
+    ALTER TABLE articles ADD COLUMN story_id INTEGER;
+    ALTER TABLE articles ADD COLUMN signature BLOB;
+    UPDATE articles SET story_id = id, canonical_url = url;
+    CREATE INDEX articles_canonical ON articles(canonical_url);
+    CREATE INDEX articles_story ON articles(story_id);
+    CREATE TABLE article_sources (
+        feed TEXT NOT NULL,
+        entry_id TEXT NOT NULL,
+        article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+        url TEXT,
+        title TEXT,
+        seen_at TEXT NOT NULL,
+        PRIMARY KEY (feed, entry_id)
+    );
+    INSERT INTO article_sources (feed, entry_id, article_id, url, title, seen_at)
+        SELECT feed, entry_id, id, url, title, fetched_at FROM articles;
+    CREATE INDEX article_sources_article ON article_sources(article_id);
+    ALTER TABLE deliveries ADD COLUMN story_id INTEGER;
+    UPDATE deliveries SET story_id = article_id;
+    CREATE UNIQUE INDEX deliveries_story ON deliveries(rule, story_id, channel);
+    """)
+
+
 # (rule, channel, created_at, last_immediate_at) -> None or (release time, digest id)
 HoldDecision = Callable[[str, str, datetime, "datetime | None"],
                         "tuple[datetime, str] | None"]
@@ -196,6 +228,10 @@ class Store:
             migrations.apply(self.db)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"database {self.path}: {exc}") from None
+
+    def ping(self) -> None:
+        """Raises if the database does not answer."""
+        self.db.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         self.db.close()
@@ -321,23 +357,70 @@ class Store:
             chunk = ids[i:i + 500]
             marks = ",".join("?" * len(chunk))
             known.update(r["entry_id"] for r in self._rows(
-                f"SELECT entry_id FROM articles WHERE feed = ? AND entry_id IN ({marks}) "
+                f"SELECT entry_id FROM article_sources WHERE feed = ? "
+                f"AND entry_id IN ({marks}) "
                 f"UNION SELECT entry_id FROM pruned_entries WHERE feed = ? "
                 f"AND entry_id IN ({marks})", [feed, *chunk, feed, *chunk]))
         return known
 
     def add_article(self, a: Article) -> int | None:
-        """Store an article; None when (feed, entry_id) is already there."""
+        """Store an article and its first source; None when (feed, entry_id) is known.
+
+        Without a story_id the article starts a story of its own.
+        """
         with self.db.atomic():
             cur = self.db.execute(
                 "INSERT INTO articles (feed, entry_id, url, title, summary, body, text_source, "
-                "page_error, author, language, sitename, tags, published_at, fetched_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "page_error, author, language, sitename, tags, published_at, fetched_at, "
+                "canonical_url, story_id, signature) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(feed, entry_id) DO NOTHING",
                 [a.feed, a.entry_id, a.url, a.title, a.summary, a.body, a.text_source,
                  a.page_error, a.author, a.language, a.sitename, json.dumps(list(a.tags)),
-                 ts(a.published), ts(a.fetched_at)])
-            return cur.lastrowid if cur.rowcount else None
+                 ts(a.published), ts(a.fetched_at), a.canonical_url, a.story_id, a.signature])
+            if not cur.rowcount:
+                return None
+            article_id = cur.lastrowid
+            if a.story_id is None:
+                self.db.execute("UPDATE articles SET story_id = id WHERE id = ?", [article_id])
+            cur = self.db.execute(
+                "INSERT INTO article_sources (feed, entry_id, article_id, url, title, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [a.feed, a.entry_id, article_id, a.url, a.title, ts(a.fetched_at)])
+            if not cur.rowcount:  # this entry is already a source of another article
+                self.db.execute("DELETE FROM articles WHERE id = ?", [article_id])
+                return None
+            return article_id
+
+    def article_by_canonical(self, canonical_url: str) -> tuple[int, int] | None:
+        """(article id, story id) of the newest article at this canonical URL."""
+        rows = self._rows("SELECT id, story_id FROM articles WHERE canonical_url = ? "
+                          "ORDER BY id DESC LIMIT 1", [canonical_url])
+        return (rows[0]["id"], rows[0]["story_id"]) if rows else None
+
+    def add_source(self, article_id: int, feed: str, entry_id: str, url: str | None,
+                   title: str, now: datetime) -> bool:
+        """Another copy of a stored article (same canonical URL): a source, not an article."""
+        with self.db.atomic():
+            cur = self.db.execute(
+                "INSERT INTO article_sources (feed, entry_id, article_id, url, title, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                [feed, entry_id, article_id, url, title, ts(now)])
+        return bool(cur.rowcount)
+
+    def recent_signatures(self, since: datetime) -> list[tuple[int, int, bytes, datetime]]:
+        """(article id, story id, text signature, fetched at) for the near-duplicate index."""
+        return [(r["id"], r["story_id"], r["signature"], from_ts(r["fetched_at"])
+                 or datetime.now(UTC)) for r in self._rows(
+            "SELECT id, story_id, signature, fetched_at FROM articles "
+            "WHERE fetched_at >= ? AND signature IS NOT NULL ORDER BY id", [ts(since)])]
+
+    def story_sources(self, story_id: int) -> list[dict[str, Any]]:
+        """Every copy of a story: each feed entry that carried it, first seen first."""
+        return self._rows(
+            "SELECT s.feed, s.entry_id, s.url, s.title, s.seen_at, s.article_id "
+            "FROM article_sources s JOIN articles a ON a.id = s.article_id "
+            "WHERE a.story_id = ? ORDER BY s.seen_at, s.feed", [story_id])
 
     def unmatched_articles(self, limit: int = 1000) -> list[Article]:
         """Articles stored but not yet matched: a crash came between the two steps."""
@@ -372,7 +455,7 @@ class Store:
             text_source=r["text_source"], page_error=r["page_error"], author=r["author"],
             language=r["language"], sitename=r["sitename"], tags=tuple(json.loads(r["tags"])),
             published=from_ts(r["published_at"]), fetched_at=from_ts(r["fetched_at"]) or
-            datetime.now(UTC))
+            datetime.now(UTC), canonical_url=r.get("canonical_url"), story_id=r.get("story_id"))
 
     # -- the archive ----------------------------------------------------------
 
@@ -408,7 +491,9 @@ class Store:
             "ORDER BY id", [article_id])
         record["deliveries"] = self._rows(
             "SELECT id, rule, channel, status, attempts, last_error, sent_at FROM deliveries "
-            "WHERE article_id = ? ORDER BY rule, channel", [article_id])
+            "WHERE story_id = ? ORDER BY rule, channel", [record["story_id"] or article_id])
+        record["sources"] = self.story_sources(record["story_id"] or article_id)
+        record.pop("signature", None)
         return record
 
     def status_report(self, now: datetime, since: datetime) -> dict[str, Any]:
@@ -466,6 +551,10 @@ class Store:
                     break
                 self.db.conn.executemany(
                     "INSERT OR IGNORE INTO pruned_entries (feed, entry_id, pruned_at) "
+                    "SELECT feed, entry_id, ? FROM article_sources WHERE article_id = ?",
+                    [(ts(now), r["id"]) for r in rows])
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO pruned_entries (feed, entry_id, pruned_at) "
                     "VALUES (?, ?, ?)", [(r["feed"], r["entry_id"], ts(now)) for r in rows])
                 self.db.conn.executemany("DELETE FROM articles WHERE id = ?",
                                          [(r["id"],) for r in rows])
@@ -497,6 +586,12 @@ class Store:
             raise StoreError("record_matches needs a stored article (no id)")
         created = 0
         with self.db.atomic():
+            root = self._rows(
+                "SELECT r.id, r.feed, r.entry_id FROM articles a JOIN articles r "
+                "ON r.id = COALESCE(a.story_id, a.id) WHERE a.id = ?", [article.id])
+            story_id, story_feed, story_entry = (
+                (root[0]["id"], root[0]["feed"], root[0]["entry_id"]) if root
+                else (article.id, article.feed, article.entry_id))
             for m in matches:
                 cur = self.db.execute(
                     "INSERT INTO matches (article_id, rule, query, field, snippet, hits, "
@@ -508,7 +603,9 @@ class Store:
                     continue
                 match_id = cur.lastrowid
                 for channel in channels_by_rule.get(m.rule, ()):
-                    did = delivery_id(m.rule, article.feed, article.entry_id, channel)
+                    # One delivery per (rule, story, channel): named after the story's
+                    # first copy, so every later copy maps to the same id.
+                    did = delivery_id(m.rule, story_feed, story_entry, channel)
                     alert = Alert(
                         delivery_id=did, rule=m.rule, query=m.query,
                         title=article.title, url=article.url, feed=article.feed,
@@ -517,10 +614,10 @@ class Store:
                         article_id=article.id, text_source=article.text_source)
                     cur = self.db.execute(
                         "INSERT INTO deliveries (id, match_id, article_id, rule, channel, alert, "
-                        "created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                        "ON CONFLICT DO NOTHING",
+                        "created_at, next_attempt_at, story_id) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                         [did, match_id, article.id, m.rule, channel,
-                         json.dumps(alert.as_dict()), ts(now), ts(now)])
+                         json.dumps(alert.as_dict()), ts(now), ts(now), story_id])
                     created += cur.rowcount
             self.db.execute("UPDATE articles SET matched_at = ? WHERE id = ?",
                             [ts(now), article.id])
@@ -587,7 +684,18 @@ class Store:
                     "AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING *",
                     [params["until"], owner, g, params["now"]])
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
-        return [self._delivery(r) for r in rows]
+        return [self._with_sources(self._delivery(r), r.get("story_id")) for r in rows]
+
+    def _with_sources(self, d: Delivery, story_id: int | None) -> Delivery:
+        """The copies known now, so the message can say "also reported by"."""
+        if story_id is None:
+            return d
+        own = (d.alert.feed, d.alert.url)
+        others = tuple((s["feed"], s["title"] or "", s["url"])
+                       for s in self.story_sources(story_id) if (s["feed"], s["url"]) != own)
+        if not others:
+            return d
+        return replace(d, alert=replace(d.alert, sources=others))
 
     def _classify(self, now: datetime, hold: HoldDecision | None) -> None:
         """Decide once, in created order, whether each new delivery is held."""
