@@ -131,7 +131,8 @@ def run_cycle(cmd: list[str], stats_path: Path, timeout_s: float, log: Path,
 
 
 def write_config(path: Path, server: CorpusServer, names: list[str], *,
-                 concurrency: int, per_host: int, fetch_timeout_s: float | None) -> None:
+                 concurrency: int, per_host: int, fetch_timeout_s: float | None,
+                 stories: bool = True) -> None:
     """A watcher config for the corpus. Paths are relative to the config's folder.
 
     One config serves `run --once` (which ignores the schedule) and the daemon, which
@@ -150,6 +151,8 @@ def write_config(path: Path, server: CorpusServer, names: list[str], *,
               "delivery: {tick: 1s}"]
     if fetch_timeout_s:
         lines.append(f"fetch: {{timeout: {fetch_timeout_s:g}s}}")
+    if not stories:
+        lines.append("stories: {enabled: false}")
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -325,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="items without pages; one priming cycle, then warm cycles only")
     ap.add_argument("--no-naive", action="store_true", help="skip the naive baseline")
     ap.add_argument("--no-latency", action="store_true", help="skip the daemon latency runs")
+    ap.add_argument("--no-stories", action="store_true",
+                    help="near-duplicate clustering off, to measure what it costs")
     ap.add_argument("--profile", type=Path, metavar="PATH",
                     help="also run one cold (--warm-only: warm) cycle under py-spy; raw "
                          "stacks to PATH, summary to PATH with .md")
@@ -352,7 +357,8 @@ def main(argv: list[str] | None = None) -> int:
             d = work / tag
             d.mkdir()
             write_config(d / "watcher.yaml", server, names, concurrency=args.concurrency,
-                         per_host=args.per_host, fetch_timeout_s=args.fetch_timeout)
+                         per_host=args.per_host, fetch_timeout_s=args.fetch_timeout,
+                         stories=not args.no_stories)
             return d
 
         # -- cold (or priming) cycles

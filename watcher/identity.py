@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import courlan
 import numpy as np
 
-from watcher.rules.text import tokens
+from watcher.rules.text import word_keys
 
 NUM_PERM = 128
 SHINGLE = 4
@@ -63,27 +63,28 @@ def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None
     return canonical_url(canonical)
 
 
-# MinHash with the affine scheme over 32-bit shingle hashes: h(x) = (a*x + b) mod p,
-# p a prime above 2**32, so a*x + b fits in 64 bits exactly. The seed is fixed:
-# signatures are stored, and must compare across processes and restarts.
-_PRIME = np.uint64(4294967311)
+# MinHash by multiply-shift hashing of 32-bit shingle hashes: h(x) = (a*x + b) >> 32
+# in 64-bit arithmetic, a universal family that needs no division. The seed is
+# fixed: signatures are stored, and must compare across processes and restarts.
 _rng = np.random.default_rng(20240515)
-_A = _rng.integers(1, 2**32, size=NUM_PERM, dtype=np.uint64)
-_B = _rng.integers(0, 2**32, size=NUM_PERM, dtype=np.uint64)
+_A = _rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1)
+_B = _rng.integers(0, 2**63, size=NUM_PERM, dtype=np.uint64)
+_SHIFT = np.uint64(32)
 # LSH: 32 bands of 4 rows find pairs above about (1/32)**(1/4) = 0.42 similarity.
 BANDS, ROWS = 32, 4
 
 
 def signature(text: str) -> np.ndarray | None:
     """MinHash values over word shingles of the normalised text, or None if too short."""
-    words = [t.key for t in tokens(text)]
+    words = word_keys(text)
     shingles = {" ".join(words[i:i + SHINGLE])
                 for i in range(max(len(words) - SHINGLE + 1, 0))}
     if len(shingles) < MIN_SHINGLES:
         return None
     hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingles), dtype=np.uint64,
                          count=len(shingles))
-    return ((_A[:, None] * hashes[None, :] + _B[:, None]) % _PRIME).min(axis=1)
+    with np.errstate(over="ignore"):  # wrapping at 2**64 is the point
+        return ((_A[:, None] * hashes[None, :] + _B[:, None]) >> _SHIFT).min(axis=1)
 
 
 def to_bytes(sig: np.ndarray) -> bytes:

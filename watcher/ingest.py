@@ -203,7 +203,7 @@ def _place_in_story(article: Article, ctx: IngestContext) -> Article:
     """Give the article its text signature and, if it is a near-copy, its story."""
     if ctx.stories is None:
         return article
-    sig = signature(article.body)
+    sig = from_bytes(article.signature) if article.signature else signature(article.body)
     if sig is None:
         return article
     hit = ctx.stories.find(sig, article.fetched_at)
@@ -253,7 +253,9 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
         author=entry.author or (extracted.author if extracted else None),
         language=extracted.language if extracted else None,
         sitename=extracted.sitename if extracted else None,
-        tags=feed.tags, page_error=page_error)
+        tags=feed.tags, page_error=page_error,
+        # made by the extraction worker when the page's text is the one kept
+        signature=extracted.signature if extracted and chosen.source == "page" else None)
 
 
 def _failed(feed: Feed, ctx: IngestContext, failures_before: int,

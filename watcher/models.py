@@ -89,6 +89,7 @@ class Extracted:
     language: str | None = None
     sitename: str | None = None
     canonical: str | None = None  # the page's <link rel="canonical">, untrusted
+    signature: bytes | None = None  # MinHash of `text`, made where the text was extracted
 
 
 @dataclass(frozen=True)

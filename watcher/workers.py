@@ -9,14 +9,24 @@ import asyncio
 import logging
 import multiprocessing
 import os
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import replace
 
 from watcher.errors import ExtractError
 from watcher.extract import extract_page
+from watcher.identity import signature, to_bytes
 from watcher.models import Extracted
 
 log = logging.getLogger("watcher.extract")
+
+
+def extract_and_sign(body: bytes, url: str | None, content_type: str | None) -> Extracted:
+    """Extraction plus the text's MinHash signature, both CPU work for the workers."""
+    extracted = extract_page(body, url, content_type)
+    sig = signature(extracted.text) if extracted.text else None
+    return replace(extracted, signature=to_bytes(sig)) if sig is not None else extracted
 
 
 def _warm() -> None:
@@ -27,7 +37,10 @@ class ExtractPool:
     """`await pool.extract(...)`; the processes start on first use, not before."""
 
     def __init__(self, workers: int | None = None, timeout_s: float = 20.0,
-                 in_process: bool = False, spawn_at: int = 8) -> None:
+                 in_process: bool = False, spawn_at: int = 8,
+                 func: Callable[[bytes, str | None, str | None], Extracted] = extract_and_sign
+                 ) -> None:
+        self.func = func  # a module-level function: workers import it by name
         self.workers = workers or max(os.cpu_count() or 1, 1)
         self.timeout_s = timeout_s
         # in_process: always extract on a thread of this process.
@@ -67,14 +80,14 @@ class ExtractPool:
         if self.in_process or (self._pool is None and self._pending < self.spawn_at):
             try:
                 return await asyncio.wait_for(
-                    asyncio.to_thread(extract_page, body, url, content_type), self.timeout_s)
+                    asyncio.to_thread(self.func, body, url, content_type), self.timeout_s)
             except TimeoutError:
                 # A thread cannot be stopped; it finishes in the background.
                 raise ExtractError(f"{url or 'page'}: extraction took longer than "
                                    f"{self.timeout_s:g}s; gave up") from None
         loop = asyncio.get_running_loop()
         try:
-            future = loop.run_in_executor(self._executor(), extract_page, body, url,
+            future = loop.run_in_executor(self._executor(), self.func, body, url,
                                           content_type)
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError:

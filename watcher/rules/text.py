@@ -172,6 +172,13 @@ def tokens(text: str, language: str | None = None, stem: bool = True,
     return [Token(k, ends[2 * i], ends[2 * i + 1]) for i, k in enumerate(keys)]
 
 
+def word_keys(text: str, language: str | None = None, stem: bool = True,
+              accents: bool = True) -> list[str]:
+    """The keys of `text`'s words, without offsets: cheaper than tokens()."""
+    keys = fold_words(split_words(text)[0], accents)
+    return stem_words(keys, language) if stem else keys
+
+
 def phrase_keys(phrase: str, language: str | None = None, stem: bool = True,
                 accents: bool = True) -> tuple[str, ...]:
     return tuple(t.key for t in tokens(phrase, language, stem, accents))
