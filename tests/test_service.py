@@ -136,3 +136,18 @@ def test_secrets_never_reach_the_logs(tmp_path: Path, seed_server: LoopbackServe
     assert {"timestamp", "level", "stage", "feed", "rule", "message"} <= set(lines[0])
     assert any(line["stage"] == "match" and line["rule"] == "tactical-missile"
                and line["feed"] == "demo-world" for line in lines)
+
+
+def test_prune_reports_progress_as_plain_lines_off_a_terminal(tmp_path: Path) -> None:
+    db = tmp_path / "w.db"
+    store = Store(db)
+    old = datetime.now(UTC) - timedelta(days=200)
+    for i in range(2500):
+        store.add_article(_article("f", f"e{i}", old))
+    store.close()
+    (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(
+        {"database": "w.db", "rules": "rules.yaml", "feeds": []}))
+    result = run_watcher("db", "prune", "--config", str(tmp_path / "watcher.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "... 2000 of 2500 article(s)" in result.stdout
+    assert "removed 2500 article(s)" in result.stdout

@@ -528,7 +528,8 @@ class Store:
         }
 
     def prune(self, now: datetime, keep_days: float, keep_matched_days: float,
-              batch: int = 500) -> int:
+              batch: int = 500, progress: Callable[[int], None] | None = None,
+              total: Callable[[int], None] | None = None) -> int:
         """Remove old articles: unmatched after keep_days, matched after keep_matched_days.
 
         An article with an alert still waiting to go out is never removed. Each
@@ -538,6 +539,14 @@ class Store:
         plain_cutoff = ts(now - timedelta(days=keep_days))
         matched_cutoff = ts(now - timedelta(days=keep_matched_days))
         removed = 0
+        if total is not None:
+            total(self._rows(
+                "SELECT count(*) AS n FROM articles a WHERE "
+                "((a.fetched_at < ? AND NOT EXISTS (SELECT 1 FROM matches m "
+                "  WHERE m.article_id = a.id)) OR a.fetched_at < ?) "
+                "AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.article_id = a.id "
+                "  AND d.status IN ('pending', 'retrying'))",
+                [plain_cutoff, matched_cutoff])[0]["n"])
         while True:
             with self.db.atomic():
                 rows = self._rows(
@@ -559,6 +568,8 @@ class Store:
                 self.db.conn.executemany("DELETE FROM articles WHERE id = ?",
                                          [(r["id"],) for r in rows])
             removed += len(rows)
+            if progress is not None:
+                progress(len(rows))
         # Tombstones outlive the articles by the longer period, then go too.
         with self.db.atomic():
             self.db.execute("DELETE FROM pruned_entries WHERE pruned_at < ?",

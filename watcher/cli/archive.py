@@ -8,7 +8,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watcher.cli.common import load_settings_for
+from watcher.cli.common import Progress, load_settings_for
 from watcher.errors import ConfigError
 from watcher.lock import holder
 from watcher.settings import parse_duration
@@ -143,10 +143,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     settings, store = _open(args)
+    bar: list[Progress] = []
     try:
         removed = store.prune(datetime.now(UTC), settings.retention.days,
-                              settings.retention.matched_days)
+                              settings.retention.matched_days,
+                              progress=lambda n: bar[0](n) if bar else None,
+                              total=lambda n: bar.append(Progress(n, "pruning",
+                                                                  "article(s)", 2000)))
     finally:
+        for b in bar:
+            b.close()
         store.close()
     print(f"db prune: removed {removed} article(s) (unmatched older than "
           f"{settings.retention.days:g} days, matched older than "

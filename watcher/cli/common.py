@@ -9,6 +9,7 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from watcher.rules import RuleSet, load_rules
 from watcher.settings import Settings, config_path, load_settings
@@ -92,3 +93,29 @@ def load_all(args: argparse.Namespace) -> tuple[Settings, RuleSet]:
     rules = load_rules(settings.rules, channels=settings.channels.keys(),
                        unusable_channels=settings.unusable_channels)
     return settings, rules
+
+
+class Progress:
+    """A rich progress bar on a terminal; a plain line now and then otherwise."""
+
+    def __init__(self, total: int, label: str, unit: str, every: int = 5000) -> None:
+        self.total, self.done, self.unit, self.every = total, 0, unit, every
+        self.bar: Any = None
+        self.task: Any = None
+        if sys.stdout.isatty():
+            from rich.progress import Progress as Bar
+
+            self.bar = Bar(transient=True)
+            self.task = self.bar.add_task(label, total=total)
+            self.bar.start()
+
+    def __call__(self, n: int) -> None:
+        before, self.done = self.done, self.done + n
+        if self.bar is not None:
+            self.bar.advance(self.task, n)
+        elif before // self.every != self.done // self.every:
+            print(f"... {self.done} of {self.total} {self.unit}", flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()

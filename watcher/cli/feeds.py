@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from watcher.cli.common import Progress
 from watcher.errors import ConfigError, FetchError, ParseError
 from watcher.http import Fetcher, HttpLimits
 from watcher.models import Feed, ParsedFeed
@@ -157,7 +158,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     taken = {f.name for f in settings.feeds}
     entries: list[dict[str, Any]] = []
     skipped = 0
+    progress = Progress(len(subs), "importing", "feed(s)", every=200)
     for s in subs:
+        progress(1)
         if urlsplit(s.url).scheme not in ("http", "https"):
             print(f"feeds import: skipped {s.url!r}: not an http(s) URL", file=sys.stderr)
             skipped += 1
@@ -171,6 +174,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         if tags:
             entry["tags"] = tags
         entries.append(entry)
+    progress.close()
     added = add_feeds(path, entries)
     load_settings(path)
     print(f"imported {len(added)} feed(s) from {source} into {path}"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from watcher.cli.common import Progress
 from watcher.errors import ConfigError, RuleError
 from watcher.rules import RuleSet, compile_rules, load_rules
 from watcher.rules.backtest import backtest
@@ -84,30 +85,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Progress:
-    """A rich progress bar on a terminal; a plain line every few thousand otherwise."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.bar, self.task = total, 0, None, None
-        if sys.stdout.isatty():
-            from rich.progress import Progress
-
-            self.bar = Progress(transient=True)
-            self.task = self.bar.add_task("matching", total=total)
-            self.bar.start()
-
-    def __call__(self, n: int) -> None:
-        before, self.done = self.done, self.done + n
-        if self.bar is not None:
-            self.bar.advance(self.task, n)
-        elif before // 5000 != self.done // 5000:
-            print(f"... {self.done} of {self.total} article(s)", flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def cmd_test(args: argparse.Namespace) -> int:
     settings = _settings(args, required=True)
     assert settings is not None
@@ -123,7 +100,7 @@ def cmd_test(args: argparse.Namespace) -> int:
     store = Store(settings.database)
     try:
         total = store.count_articles_since(since)
-        progress = _Progress(total)
+        progress = Progress(total, "matching", "article(s)")
         try:
             tallies = backtest(compiled, store.iter_articles(since), only=args.rule,
                                keep=max(args.show, 0), progress=progress)
