@@ -30,9 +30,10 @@ from watcher.rules.regex import RegexError, regex_set, word_regex
 from watcher.rules.text import (
     fold,
     fold_words,
+    folded_words,
     language_code,
-    split_words,
     stem_words,
+    word_bounds,
     words_of,
 )
 
@@ -98,6 +99,19 @@ def _key(lit: Literal, language: str) -> str | None:
     if lit.kind == "prefix":
         return " " + words[0]
     return " " + " ".join(words) + " "
+
+
+class _Offsets(dict[str, list[int]]):
+    """Word offsets per field, worked out only for the fields that had hits."""
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__()
+        self._fields = fields
+
+    def __missing__(self, name: str) -> list[int]:
+        ends = word_bounds(self._fields.get(name, ""))
+        self[name] = ends
+        return ends
 
 
 class LiteralIndex:
@@ -172,20 +186,18 @@ class LiteralIndex:
         language = language_code(article.language)
         automata = self.automata(language)
         hits: dict[int, list[RawHit]] = defaultdict(list)
-        offsets: dict[str, list[int]] = {}
+        offsets = _Offsets(fields)
         for name, streams in self.fields_streams.items():
             text = fields.get(name, "")
             if not text:
                 continue
-            words, ends = split_words(text)
-            if not words:
-                continue
-            offsets[name] = ends
             folded: dict[bool, list[str]] = {}
             for stem, accents in streams:
                 base = folded.get(accents)
                 if base is None:
-                    base = folded[accents] = fold_words(words, accents)
+                    base = folded[accents] = folded_words(text, accents)
+                if not base:
+                    continue
                 keys = stem_words(base, language) if stem else base
                 line = " " + " ".join(keys) + " "
                 auto = automata.get((stem, accents))

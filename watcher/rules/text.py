@@ -19,7 +19,9 @@ import unicodedata
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import accumulate, chain
+from operator import itemgetter
 
+import numpy as np
 import Stemmer
 
 _INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
@@ -120,13 +122,17 @@ def stem_words(words: list[str], language: str | None) -> list[str]:
     stemmer = _stemmer(code)
     if stemmer is None:
         return words
+    if not words:
+        return []
     cache = _STEMS.setdefault(code, {})
-    missing = [w for w in set(words) if w not in cache]
+    missing = list(set(words).difference(cache))  # set operations run in C
     if missing:
         if len(cache) > _STEM_CACHE_MAX:
             cache.clear()
         cache.update(zip(missing, stemmer.stemWords(missing), strict=True))
-    return [cache[w] for w in words]
+    if len(words) == 1:
+        return [cache[words[0]]]
+    return list(itemgetter(*words)(cache))
 
 
 def has_stemmer(language: str | None) -> bool:
@@ -149,6 +155,34 @@ def split_words(text: str) -> tuple[list[str], list[int]]:
     pairs = _GAP_AND_WORD.findall(text)
     words = [w for _, w in pairs]
     return words, list(accumulate(map(len, chain.from_iterable(pairs))))
+
+
+# ASCII text (most news) takes a shortcut: one C-level byte translation maps
+# letters to lower case and everything else to a space, and str.split does the
+# rest: the same words split_words finds, already folded (NFKC, case folding and
+# accent folding change nothing else in ASCII).
+_ASCII_FOLD = bytes(c + 32 if 65 <= c <= 90 else c if (48 <= c <= 57 or 97 <= c <= 122)
+                    else 32 for c in range(256))
+
+
+def folded_words(text: str, accents: bool = True) -> list[str]:
+    """The folded words of `text`, without offsets (see split_words for those)."""
+    if text.isascii() and "<" not in text:
+        return text.encode("ascii").translate(_ASCII_FOLD).decode("ascii").split()
+    return fold_words(split_words(text)[0], accents)
+
+
+def word_bounds(text: str) -> list[int]:
+    """Start and end offsets of every word, interleaved: word i spans
+    text[b[2i]:b[2i+1]] (the same layout as split_words' running ends)."""
+    if not (text.isascii() and "<" not in text):
+        return split_words(text)[1]
+    is_word = np.frombuffer(text.encode("ascii").translate(_ASCII_FOLD), np.uint8) != 32
+    edges = np.diff(is_word.astype(np.int8), prepend=0, append=0)
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    bounds = np.empty(2 * len(starts), np.int64)
+    bounds[0::2], bounds[1::2] = starts, ends
+    return bounds.tolist()
 
 
 def words_of(text: str) -> list[str]:
