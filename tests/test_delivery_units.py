@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import jsonschema
 import pytest
 from standardwebhooks import Webhook
 
@@ -138,44 +139,8 @@ def test_generic_payloads_match_the_published_schema() -> None:
     assert [a["id"] for a in digest["alerts"]] == [alert(1).delivery_id, alert(2).delivery_id]
     assert single["article"]["title"] == 'quote " and </script>'
     for payload in (single, digest):
-        _validate(payload, schema, schema)
+        jsonschema.validate(payload, schema)  # the published schema, fully checked
 
-
-def _validate(value: object, schema: dict, root: dict) -> None:
-    """Just enough JSON Schema (type, required, properties, const, oneOf, $ref, items)."""
-    if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
-        return _validate(value, root["$defs"][name], root)
-    if "oneOf" in schema:
-        ok = 0
-        for option in schema["oneOf"]:
-            try:
-                _validate(value, option, root)
-                ok += 1
-            except AssertionError:
-                pass
-        assert ok == 1, f"{value!r} matches {ok} of oneOf"
-        return None
-    types = schema.get("type")
-    if types:
-        types = types if isinstance(types, list) else [types]
-        pytypes = {"object": dict, "array": list, "string": str, "integer": int,
-                   "null": type(None)}
-        assert any(isinstance(value, pytypes[t]) for t in types), (value, types)
-    if "const" in schema:
-        assert value == schema["const"]
-    if isinstance(value, dict):
-        for key in schema.get("required", []):
-            assert key in value, key
-        for key, sub in schema.get("properties", {}).items():
-            if key in value:
-                _validate(value[key], sub, root)
-        if schema.get("additionalProperties") is False:
-            assert set(value) <= set(schema.get("properties", {})), set(value)
-    if isinstance(value, list) and "items" in schema:
-        for item in value:
-            _validate(item, schema["items"], root)
-    return None
 
 
 def test_slack_payload() -> None:

@@ -32,6 +32,8 @@ from watcher.store import Store
 from watcher.workers import ExtractPool
 
 log = logging.getLogger("watcher.daemon")
+# How long a stopping daemon gives work under way (and the alerts it made) to finish.
+GRACE_S = 20.0
 
 
 def utcnow() -> datetime:
@@ -273,7 +275,7 @@ class Daemon:
             await self._drain()
             # Alerts matched by the fetches that just finished go out now, within
             # what is left of the grace period; any that cannot stay in the outbox.
-            left = 20.0 - (time.monotonic() - started)
+            left = GRACE_S - (time.monotonic() - started)
             if left > 1:
                 try:
                     await asyncio.wait_for(self.dispatch(), left)
@@ -399,7 +401,7 @@ class Daemon:
         compiled.warm()
         return ruleset, compiled
 
-    async def _drain(self, grace_s: float = 20.0) -> None:
+    async def _drain(self, grace_s: float = GRACE_S) -> None:
         """Let fetches and deliveries already under way finish, up to a grace period."""
         current = asyncio.current_task()
         others = [t for t in asyncio.all_tasks() if t is not current and not t.done()]

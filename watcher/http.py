@@ -10,6 +10,7 @@ checked inside the connection layer, which leaves no DNS-rebinding gap.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import mimetypes
 import socket
@@ -31,6 +32,7 @@ from watcher.models import Feed, FetchResult
 
 USER_AGENT = f"watcher/{__version__} (news keyword alerts; +https://github.com/watcher-alerts/watcher)"
 MAX_REDIRECTS = 5
+_PAGE_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 _REDIRECTS = (301, 302, 303, 307, 308)
 
 
@@ -60,11 +62,9 @@ def is_public_address(ip: str) -> bool:
 
 
 async def _resolve(host: str, port: int) -> list[str]:
-    try:
-        ipaddress.ip_address(host.strip("[]"))
-        return [host.strip("[]")]
-    except ValueError:
-        pass
+    literal = host.strip("[]")
+    with contextlib.suppress(ValueError):
+        return [str(ipaddress.ip_address(literal))]  # an address needs no lookup
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
@@ -253,7 +253,7 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        return await self._get(feed, url, headers, self.limits.max_feed_bytes,
+        return await self._follow(feed, url, headers, self.limits.max_feed_bytes,
                                f"feed {feed.name!r}")
 
     # -- pages --------------------------------------------------------------
@@ -272,8 +272,8 @@ class Fetcher:
             return await self._read_file(path, url, self.limits.max_page_bytes, None)
         if scheme not in ("http", "https"):
             raise FetchError(f"{what}: scheme {scheme!r} is not allowed")
-        return await self._get(feed, url, {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"},
-                               self.limits.max_page_bytes, what)
+        return await self._follow(feed, url, {"Accept": _PAGE_ACCEPT},
+                                  self.limits.max_page_bytes, what)
 
     # -- the work -----------------------------------------------------------
 
@@ -289,9 +289,6 @@ class Fetcher:
             return self._trusted
         return self._public
 
-    async def _get(self, feed: Feed, url: str, headers: dict[str, str],
-                   cap: int, what: str) -> FetchResult:
-        return await self._follow(feed, url, headers, cap, what)
 
     async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
                       cap: int, what: str) -> FetchResult:

@@ -122,6 +122,6 @@ class MetricsServer:
             writer.write(head + (body if parts and parts[0] != "HEAD" else b""))
             await writer.drain()
         except (TimeoutError, ConnectionError):
-            pass
+            return  # a scraper that hung up or stalled: nothing to answer
         finally:
             writer.close()

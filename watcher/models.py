@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -227,14 +227,3 @@ class Digest:
     id: str
     rule: str
     alerts: tuple[Alert, ...]
-
-
-@dataclass(frozen=True)
-class CycleReport:
-    """What one poll cycle did, for `--once` exit status and the logs."""
-
-    feeds_polled: int = 0
-    feeds_failed: tuple[str, ...] = ()
-    articles_new: int = 0
-    matches: int = 0
-    errors: tuple[str, ...] = field(default_factory=tuple)

@@ -9,8 +9,6 @@ from markupsafe import Markup, escape
 
 from watcher.models import Alert, Digest
 
-PAYLOAD_SCHEMA = "watcher.alert/v1"
-
 
 def console_text(alert: Alert) -> str:
     """A readable block for a terminal or a log."""
@@ -56,27 +54,6 @@ def jsonl_record(alert: Alert) -> dict[str, Any]:
     }
 
 
-def webhook_payload(alert: Alert, sent_at: str) -> dict[str, Any]:
-    """The generic webhook body, documented in README.md ("Webhook payload")."""
-    return {
-        "schema": PAYLOAD_SCHEMA,
-        "id": alert.delivery_id,
-        "sent_at": sent_at,
-        "rule": alert.rule,
-        "query": alert.query,
-        "article": {
-            "title": alert.title,
-            "url": alert.url,
-            "feed": alert.feed,
-            "published": alert.published,
-            "text_source": alert.text_source,
-        },
-        "match": {
-            "field": alert.field,
-            "snippet": alert.snippet,
-            "matched": list(alert.matched),
-        },
-    }
 
 
 # -- messages: one alert or a digest of several ------------------------------

@@ -13,7 +13,7 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -205,14 +205,6 @@ def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
     return "wd_" + digest[:32]
 
 
-@dataclass(frozen=True)
-class FeedRow:
-    state: FeedState
-    last_success_at: datetime | None
-    last_polled_at: datetime | None
-    failing_since: datetime | None
-
-
 class Store:
     def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
@@ -260,27 +252,16 @@ class Store:
                         "unhealthy_since = NULL WHERE name = ?",
                         [f.url, f.url, f.name])
 
-    @staticmethod
-    def _feed_row(r: dict[str, Any]) -> FeedRow:
-        return FeedRow(
-            state=FeedState(
-                name=r["name"], url=r["url"], etag=r["etag"],
-                last_modified=r["last_modified"],
-                next_poll_at=from_ts(r["next_poll_at"]),
-                consecutive_failures=r["consecutive_failures"],
-                last_error=r["last_error"]),
-            last_success_at=from_ts(r["last_success_at"]),
-            last_polled_at=from_ts(r["last_polled_at"]),
-            failing_since=from_ts(r["failing_since"]),
-        )
-
-    def feed_rows(self) -> dict[str, FeedRow]:
-        rows = self._rows("SELECT * FROM feeds ORDER BY name")
-        return {r["name"]: self._feed_row(r) for r in rows}
-
     def feed_state(self, name: str) -> FeedState | None:
         rows = self._rows("SELECT * FROM feeds WHERE name = ?", [name])
-        return self._feed_row(rows[0]).state if rows else None
+        if not rows:
+            return None
+        r = rows[0]
+        return FeedState(name=r["name"], url=r["url"], etag=r["etag"],
+                         last_modified=r["last_modified"],
+                         next_poll_at=from_ts(r["next_poll_at"]),
+                         consecutive_failures=r["consecutive_failures"],
+                         last_error=r["last_error"])
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Configured feeds whose next poll time has come (or that never ran)."""
@@ -578,11 +559,6 @@ class Store:
         self.db.conn.commit()
         return removed
 
-    def count_articles(self, feed: str | None = None) -> int:
-        if feed:
-            return self._rows("SELECT count(*) AS n FROM articles WHERE feed = ?", [feed])[0]["n"]
-        return self._rows("SELECT count(*) AS n FROM articles")[0]["n"]
-
     # -- matches and the outbox ---------------------------------------------
 
     def record_matches(self, article: Article, matches: Sequence[Match],
@@ -695,15 +671,20 @@ class Store:
                     "AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING *",
                     [params["until"], owner, g, params["now"]])
         rows.sort(key=lambda r: (r["created_at"], r["id"]))
-        return [self._with_sources(self._delivery(r), r.get("story_id")) for r in rows]
+        sources: dict[int, list[dict[str, Any]]] = {}  # one query per story, not per row
+        return [self._with_sources(self._delivery(r), r.get("story_id"), sources)
+                for r in rows]
 
-    def _with_sources(self, d: Delivery, story_id: int | None) -> Delivery:
+    def _with_sources(self, d: Delivery, story_id: int | None,
+                      known: dict[int, list[dict[str, Any]]]) -> Delivery:
         """The copies known now, so the message can say "also reported by"."""
         if story_id is None:
             return d
+        if story_id not in known:
+            known[story_id] = self.story_sources(story_id)
         own = (d.alert.feed, d.alert.url)
         others = tuple((s["feed"], s["title"] or "", s["url"])
-                       for s in self.story_sources(story_id) if (s["feed"], s["url"]) != own)
+                       for s in known[story_id] if (s["feed"], s["url"]) != own)
         if not others:
             return d
         return replace(d, alert=replace(d.alert, sources=others))
@@ -845,7 +826,3 @@ class Store:
             sql += " AND rule = ?"
             params.append(rule)
         return self._rows(sql + " ORDER BY created_at, id", params)
-
-    def matches_for(self, article_id: int) -> list[dict[str, Any]]:
-        return self._rows("SELECT rule, field, snippet, query FROM matches WHERE article_id = ?",
-                          [article_id])

@@ -12,7 +12,7 @@ _OPTIONS.case_sensitive = False  # words are matched case-folded, like Lucene's 
 
 
 class RegexError(ValueError):
-    pass
+    """A pattern RE2 cannot run (backreferences, lookaround ...), with RE2's reason."""
 
 
 def word_regex(pattern: str) -> Any:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from dataclasses import dataclass
-from functools import lru_cache
 from itertools import accumulate, chain
 from operator import itemgetter
 
@@ -189,40 +187,8 @@ def words_of(text: str) -> list[str]:
     return split_words(text)[0]
 
 
-@dataclass(frozen=True, slots=True)
-class Token:
-    key: str  # normalised, stemmed form used for matching
-    start: int  # offsets into the original text
-    end: int
-
-
-def tokens(text: str, language: str | None = None, stem: bool = True,
-           accents: bool = True) -> list[Token]:
-    """Every word of `text` with its key and its offsets in the original text."""
-    words, ends = split_words(text)
-    keys = fold_words(words, accents)
-    if stem:
-        keys = stem_words(keys, language)
-    return [Token(k, ends[2 * i], ends[2 * i + 1]) for i, k in enumerate(keys)]
-
-
 def word_keys(text: str, language: str | None = None, stem: bool = True,
               accents: bool = True) -> list[str]:
-    """The keys of `text`'s words, without offsets: cheaper than tokens()."""
-    keys = fold_words(split_words(text)[0], accents)
+    """The keys of `text`'s words (folded, stemmed), without offsets."""
+    keys = folded_words(text, accents)
     return stem_words(keys, language) if stem else keys
-
-
-def phrase_keys(phrase: str, language: str | None = None, stem: bool = True,
-                accents: bool = True) -> tuple[str, ...]:
-    return tuple(t.key for t in tokens(phrase, language, stem, accents))
-
-
-@lru_cache(maxsize=200_000)
-def normalise_word(word: str) -> str:
-    return fold(word)
-
-
-@lru_cache(maxsize=200_000)
-def word_key(word: str) -> str:
-    return stem_words([normalise_word(word)], None)[0]
