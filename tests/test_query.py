@@ -406,3 +406,39 @@ def test_rules_test_backtests_the_archive_without_sending(
     with sqlite3.connect(tmp_path / "state" / "watcher.db") as db:
         assert db.execute("SELECT count(*) FROM matches WHERE rule = 'wildfire'").fetchone()[0] \
             == 0
+
+
+# --- the fast paths of matching agree with the plain ones ------------------------------------
+
+
+@pytest.mark.parametrize("text", ["", "a", " a", "a ", "tactical missile", "  x  y--z ",
+                                  "End.", "1984 and 2024-05-21: 3 dates"])
+def test_word_bounds_agree_with_split_words(text: str) -> None:
+    from watcher.rules.text import split_words, word_bounds
+
+    fast = [int(x) for x in word_bounds(text)]
+    words, ends = split_words(text)
+    assert fast == ends[:2 * len(words)]
+    assert [text[fast[2 * i]:fast[2 * i + 1]] for i in range(len(words))] == words
+
+
+def test_hit_offsets_stay_right_past_many_hits() -> None:
+    # More hits per field than the counting shortcut takes: positions switch to
+    # a table and must still point at the right words.
+    words = [f"w{i}" for i in range(60)]
+    body = " ".join(f"{w} missile" for w in words)
+    (m,) = compiled(Q("missile AND w59")).match(article(body=body))
+    (w59,) = [h for h in m.hits if h.phrase == "w59"]
+    assert body[w59.start:w59.end] == "w59" and w59.start == body.index("w59")
+    assert len([h for h in m.hits if h.phrase == "missile"]) == 60
+    cr = compiled(Q('"w58 missile"'))
+    (m,) = cr.match(article(body=body))
+    assert body[m.hits[0].start:m.hits[0].end] == "w58 missile"
+
+
+def test_unseen_words_among_cached_ones_are_stemmed() -> None:
+    from watcher.rules.text import stem_words
+
+    stem_words(["missiles", "fired"], "en")  # now cached
+    got = stem_words(["missiles", "zorbulating", "fired", "zorbulating", "launchers"], "en")
+    assert got == ["missil", "zorbul", "fire", "zorbul", "launcher"]

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from itertools import accumulate
 from typing import Any
 
 import ahocorasick
+import numpy as np
 
 from watcher.models import Article
 from watcher.rules.query import KEYWORD_FIELDS, Leaf, Prefix, QueryError, Regex
@@ -101,17 +101,40 @@ def _key(lit: Literal, language: str) -> str | None:
     return " " + " ".join(words) + " "
 
 
-class _Offsets(dict[str, list[int]]):
+class _Offsets(dict[str, Sequence[int]]):
     """Word offsets per field, worked out only for the fields that had hits."""
 
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__()
         self._fields = fields
 
-    def __missing__(self, name: str) -> list[int]:
+    def __missing__(self, name: str) -> Sequence[int]:
         ends = word_bounds(self._fields.get(name, ""))
         self[name] = ends
         return ends
+
+
+class _WordAt:
+    """The index of the word at a character position of a line of words, each
+    preceded by one separator (" w0 w1 ... ").
+
+    Articles have few hits, so counting separators before each hit (a C-level
+    scan) beats building the running word ends up front; many hits switch to those.
+    """
+
+    def __init__(self, line: str, sep: str) -> None:
+        self.line, self.sep = line, sep
+        self._calls = 0
+        self._ends: list[int] | None = None
+
+    def __call__(self, pos: int) -> int:
+        if self._ends is None:
+            self._calls += 1
+            if self._calls <= 32:
+                return self.line.count(self.sep, 0, pos) - 1
+            codes = np.frombuffer(self.line.encode("utf-32-le"), dtype=np.uint32)
+            self._ends = np.flatnonzero(codes == ord(self.sep)).tolist()
+        return bisect_left(self._ends, pos) - 1
 
 
 class LiteralIndex:
@@ -181,7 +204,7 @@ class LiteralIndex:
         return built
 
     def find(self, article: Article, fields: dict[str, str]) -> tuple[
-            dict[int, list[RawHit]], dict[str, list[int]]]:
+            dict[int, list[RawHit]], dict[str, Sequence[int]]]:
         """Every literal hit in the article, and each scanned field's word offsets."""
         language = language_code(article.language)
         automata = self.automata(language)
@@ -201,35 +224,33 @@ class LiteralIndex:
                 keys = stem_words(base, language) if stem else base
                 line = " " + " ".join(keys) + " "
                 auto = automata.get((stem, accents))
-                cum: list[int] | None = None
                 if auto is not None:
+                    word_at = _WordAt(line, " ")
                     for end, values in auto.iter(line):
-                        if cum is None:
-                            cum = list(accumulate(map((1).__add__, map(len, keys))))
-                        last = bisect_left(cum, end)
+                        last = word_at(end)
                         for lid, n, _ in values:
                             hits[lid].append((name, last - n + 1, last))
                 if not stem and accents in self._regex:
-                    self._find_regex(name, line, keys, accents, hits)
+                    self._find_regex(name, line, accents, hits)
         if self._kw_exact or self._kw_other:
             self._find_keywords(article, hits)
         return hits, offsets
 
-    def _find_regex(self, name: str, line: str, keys: list[str], accents: bool,
+    def _find_regex(self, name: str, line: str, accents: bool,
                     hits: dict[int, list[RawHit]]) -> None:
         regex_set_, ids = self._regex[accents]
         text = line.replace(" ", "\n")
         matched = regex_set_.Match(text)
         if not matched:
             return
-        cum = list(accumulate(map((1).__add__, map(len, keys))))
+        word_at = _WordAt(text, "\n")
         for i in matched:
             lid = ids[i]
             for m in self._regex_one[lid].finditer(text):
                 start, end = m.span()
                 if start == end or "\n" in text[start:end]:
                     continue
-                first = bisect_left(cum, start)
+                first = word_at(start)
                 hits[lid].append((name, first, first))
 
     def _find_keywords(self, article: Article, hits: dict[int, list[RawHit]]) -> None:

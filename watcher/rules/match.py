@@ -125,7 +125,7 @@ class CompiledRules:
                     continue
                 seen.add((f, first, last))
                 ends = offsets[f]
-                start, end = ends[2 * first], ends[2 * last + 1]
+                start, end = int(ends[2 * first]), int(ends[2 * last + 1])
                 text_hits.append(Hit(f, _shown(leaf.text), start, end, fields[f][start:end]))
             if len(text_hits) < rule.min_hits:
                 continue

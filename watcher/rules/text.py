@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from itertools import accumulate, chain
-from operator import itemgetter
+from collections.abc import Sequence
+from itertools import accumulate, chain, compress, repeat
+from operator import is_
 
 import numpy as np
 import Stemmer
@@ -123,14 +124,18 @@ def stem_words(words: list[str], language: str | None) -> list[str]:
     if not words:
         return []
     cache = _STEMS.setdefault(code, {})
-    missing = list(set(words).difference(cache))  # set operations run in C
-    if missing:
-        if len(cache) > _STEM_CACHE_MAX:
-            cache.clear()
-        cache.update(zip(missing, stemmer.stemWords(missing), strict=True))
-    if len(words) == 1:
-        return [cache[words[0]]]
-    return list(itemgetter(*words)(cache))
+    stems = list(map(cache.get, words))  # one C-level pass
+    if None not in stems:
+        return stems  # type: ignore[return-value]
+    # Words not seen before (names, mostly): only those go to the stemmer.
+    unseen = list(compress(range(len(words)), map(is_, stems, repeat(None))))
+    new = list({words[i] for i in unseen})
+    if len(cache) > _STEM_CACHE_MAX:
+        cache.clear()
+    cache.update(zip(new, stemmer.stemWords(new), strict=True))
+    for i in unseen:
+        stems[i] = cache[words[i]]
+    return stems  # type: ignore[return-value]
 
 
 def has_stemmer(language: str | None) -> bool:
@@ -170,17 +175,20 @@ def folded_words(text: str, accents: bool = True) -> list[str]:
     return fold_words(split_words(text)[0], accents)
 
 
-def word_bounds(text: str) -> list[int]:
+def word_bounds(text: str) -> Sequence[int]:
     """Start and end offsets of every word, interleaved: word i spans
-    text[b[2i]:b[2i+1]] (the same layout as split_words' running ends)."""
+    text[b[2i]:b[2i+1]] (the same layout as split_words' running ends).
+
+    ASCII text gets a numpy array: only a few entries are ever read (those of
+    the hits), so converting all of them to a list would cost more than finding them.
+    """
     if not (text.isascii() and "<" not in text):
         return split_words(text)[1]
-    is_word = np.frombuffer(text.encode("ascii").translate(_ASCII_FOLD), np.uint8) != 32
-    edges = np.diff(is_word.astype(np.int8), prepend=0, append=0)
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    bounds = np.empty(2 * len(starts), np.int64)
-    bounds[0::2], bounds[1::2] = starts, ends
-    return bounds.tolist()
+    # Padded with a space each side, every change between word and non-word
+    # bytes is a word's start or end, in the text's own offsets.
+    padded = b" " + text.encode("ascii").translate(_ASCII_FOLD) + b" "
+    is_word = np.frombuffer(padded, np.uint8) != 32
+    return np.flatnonzero(is_word[1:] != is_word[:-1])
 
 
 def words_of(text: str) -> list[str]:
