@@ -151,3 +151,26 @@ def test_prune_reports_progress_as_plain_lines_off_a_terminal(tmp_path: Path) ->
     assert result.returncode == 0, result.stderr
     assert "... 2000 of 2500 article(s)" in result.stdout
     assert "removed 2500 article(s)" in result.stdout
+
+
+def test_full_text_index_follows_text_changes_only(tmp_path: Path) -> None:
+    """Bookkeeping updates (story, matched) leave the index alone; text edits reach it."""
+    store = Store(tmp_path / "w.db")
+    now = datetime.now(UTC)
+    aid = store.add_article(_article("f", "tram-story", now))
+    assert aid is not None
+    art = store.article(aid)
+    assert art is not None
+    store.record_matches(art, [], {}, now)  # sets matched_at
+    conn = store.db.conn
+    fts_rows = conn.execute("SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'tram'")
+    assert fts_rows.fetchone()[0] == 1
+    # Without re-indexing on bookkeeping updates, the index holds one version only.
+    integrity = "INSERT INTO articles_fts(articles_fts) VALUES ('integrity-check')"
+    conn.execute(integrity)
+    conn.execute("UPDATE articles SET body = 'a tactical missile' WHERE id = ?", [aid])
+    conn.commit()
+    conn.execute(integrity)
+    assert [r["title"] for r in store.search('"tactical missile"')] == ["tram-story"]
+    assert store.search("text") == []
+    store.close()

@@ -149,25 +149,11 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         if not _attach_if_known(feed, e, canonical_url(e.link), ctx, outcome):
             pending.append(e)
     articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome) for e in pending))
-    for entry, article in zip(pending, articles, strict=True):
-        if _attach_if_known(feed, entry, article.canonical_url, ctx, outcome):
-            continue
-        article = _place_in_story(article, ctx)
-        try:
-            article_id = store.add_article(article)
-        except StoreError as exc:
-            log.error("%s", exc)
-            continue
-        if article_id is None:
-            continue
-        if ctx.stories is not None and article.signature is not None:
-            ctx.stories.add(article_id, article.story_id or article_id,
-                            from_bytes(article.signature), article.fetched_at)
-        outcome.new_articles += 1
-        metrics.ARTICLES.inc()
-        m, d = match_and_enqueue(replace(article, id=article_id), ctx)
-        outcome.matches += m
-        outcome.deliveries += d
+    # The feed's new articles, their matches and deliveries: one commit (and one
+    # full-text index segment) rather than two per article.
+    with store.transaction():
+        for entry, article in zip(pending, articles, strict=True):
+            _store_and_match(feed, entry, article, ctx, outcome)
 
     now = ctx.clock()
     moved = discovered or result.permanent_redirect
@@ -182,6 +168,28 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     log.info("ingest: feed %r: %d entries, %d new, %d matches", feed.name,
              len(parsed.entries), outcome.new_articles, outcome.matches)
     return outcome
+
+
+def _store_and_match(feed: Feed, entry: Entry, article: Article, ctx: IngestContext,
+                     outcome: FeedOutcome) -> None:
+    if _attach_if_known(feed, entry, article.canonical_url, ctx, outcome):
+        return
+    article = _place_in_story(article, ctx)
+    try:
+        article_id = ctx.store.add_article(article)
+    except StoreError as exc:
+        log.error("%s", exc)
+        return
+    if article_id is None:
+        return
+    if ctx.stories is not None and article.signature is not None:
+        ctx.stories.add(article_id, article.story_id or article_id,
+                        from_bytes(article.signature), article.fetched_at)
+    outcome.new_articles += 1
+    metrics.ARTICLES.inc()
+    m, d = match_and_enqueue(replace(article, id=article_id), ctx)
+    outcome.matches += m
+    outcome.deliveries += d
 
 
 def _attach_if_known(feed: Feed, entry: Entry, canonical: str | None, ctx: IngestContext,
