@@ -13,7 +13,6 @@ under a new guid. Two signals bring the copies together:
 
 from __future__ import annotations
 
-import zlib
 from collections import deque
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -63,28 +62,101 @@ def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None
     return canonical_url(canonical)
 
 
-# MinHash by multiply-shift hashing of 32-bit shingle hashes: h(x) = (a*x + b) >> 32
-# in 64-bit arithmetic, a universal family that needs no division. The seed is
-# fixed: signatures are stored, and must compare across processes and restarts.
-_rng = np.random.default_rng(20240515)
-_A = _rng.integers(1, 2**63, size=NUM_PERM, dtype=np.uint64) | np.uint64(1)
-_B = _rng.integers(0, 2**63, size=NUM_PERM, dtype=np.uint64)
-_SHIFT = np.uint64(32)
 # LSH: 32 bands of 4 rows find pairs above about (1/32)**(1/4) = 0.42 similarity.
 BANDS, ROWS = 32, 4
+
+
+# Signatures are stored and must compare across processes, restarts and numpy
+# versions, so the hashing from here to signature() is fixed, its constants drawn
+# from splitmix64 rather than numpy's generators. Changing any of it changes every
+# signature: those stored by an older build stop matching until they leave the window.
+_MASK64 = 2**64 - 1
+
+
+def _splitmix64(seed: int, count: int) -> list[int]:
+    out = []
+    for _ in range(count):
+        seed = (seed + 0x9E3779B97F4A7C15) & _MASK64
+        z = seed
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+        out.append(z ^ (z >> 31))
+    return out
+
+
+_CONSTANTS = _splitmix64(20240515, NUM_PERM + SHINGLE + 2)
+# Words are hashed all at once from the bytes of the joined text, as a polynomial
+# in an odd base modulo 2**64: the base's powers, then its inverse's, undo the
+# word's position, so a word hashes the same wherever it stands.
+_BASE = _CONSTANTS[0] | 1
+_BASE_INV = pow(_BASE, -1, 2**64)
+# A shingle is a weighted sum of its words' hashes, mixed (an xor-shift and an odd
+# multiplier) so that its top 32 bits are well spread.
+_WEIGHTS = [np.uint64(k | 1) for k in _CONSTANTS[1:1 + SHINGLE]]
+_MIX = np.uint64(_CONSTANTS[1 + SHINGLE] | 1)
+# MinHash with 128 odd multipliers modulo 2**32 (x -> a*x is a permutation): on
+# well-mixed inputs its estimates are as good as multiply-shift in 64 bits, at
+# a third of the cost. The shingle hashes are made odd so that none is a fixed
+# point (0) that would be the minimum under every multiplier.
+_A = np.array([k & 0xFFFFFFFF | 1 for k in _CONSTANTS[2 + SHINGLE:]], dtype=np.uint32)[:, None]
+_SPACE = ord(" ")
+_U64_32, _U64_29 = np.uint64(32), np.uint64(29)
+
+
+def _power_table(base: int, size: int) -> np.ndarray:
+    table = np.ones(1, dtype=np.uint64)
+    while len(table) < size:  # doubling; array products wrap at 2**64 silently
+        table = np.concatenate((table, table * np.uint64(pow(base, len(table), 2**64))))
+    return table[:size]
+
+
+_powers = (_power_table(_BASE, 1 << 14), _power_table(_BASE_INV, 1 << 14))
+
+
+def _powers_for(size: int) -> tuple[np.ndarray, np.ndarray]:
+    global _powers
+    powers = _powers  # replaced whole, never changed in place: safe to share
+    if len(powers[0]) < size:
+        size = 1 << (size - 1).bit_length()
+        powers = _powers = (_power_table(_BASE, size), _power_table(_BASE_INV, size))
+    return powers
+
+
+def _word_hashes(words: list[str]) -> np.ndarray:
+    """64-bit hashes of the words, position by position."""
+    data = np.frombuffer((" ".join(words) + " ").encode(), dtype=np.uint8)
+    ends = np.flatnonzero(data == _SPACE)
+    if len(ends) != len(words):  # a word with a space in it: word_keys makes none
+        return _word_hashes([w.replace(" ", "\0") for w in words])
+    powers, inverses = _powers_for(len(data))
+    sums = np.cumsum(data * powers[:len(data)])[ends]
+    sums[1:] -= sums[:-1]  # each word's bytes with its trailing space
+    sums *= inverses[ends]
+    return sums
 
 
 def signature(text: str) -> np.ndarray | None:
     """MinHash values over word shingles of the normalised text, or None if too short."""
     words = word_keys(text)
-    shingles = {" ".join(words[i:i + SHINGLE])
-                for i in range(max(len(words) - SHINGLE + 1, 0))}
+    count = len(words) - SHINGLE + 1
+    if count < MIN_SHINGLES:
+        return None
+    hashes = _word_hashes(words)
+    mixed = hashes[:count] * _WEIGHTS[0]
+    for i in range(1, SHINGLE):
+        mixed += hashes[i:i + count] * _WEIGHTS[i]
+    mixed ^= mixed >> _U64_29
+    mixed *= _MIX
+    shingles = (mixed >> _U64_32).astype(np.uint32)
+    shingles |= np.uint32(1)
+    shingles.sort()
+    distinct = np.empty(count, dtype=bool)
+    distinct[0] = True
+    np.not_equal(shingles[1:], shingles[:-1], out=distinct[1:])
+    shingles = shingles[distinct]
     if len(shingles) < MIN_SHINGLES:
         return None
-    hashes = np.fromiter((zlib.crc32(s.encode()) for s in shingles), dtype=np.uint64,
-                         count=len(shingles))
-    with np.errstate(over="ignore"):  # wrapping at 2**64 is the point
-        return ((_A[:, None] * hashes[None, :] + _B[:, None]) >> _SHIFT).min(axis=1)
+    return (_A * shingles).min(axis=1).astype(np.uint64)
 
 
 def to_bytes(sig: np.ndarray) -> bytes:
