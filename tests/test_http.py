@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.servers import LoopbackServer, Request, Response
+from watcher.connections import is_public_address
 from watcher.errors import FetchError
-from watcher.http import Fetcher, HttpLimits, is_public_address
+from watcher.http import Fetcher, HttpLimits
 from watcher.models import Feed
 
 

@@ -4,29 +4,26 @@ Everything fetched on behalf of feed content is untrusted: a link may point at
 an internal service, a file, or a body that never ends. So every download has
 a total deadline and a cap on decoded bytes, every redirect hop is checked
 like the first request, and the address actually connected to (after DNS) is
-checked inside the connection layer, which leaves no DNS-rebinding gap.
+checked inside the connection layer (connections.py), which leaves no
+DNS-rebinding gap.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import mimetypes
-import socket
 import ssl
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
-import httpcore
 import httpx
 
 from watcher import __version__
+from watcher.connections import AsyncioBackend, Pool
 from watcher.errors import FetchError
 from watcher.models import Feed, FetchResult
 
@@ -46,95 +43,15 @@ class HttpLimits:
     user_agent: str = USER_AGENT
 
 
-def is_public_address(ip: str) -> bool:
-    """False for loopback, private, link-local, CGNAT, multicast, reserved, unspecified."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address):
-        mapped = addr.ipv4_mapped or addr.sixtofour
-        if mapped is not None:
-            return is_public_address(str(mapped))
-    if addr in ipaddress.ip_network("100.64.0.0/10"):
-        return False
-    return addr.is_global and not addr.is_multicast
-
-
-async def _resolve(host: str, port: int) -> list[str]:
-    literal = host.strip("[]")
-    with contextlib.suppress(ValueError):
-        return [str(ipaddress.ip_address(literal))]  # an address needs no lookup
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
-    return list(dict.fromkeys(str(info[4][0]) for info in infos))
-
-
-class _GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Connects only to public addresses.
-
-    The name is resolved here and the connection made to a vetted address, so
-    no packet goes to a private one and a second DNS answer cannot differ from
-    the one checked (DNS rebinding). The peer is checked again once connected.
-    """
-
-    def __init__(self) -> None:
-        self._inner = httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
-                          local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None
-                          ) -> httpcore.AsyncNetworkStream:
-        addresses = await _resolve(host, port)
-        public = [a for a in addresses if is_public_address(a)]
-        if not public:
-            raise httpcore.ConnectError(
-                f"address {addresses[0] if addresses else '?'} of {host} is not public; refused")
-        last: Exception | None = None
-        for ip in public:
-            try:
-                stream = await self._inner.connect_tcp(ip, port, timeout=timeout,
-                                                       local_address=local_address,
-                                                       socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                last = exc
-                continue
-            peer = stream.get_extra_info("server_addr")
-            peer_ip = peer[0] if isinstance(peer, tuple) else str(peer)
-            if not is_public_address(peer_ip):
-                await stream.aclose()
-                raise httpcore.ConnectError(f"address {peer_ip} of {host} is not public; refused")
-            return stream
-        raise last or httpcore.ConnectError(f"cannot connect to {host}")
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None
-                                  ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
 def _client(limits: HttpLimits, guarded: bool) -> httpx.AsyncClient:
     ctx = ssl.create_default_context()
     pool_limits = httpx.Limits(max_connections=limits.concurrency * 2,
                                max_keepalive_connections=limits.concurrency)
     transport = httpx.AsyncHTTPTransport(verify=ctx, limits=pool_limits)
-    if guarded:
-        # httpx offers no public hook for the network backend; the pool is
-        # rebuilt with the same settings plus the guard. tests/test_http.py
-        # fails loudly if a future httpx changes this.
-        transport._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ctx,
-            max_connections=pool_limits.max_connections,
-            max_keepalive_connections=pool_limits.max_keepalive_connections,
-            keepalive_expiry=pool_limits.keepalive_expiry,
-            network_backend=_GuardedBackend(),
-        )
+    # httpx offers no public hook for the network backend; the pool is rebuilt
+    # with the same settings plus ours (the address guard, and asyncio's own
+    # transports). tests/test_http*.py fail loudly if a future httpx changes this.
+    transport._pool = Pool(AsyncioBackend(guarded), ctx, pool_limits)  # type: ignore[assignment]
     return httpx.AsyncClient(
         transport=transport, follow_redirects=False, trust_env=False,
         timeout=httpx.Timeout(limits.timeout_s),
