@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from tests.stories import OTHER, WIRE
 from watcher.identity import (
     StoryIndex,
+    band_keys,
     canonical_url,
     signature,
     similarity,
+    to_bytes,
     trusted_canonical,
 )
+from watcher.models import Article
+from watcher.store import Store
 
 NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
 
@@ -68,17 +73,40 @@ def test_short_text_has_no_signature() -> None:
     assert signature("Kim inspects tactical missile system") is None
 
 
-def test_story_index_finds_the_story_within_the_window() -> None:
-    index = StoryIndex(threshold=0.5, window=timedelta(days=3))
+def test_story_index_finds_the_story_within_the_window(tmp_path: Path) -> None:
+    store = Store(tmp_path / "w.db")
+    index = StoryIndex(store, threshold=0.5, window=timedelta(days=3))
     full = signature(text(WIRE))
     other = signature(text(OTHER))
     cut = signature(text(WIRE[1:]))
     assert full is not None and other is not None and cut is not None
-    index.add(1, 10, full, NOW)
-    index.add(2, 20, other, NOW)
+    ids = []
+    for entry, sig in (("wire", full), ("other", other)):
+        aid = store.add_article(Article(
+            feed="f", entry_id=entry, url=None, title=entry, summary="", body="",
+            text_source="page", published=None, fetched_at=NOW, signature=to_bytes(sig)))
+        assert aid is not None
+        index.add(aid, sig)
+        ids.append(aid)
     hit = index.find(cut, NOW + timedelta(hours=5))
-    assert hit is not None and hit.story_id == 10 and hit.article_id == 1
+    assert hit is not None and hit.article_id == ids[0] and hit.story_id == ids[0]
     assert hit.similarity >= 0.5
-    # After the window the old copies are forgotten.
+    # After the window the old copies no longer count.
     assert index.find(cut, NOW + timedelta(days=4)) is None
-    assert len(index) == 0
+    # Removing an article takes its keys with it.
+    store.db.execute("DELETE FROM articles WHERE id = ?", [ids[0]])
+    assert store.db.execute("SELECT count(*) FROM story_keys WHERE article_id = ?",
+                            [ids[0]]).fetchone()[0] == 0
+    store.close()
+
+
+def test_band_keys_equal_for_equal_bands_only() -> None:
+    sig = signature(text(WIRE))
+    assert sig is not None
+    keys = band_keys(sig)
+    assert len(keys) == len(set(keys)) == 32
+    assert all(0 <= k < 2**63 for k in keys)
+    changed = sig.copy()
+    changed[5] += 1  # band 1 (rows 4-7) differs, the others do not
+    other = band_keys(changed)
+    assert [a == b for a, b in zip(keys, other, strict=True)] == [i != 1 for i in range(32)]

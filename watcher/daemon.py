@@ -21,7 +21,7 @@ from watcher.digest import Policy
 from watcher.dispatch import Dispatcher, DispatchReport
 from watcher.errors import RuleError, WatcherError
 from watcher.http import Fetcher, HttpLimits
-from watcher.identity import StoryIndex, from_bytes
+from watcher.identity import StoryIndex
 from watcher.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.metrics import MetricsServer
 from watcher.models import Alert, Feed
@@ -100,16 +100,10 @@ class Daemon:
                               if c in self.channels])
 
     def _story_index(self) -> StoryIndex | None:
-        """Recent articles' text signatures, so copies arriving after a restart still fold."""
         cfg = self.settings.stories
         if not cfg.enabled:
             return None
-        index = StoryIndex(cfg.threshold, timedelta(seconds=cfg.window))
-        now = utcnow()
-        for article_id, story_id, sig, when in self.store.recent_signatures(
-                now - timedelta(seconds=cfg.window)):
-            index.add(article_id, story_id, from_bytes(sig), when)
-        return index
+        return StoryIndex(self.store, cfg.threshold, timedelta(seconds=cfg.window))
 
     def _feed_unhealthy(self, feed: str, notice: str) -> None:
         """Tell the channels in alerts.feed_health; best effort, like delivery notices."""

@@ -13,9 +13,10 @@ under a new guid. Two signals bring the copies together:
 
 from __future__ import annotations
 
-from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 from urllib.parse import urlsplit
 
 import courlan
@@ -172,8 +173,25 @@ def similarity(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.count_nonzero(a == b)) / len(a)
 
 
-def _bands(sig: np.ndarray) -> list[tuple[int, bytes]]:
-    return [(i, sig[i * ROWS:(i + 1) * ROWS].tobytes()) for i in range(BANDS)]
+# Band keys: the 4 values of a band mixed into one integer, with the band's
+# number, so equal bands give equal keys and different ones almost never do (a
+# rare collision only adds a candidate, which similarity() then turns away).
+_BAND_CONSTANTS = _splitmix64(20251123, ROWS + 2)
+_BAND_WEIGHTS = [np.uint64(k | 1) for k in _BAND_CONSTANTS[:ROWS]]
+_BAND_SALT = np.arange(BANDS, dtype=np.uint64) * np.uint64(_BAND_CONSTANTS[ROWS] | 1)
+_BAND_MIX = np.uint64(_BAND_CONSTANTS[ROWS + 1] | 1)
+_U64_1 = np.uint64(1)
+
+
+def band_keys(sig: np.ndarray) -> list[int]:
+    """One key per LSH band, 63 bits (a signed SQLite INTEGER holds it)."""
+    rows = sig.astype(np.uint64).reshape(BANDS, ROWS)
+    mixed = _BAND_SALT.copy()
+    for i in range(ROWS):
+        mixed += rows[:, i] * _BAND_WEIGHTS[i]
+    mixed ^= mixed >> _U64_29
+    mixed *= _BAND_MIX
+    return (mixed >> _U64_1).astype(np.int64).tolist()
 
 
 @dataclass(frozen=True)
@@ -183,51 +201,36 @@ class StoryHit:
     similarity: float
 
 
-class StoryIndex:
-    """Recent articles' signatures, to find the story a new article belongs to."""
+class StoryKeys(Protocol):
+    """Where band keys live (the database: recent articles would not fit in memory
+    at thousands of feeds, nor survive a restart)."""
 
-    def __init__(self, threshold: float = 0.5, window: timedelta = timedelta(days=3)) -> None:
+    def add_story_keys(self, article_id: int, keys: Sequence[int]) -> None: ...
+
+    def story_candidates(self, keys: Sequence[int], since: datetime
+                         ) -> list[tuple[int, int, bytes]]:
+        """(article id, story id, signature) of articles since `since` sharing a key."""
+        ...
+
+
+class StoryIndex:
+    """Finds the story a new article belongs to among recent articles' signatures."""
+
+    def __init__(self, keys: StoryKeys, threshold: float = 0.5,
+                 window: timedelta = timedelta(days=3)) -> None:
+        self.keys = keys
         self.threshold = threshold
         self.window = window
-        self._buckets: dict[tuple[int, bytes], set[int]] = {}
-        self._entries: dict[int, tuple[int, np.ndarray, datetime]] = {}
-        self._order: deque[tuple[datetime, int]] = deque()
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def add(self, article_id: int, story_id: int, sig: np.ndarray, when: datetime) -> None:
-        if article_id in self._entries:
-            return
-        for band in _bands(sig):
-            self._buckets.setdefault(band, set()).add(article_id)
-        self._entries[article_id] = (story_id, sig, when)
-        self._order.append((when, article_id))
-
-    def expire(self, now: datetime) -> None:
-        cutoff = now - self.window
-        while self._order and self._order[0][0] < cutoff:
-            _, article_id = self._order.popleft()
-            entry = self._entries.pop(article_id, None)
-            if entry is None:
-                continue
-            for band in _bands(entry[1]):
-                members = self._buckets.get(band)
-                if members is not None:
-                    members.discard(article_id)
-                    if not members:
-                        del self._buckets[band]
+    def add(self, article_id: int, sig: np.ndarray) -> None:
+        self.keys.add_story_keys(article_id, band_keys(sig))
 
     def find(self, sig: np.ndarray, now: datetime) -> StoryHit | None:
         """The most similar recent article at or above the threshold, if any."""
-        self.expire(now)
-        candidates: set[int] = set()
-        for band in _bands(sig):
-            candidates |= self._buckets.get(band, set())
         best: StoryHit | None = None
-        for article_id in candidates:
-            story_id, other, _ = self._entries[article_id]
-            sim = similarity(sig, other)
+        for article_id, story_id, data in self.keys.story_candidates(band_keys(sig),
+                                                                     now - self.window):
+            sim = similarity(sig, from_bytes(data))
             if sim >= self.threshold and (best is None or sim > best.similarity):
                 best = StoryHit(story_id, article_id, sim)
         return best

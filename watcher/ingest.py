@@ -183,8 +183,7 @@ def _store_and_match(feed: Feed, entry: Entry, article: Article, ctx: IngestCont
     if article_id is None:
         return
     if ctx.stories is not None and article.signature is not None:
-        ctx.stories.add(article_id, article.story_id or article_id,
-                        from_bytes(article.signature), article.fetched_at)
+        ctx.stories.add(article_id, from_bytes(article.signature))
     outcome.new_articles += 1
     metrics.ARTICLES.inc()
     m, d = match_and_enqueue(replace(article, id=article_id), ctx)

@@ -30,7 +30,8 @@ migrations = Migrations("watcher")
 def ts(dt: datetime | None) -> str | None:
     if dt is None:
         return None
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is C code, several times faster than strftime; the same text.
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def from_ts(value: str | None) -> datetime | None:
@@ -210,6 +211,24 @@ def m006_fts_only_on_text_changes(db: sqlite_utils.Database) -> None:
       INSERT INTO articles_fts (rowid, title, summary, body)
         VALUES (new.rowid, new.title, new.summary, new.body);
     END;
+    """)
+
+
+@migrations()
+def m007_story_keys(db: sqlite_utils.Database) -> None:
+    """The near-duplicate index on disk: one row per (LSH band key, article).
+
+    Held in memory it took about 10 KB per recent article (700 MB at 10,000
+    feeds). Signatures stored before this version used other hashes, so they
+    are not indexed: their copies simply do not fold.
+    """
+    db.executescript("""
+    CREATE TABLE story_keys (
+        key INTEGER NOT NULL,
+        article_id INTEGER NOT NULL REFERENCES articles(id) ON DELETE CASCADE,
+        PRIMARY KEY (key, article_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX story_keys_article ON story_keys(article_id);
     """)
 
 
@@ -417,12 +436,23 @@ class Store:
                 [feed, entry_id, article_id, url, title, ts(now)])
         return bool(cur.rowcount)
 
-    def recent_signatures(self, since: datetime) -> list[tuple[int, int, bytes, datetime]]:
-        """(article id, story id, text signature, fetched at) for the near-duplicate index."""
-        return [(r["id"], r["story_id"], r["signature"], from_ts(r["fetched_at"])
-                 or datetime.now(UTC)) for r in self._rows(
-            "SELECT id, story_id, signature, fetched_at FROM articles "
-            "WHERE fetched_at >= ? AND signature IS NOT NULL ORDER BY id", [ts(since)])]
+    def add_story_keys(self, article_id: int, keys: Sequence[int]) -> None:
+        with self.db.atomic():
+            self.db.conn.executemany(
+                "INSERT OR IGNORE INTO story_keys (key, article_id) VALUES (?, ?)",
+                [(k, article_id) for k in keys])
+
+    def story_candidates(self, keys: Sequence[int], since: datetime
+                         ) -> list[tuple[int, int, bytes]]:
+        """(article id, story id, signature) of articles since `since` sharing a key."""
+        if not keys:
+            return []
+        marks = ",".join("?" * len(keys))
+        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+            "SELECT a.id, a.story_id, a.signature FROM articles a WHERE a.id IN "
+            f"(SELECT article_id FROM story_keys WHERE key IN ({marks})) "
+            "AND a.fetched_at >= ? AND a.signature IS NOT NULL",
+            [*keys, ts(since)]).fetchall()]
 
     def story_sources(self, story_id: int) -> list[dict[str, Any]]:
         """Every copy of a story: each feed entry that carried it, first seen first."""
