@@ -257,6 +257,12 @@ STAGES = (  # first match wins, checked leaf-side first within a stack
 )
 
 
+# Leaf frames of threads blocked waiting (a thread-pool worker with no work, the
+# process pool's manager in select): py-spy cannot always tell these from work.
+WAITS = ("_worker (concurrent/futures/thread.py:81)", "select (selectors.py",
+         "_PollLikeSelector.select (selectors.py", "Condition.wait (threading.py")
+
+
 def _frames(stack: str) -> list[str]:
     return stack.split(";")
 
@@ -282,7 +288,10 @@ def summarise_profile(raw: Path, top: int = 10) -> str:
         joined = stack
         # Keep the cycle only: the event loop (asyncio.run) and the worker threads that
         # asyncio.to_thread uses; start-up (imports, config, Daemon()) is left out.
-        if "runners.py" in joined or "futures/thread.py" in joined:
+        if any(w in frames[-1] for w in WAITS):
+            continue
+        if "runners.py" in joined or "futures/thread.py" in joined \
+                or "futures/process.py" in joined:
             samples.append((frames, int(n)))
     total = sum(n for _, n in samples) or 1
     stages: Counter[str] = Counter()
@@ -301,7 +310,8 @@ def summarise_profile(raw: Path, top: int = 10) -> str:
             if "watcher/" in f or any(k in f for k in ("trafilatura/", "feedparser/",
                                                         "httpx/", "httpcore/", "lxml")):
                 inclusive[f] += n
-    out = [f"{total} samples of the cycle (py-spy, all threads, idle excluded).", "",
+    out = [f"{total} samples of the cycle (py-spy, every thread of the main process, "
+           "waits excluded).", "",
            "| stage | share |", "|---|---|"]
     out += [f"| {s} | {n / total:.0%} |" for s, n in stages.most_common()]
     out += ["", f"Top {top} by own time (the frame on top of the stack):", "",
