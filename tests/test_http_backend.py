@@ -58,7 +58,7 @@ class MiniServer:
                 self.requests.append(path)
                 await self.handler(path, writer)
         except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
+            return  # the client hung up or broke off TLS: nothing left to serve
         finally:
             writer.close()
 

@@ -17,7 +17,7 @@ import socket
 import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 import httpcore
 import httpx
@@ -454,9 +454,11 @@ class Pool:
         except BaseException:
             self._slots.release()
             raise
-        assert isinstance(response.stream, AsyncIterable)
+        # An AsyncHTTP11Connection's body is always async; an isinstance check
+        # against the ABC here cost about 1% of a cold cycle.
+        stream = cast(AsyncIterable[bytes], response.stream)
         return httpcore.Response(status=response.status, headers=response.headers,
-                                 content=_Body(response.stream, self, key, connection),
+                                 content=_Body(stream, self, key, connection),
                                  extensions=response.extensions)
 
     async def _acquire(self, timeout: float | None) -> None:

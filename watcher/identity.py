@@ -136,6 +136,17 @@ def _word_hashes(words: list[str]) -> np.ndarray:
     return sums
 
 
+def _mix(out: np.ndarray, columns: Sequence[np.ndarray], weights: Sequence[np.uint64],
+         mix: np.uint64) -> np.ndarray:
+    """`out` plus the weighted sum of the columns (wrapping at 2**64), then an
+    xor-shift and an odd multiplier so that the top bits are well spread. In place."""
+    for column, weight in zip(columns, weights, strict=True):
+        out += column * weight
+    out ^= out >> _U64_29
+    out *= mix
+    return out
+
+
 def signature(text: str) -> np.ndarray | None:
     """MinHash values over word shingles of the normalised text, or None if too short."""
     words = word_keys(text)
@@ -143,11 +154,8 @@ def signature(text: str) -> np.ndarray | None:
     if count < MIN_SHINGLES:
         return None
     hashes = _word_hashes(words)
-    mixed = hashes[:count] * _WEIGHTS[0]
-    for i in range(1, SHINGLE):
-        mixed += hashes[i:i + count] * _WEIGHTS[i]
-    mixed ^= mixed >> _U64_29
-    mixed *= _MIX
+    mixed = _mix(np.zeros(count, dtype=np.uint64),
+                 [hashes[i:i + count] for i in range(SHINGLE)], _WEIGHTS, _MIX)
     shingles = (mixed >> _U64_32).astype(np.uint32)
     shingles |= np.uint32(1)
     shingles.sort()
@@ -186,11 +194,8 @@ _U64_1 = np.uint64(1)
 def band_keys(sig: np.ndarray) -> list[int]:
     """One key per LSH band, 63 bits (a signed SQLite INTEGER holds it)."""
     rows = sig.astype(np.uint64).reshape(BANDS, ROWS)
-    mixed = _BAND_SALT.copy()
-    for i in range(ROWS):
-        mixed += rows[:, i] * _BAND_WEIGHTS[i]
-    mixed ^= mixed >> _U64_29
-    mixed *= _BAND_MIX
+    mixed = _mix(_BAND_SALT.copy(), [rows[:, i] for i in range(ROWS)], _BAND_WEIGHTS,
+                 _BAND_MIX)
     return (mixed >> _U64_1).astype(np.int64).tolist()
 
 
