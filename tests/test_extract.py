@@ -77,6 +77,36 @@ def test_empty_and_trivial_pages() -> None:
     assert extract_page(b"<html><body></body></html>", None, HTML).text == ""
 
 
+_PARA = ("The council met on Tuesday and agreed the budget for the coming year after a "
+         "long debate about rail fares, school repairs and the harbour wall. ") * 6
+
+
+@pytest.mark.parametrize("page", [
+    # libxml2 drops what follows a doctype with a "/" on the first line unless repaired
+    '<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" '
+    '"http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">\n<html><body><article>'
+    f"<p>{_PARA}</p></article></body></html>",
+    # a self-closed <html/> would otherwise end the document at once
+    f'<html lang="en"/>\n<head><title>T</title></head><body><article><p>{_PARA}</p>'
+    "</article></body></html>",
+], ids=["xhtml-doctype", "self-closed-html"])
+def test_faulty_page_starts_are_repaired(page: str) -> None:
+    assert "harbour wall" in extract_page(page.encode(), None, HTML).text
+
+
+def test_characters_xml_cannot_hold_are_dropped_not_fatal() -> None:
+    noisy = _PARA.replace("council", "coun\x01cil\x00").replace("budget", "bud\x0bget\ufffe")
+    text = extract_page(f"<html><body><article><p>{noisy}</p></article></body></html>"
+                        .encode(), None, HTML).text
+    assert "council met" in text and "budget for" in text
+    assert not any(ch in text for ch in "\x00\x01\x0b\ufffe")
+
+
+def test_non_html_bytes_extract_to_nothing() -> None:
+    assert extract_page(b"just some words, not a web page " * 20, None, HTML).text == ""
+    assert extract_page(b"   \n ", None, HTML).text == ""
+
+
 # --- decode_page ------------------------------------------------------------------------
 
 PAGE = ('<html><head>{meta}<title>t</title></head><body><p>Café Zürich — “quotes” naïve '
