@@ -327,6 +327,10 @@ def summarise_profile(raw: Path, top: int = 10) -> str:
 
 # -- the report -------------------------------------------------------------------
 
+def _per_page_ms(stats: dict[str, Any]) -> float:
+    return 1e3 * stats.get("extract_cpu_s", 0.0) / max(stats.get("extract_pages", 0), 1)
+
+
 def med(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -398,7 +402,9 @@ def main(argv: list[str] | None = None) -> int:
             s = r.stats
             print(f"{'prime' if args.warm_only else 'cold'} {i + 1}: wall {s['wall_s']:.2f}s "
                   f"cpu {s['cpu_s']:.2f}s (main {s['cpu_main_s']:.2f}s + workers "
-                  f"{s['cpu_workers_s']:.2f}s), {s['new_articles']} articles, "
+                  f"{s['cpu_workers_s']:.2f}s, of which inside extraction "
+                  f"{s.get('extract_cpu_s', 0):.2f}s for {s.get('extract_pages', 0)} pages), "
+                  f"{s['new_articles']} articles, "
                   f"{s['matches']} matches, "
                   f"{s['alerts_sent']} alerts (expected tactical-missile: {expected}), "
                   f"{s['feeds_failed']} feeds failed, peak {r.peak_mb:.0f} MB, "
@@ -464,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(("Cold: CPU, main process / extraction workers",
                          f"{med([r.stats['cpu_main_s'] for r in cold]):.2f} s / "
                          f"{med([r.stats['cpu_workers_s'] for r in cold]):.2f} s", "", "info"))
+            rows.append(("Cold: CPU inside extraction, per page in a worker",
+                         f"{med([_per_page_ms(r.stats) for r in cold]):.2f} ms", "", "info"))
             rows.append(("Cold: articles per second",
                          f"{med([r.stats['new_articles'] / r.stats['wall_s'] for r in cold]):.0f}",
                          "", "info"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 
@@ -17,10 +18,19 @@ SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
 
 
 def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> Extracted:
-    """Stands in for a page that sends the extractor into a very long computation."""
+    """Stands in for a page that sends the extractor into a very long computation,
+    one that kills its process, and one that hits a bug."""
     if body == b"pathological":
         time.sleep(600)
+    if body == b"fatal":
+        os._exit(3)
+    if body == b"buggy":
+        raise KeyError("no such node")
     return extract_page(body, url, content_type)
+
+
+def _pids(pool: ExtractPool) -> set[int | None]:
+    return {w.process.pid for w in pool._pool}
 
 
 def test_pool_extracts_pages_and_cuts_off_a_slow_one() -> None:
@@ -42,6 +52,102 @@ def test_pool_extracts_pages_and_cuts_off_a_slow_one() -> None:
             pool.timeout_s = 30
             again = await pool.extract(page, None, "text/html")
             assert "tactical missile system" in again.text
+        finally:
+            pool.close()
+
+    asyncio.run(go())
+
+
+PAGE = (SEED / "kim-jong-un-inspects-new-missile-system.html").read_bytes()
+
+
+def test_pages_queued_behind_a_cut_off_page_are_not_lost() -> None:
+    async def go() -> None:
+        # One worker: the good pages are sent to it behind the slow one.
+        pool = ExtractPool(workers=1, timeout_s=1.0, spawn_at=0, func=extract_or_hang)
+        try:
+            await pool.extract(PAGE, None, "text/html")  # the worker is up
+            first = _pids(pool)
+            results = await asyncio.gather(
+                pool.extract(b"pathological", "http://x.test/slow", "text/html"),
+                *(pool.extract(PAGE, f"http://x.test/{i}", "text/html") for i in range(5)),
+                return_exceptions=True)
+            assert isinstance(results[0], ExtractError)
+            assert "cut off" in str(results[0]) and "http://x.test/slow" in str(results[0])
+            assert all(isinstance(r, Extracted) and "tactical missile" in r.text
+                       for r in results[1:])
+            assert _pids(pool) and _pids(pool) != first  # a new worker took over
+        finally:
+            pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_worker_that_dies_costs_its_page_only() -> None:
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
+        try:
+            results = await asyncio.gather(
+                pool.extract(b"fatal", "http://x.test/fatal", "text/html"),
+                *(pool.extract(PAGE, None, "text/html") for _ in range(3)),
+                return_exceptions=True)
+            assert isinstance(results[0], ExtractError)
+            assert str(results[0]) == "extract: http://x.test/fatal: the extraction worker died"
+            assert all(isinstance(r, Extracted) for r in results[1:])
+        finally:
+            pool.close()
+
+    asyncio.run(go())
+
+
+def test_a_bug_on_one_page_is_an_extract_error_and_the_worker_stays() -> None:
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
+        try:
+            await pool.extract(PAGE, None, "text/html")
+            before = _pids(pool)
+            with pytest.raises(ExtractError, match=r"^extract: http://x\.test/b: extraction "
+                                                   r"failed: KeyError: 'no such node'$"):
+                await pool.extract(b"buggy", "http://x.test/b", "text/html")
+            assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
+            assert _pids(pool) == before
+            assert pool.worker_pages == 3 and pool.worker_cpu_s > 0
+        finally:
+            pool.close()
+
+    asyncio.run(go())
+
+
+def test_close_fails_waiting_pages_and_stops_the_workers() -> None:
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
+        await pool.extract(PAGE, None, "text/html")
+        (worker,) = pool._pool
+        process = worker.process
+        waiting = asyncio.ensure_future(pool.extract(b"pathological", "http://x.test/s",
+                                                     "text/html"))
+        await asyncio.sleep(0.2)
+        pool.close()
+        with pytest.raises(ExtractError, match="closed"):
+            await asyncio.wait_for(waiting, 5)
+        with pytest.raises(ValueError):  # closed: the process was reaped
+            process.is_alive()
+        with pytest.raises(ExtractError, match="closed"):
+            await pool.extract(PAGE, None, "text/html")
+
+    asyncio.run(go())
+
+
+def test_a_few_pages_are_extracted_in_process_before_the_pool_starts() -> None:
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=4)
+        try:
+            x = await pool.extract(PAGE, None, "text/html")
+            assert "tactical missile" in x.text and x.signature is not None
+            assert pool._pool == [] and pool.worker_pages == 0
+            many = await asyncio.gather(*(pool.extract(PAGE, None, "text/html")
+                                          for _ in range(8)))
+            assert len(many) == 8 and pool.worker_pages > 0
         finally:
             pool.close()
 

@@ -223,6 +223,9 @@ class Daemon:
                     "new_articles": sum(o.new_articles for o in outcomes),
                     "matches": sum(o.matches for o in outcomes),
                     "alerts_sent": report.sent,
+                    # CPU the extraction workers spent inside extraction itself
+                    "extract_cpu_s": self.extractor.worker_cpu_s,
+                    "extract_pages": self.extractor.worker_pages,
                     "max_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                 }))
             return 1 if failed else 0
