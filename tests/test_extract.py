@@ -107,6 +107,33 @@ def test_non_html_bytes_extract_to_nothing() -> None:
     assert extract_page(b"   \n ", None, HTML).text == ""
 
 
+_FORUM = (
+    '<html><head><script type="application/ld+json">{"@context": "https://schema.org", '
+    '"@type": "DiscussionForumPosting", "headline": "Rail fares"}</script></head><body>'
+    '<nav><a href="/">Home</a> <a href="/f">Forums</a></nav><main><h1>Rail fares</h1>'
+    f"<p>{_PARA}</p>"
+    '<div class="comments"><div class="comment"><p>I take the 7:40 every day and the '
+    "fare went up twice this year, which nobody on the council seems to notice.</p></div>"
+    '<div class="comment"><p>The harbour wall repairs were promised three budgets ago '
+    "and the scaffolding is still there, rusting in the rain.</p></div></div></main>"
+    '<aside>Trending now</aside><script>var ad = 1;</script> tail text after a script'
+    "<footer>All rights reserved</footer></body></html>")
+
+
+@pytest.mark.parametrize("name", [*sorted(p.name for p in ARTICLES.glob("*.html")), "forum"])
+def test_dropping_boilerplate_first_gives_trafilaturas_own_text(name: str) -> None:
+    """The elements removed before trafilatura runs are ones its cleaning removes."""
+    import trafilatura
+
+    from watcher.extract import _extraction_options, parse_page
+
+    body = _FORUM.encode() if name == "forum" else (ARTICLES / name).read_bytes()
+    untouched = trafilatura.bare_extraction(parse_page(decode_page(body, HTML)),
+                                            options=_extraction_options(None))
+    assert untouched is not None and untouched.text
+    assert extract_page(body, None, HTML).text == untouched.text.strip()
+
+
 # --- decode_page ------------------------------------------------------------------------
 
 PAGE = ('<html><head>{meta}<title>t</title></head><body><p>Café Zürich — “quotes” naïve '
