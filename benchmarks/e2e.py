@@ -252,7 +252,9 @@ STAGES = (  # first match wins, checked leaf-side first within a stack
     ("store (sqlite)", ("watcher/store.py",)),
     ("match rules", ("watcher/rules/",)),
     ("deliver", ("watcher/dispatch.py", "watcher/channels/")),
-    ("http (httpx/httpcore/anyio)", ("httpx/", "httpcore/", "anyio/", "h11/")),
+    ("http (ours, httpx, httpcore, h11, gzip)", ("watcher/http.py", "watcher/connections.py",
+                                                 "httpx/", "httpcore/", "anyio/", "h11/")),
+    ("extraction hand-off (worker sockets)", ("watcher/workers.py",)),
     ("asyncio loop, scheduling, other", ("",)),
 )
 

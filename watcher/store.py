@@ -265,8 +265,31 @@ class Store:
 
         Nothing inside may await: another task's writes would join the transaction.
         """
-        with self.db.atomic():
+        with self._atomic():
             yield
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """sqlite-utils' atomic(), but every savepoint has the same name.
+
+        Its random names made SQLite compile both statements afresh each time, six
+        times an article. Nested savepoints may share a name: RELEASE and ROLLBACK TO
+        act on the innermost one.
+        """
+        conn = self.db.conn
+        if not conn.in_transaction:
+            with self.db.atomic():
+                yield
+            return
+        conn.execute("SAVEPOINT watcher")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:  # a failure can end the whole transaction
+                conn.execute("ROLLBACK TO SAVEPOINT watcher")
+                conn.execute("RELEASE SAVEPOINT watcher")
+            raise
+        conn.execute("RELEASE SAVEPOINT watcher")
 
     def ping(self) -> None:
         """Raises if the database does not answer."""
@@ -284,7 +307,7 @@ class Store:
 
     def sync_feeds(self, feeds: Iterable[Feed]) -> None:
         """Make sure every configured feed has a row; a changed URL in config wins."""
-        with self.db.atomic():
+        with self._atomic():
             for f in feeds:
                 row = self._rows("SELECT configured_url FROM feeds WHERE name = ?", [f.name])
                 if not row:
@@ -321,7 +344,7 @@ class Store:
     def record_fetch_success(self, name: str, now: datetime, next_poll_at: datetime, *,
                              etag: str | None, last_modified: str | None,
                              url: str | None = None, title: str | None = None) -> None:
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
                 "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
@@ -334,7 +357,7 @@ class Store:
     def record_fetch_failure(self, name: str, now: datetime, next_poll_at: datetime,
                              error: str, hold: bool = False) -> None:
         """`hold`: the server asked us to wait (Retry-After) until next_poll_at."""
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 "UPDATE feeds SET next_poll_at = ?, last_polled_at = ?, last_error = ?, "
                 "last_error_at = ?, consecutive_failures = consecutive_failures + 1, "
@@ -351,7 +374,7 @@ class Store:
 
     def record_gone(self, name: str, now: datetime, error: str) -> None:
         """410 Gone: stop polling until the config changes the feed's URL."""
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute(
                 "UPDATE feeds SET gone_at = ?, last_polled_at = ?, last_error = ?, "
                 "last_error_at = ?, next_poll_at = NULL WHERE name = ?",
@@ -360,7 +383,7 @@ class Store:
     def flag_unhealthy(self, name: str, now: datetime, failing_for_s: float) -> bool:
         """Flag a feed failing for longer than `failing_for_s`; True only the first time."""
         cutoff = ts(now - timedelta(seconds=failing_for_s))
-        with self.db.atomic():
+        with self._atomic():
             cur = self.db.execute(
                 "UPDATE feeds SET unhealthy_since = ? WHERE name = ? AND unhealthy_since IS NULL "
                 "AND failing_since IS NOT NULL AND failing_since <= ?", [ts(now), name, cutoff])
@@ -396,7 +419,7 @@ class Store:
 
         Without a story_id the article starts a story of its own.
         """
-        with self.db.atomic():
+        with self._atomic():
             cur = self.db.execute(
                 "INSERT INTO articles (feed, entry_id, url, title, summary, body, text_source, "
                 "page_error, author, language, sitename, tags, published_at, fetched_at, "
@@ -429,7 +452,7 @@ class Store:
     def add_source(self, article_id: int, feed: str, entry_id: str, url: str | None,
                    title: str, now: datetime) -> bool:
         """Another copy of a stored article (same canonical URL): a source, not an article."""
-        with self.db.atomic():
+        with self._atomic():
             cur = self.db.execute(
                 "INSERT INTO article_sources (feed, entry_id, article_id, url, title, seen_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -437,7 +460,7 @@ class Store:
         return bool(cur.rowcount)
 
     def add_story_keys(self, article_id: int, keys: Sequence[int]) -> None:
-        with self.db.atomic():
+        with self._atomic():
             self.db.conn.executemany(
                 "INSERT OR IGNORE INTO story_keys (key, article_id) VALUES (?, ?)",
                 [(k, article_id) for k in keys])
@@ -587,7 +610,7 @@ class Store:
                 "  AND d.status IN ('pending', 'retrying'))",
                 [plain_cutoff, matched_cutoff])[0]["n"])
         while True:
-            with self.db.atomic():
+            with self._atomic():
                 rows = self._rows(
                     "SELECT a.id, a.feed, a.entry_id FROM articles a WHERE "
                     "((a.fetched_at < ? AND NOT EXISTS (SELECT 1 FROM matches m "
@@ -610,7 +633,7 @@ class Store:
             if progress is not None:
                 progress(len(rows))
         # Tombstones outlive the articles by the longer period, then go too.
-        with self.db.atomic():
+        with self._atomic():
             self.db.execute("DELETE FROM pruned_entries WHERE pruned_at < ?",
                             [ts(now - timedelta(days=2 * keep_matched_days))])
         self.db.execute("INSERT INTO articles_fts(articles_fts) VALUES ('optimize')")
@@ -630,7 +653,7 @@ class Store:
         if article.id is None:
             raise StoreError("record_matches needs a stored article (no id)")
         created = 0
-        with self.db.atomic():
+        with self._atomic():
             root = self._rows(
                 "SELECT r.id, r.feed, r.entry_id FROM articles a JOIN articles r "
                 "ON r.id = COALESCE(a.story_id, a.id) WHERE a.id = ?", [article.id])
@@ -674,7 +697,7 @@ class Store:
         processes reading then updating the outbox never interleave."""
         conn = self.db.conn
         if conn.in_transaction:
-            with self.db.atomic():
+            with self._atomic():
                 yield
             return
         conn.execute("BEGIN IMMEDIATE")
