@@ -152,3 +152,21 @@ def test_a_few_pages_are_extracted_in_process_before_the_pool_starts() -> None:
             pool.close()
 
     asyncio.run(go())
+
+
+def test_an_expected_backlog_starts_the_workers_before_the_first_page() -> None:
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=4)
+        try:
+            pool.expect(3)  # a trickle: pages stay in-process
+            await asyncio.sleep(0.05)
+            assert pool._pool == [] and pool._spawning == 0
+            pool.expect(4)
+            await asyncio.sleep(0.05)
+            assert pool._spawning + len(pool._pool) == 1  # starting, before any page
+            x = await pool.extract(PAGE, None, "text/html")
+            assert "tactical missile" in x.text and pool.worker_pages == 1
+        finally:
+            pool.close()
+
+    asyncio.run(go())

@@ -148,6 +148,8 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     for e in fresh:
         if not _attach_if_known(feed, e, canonical_url(e.link), ctx, outcome):
             pending.append(e)
+    if ctx.fetch_pages:
+        ctx.extractor.expect(sum(1 for e in pending if e.link))
     articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome) for e in pending))
     # The feed's new articles, their matches and deliveries: one commit (and one
     # full-text index segment) rather than two per article.

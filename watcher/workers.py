@@ -142,6 +142,16 @@ class ExtractPool:
         self.worker_cpu_s = 0.0
         self.worker_pages = 0
 
+    def expect(self, pages: int) -> None:
+        """`pages` new pages are on their way. A backlog that size starts the workers
+        now, while the pages are fetched, and none of them is extracted in-process
+        (which would also load trafilatura into this process for nothing)."""
+        if self.in_process or self._started or self._closed or pages < self.spawn_at:
+            return
+        self._started = True
+        task = asyncio.get_running_loop().create_task(self._fill())
+        task.add_done_callback(_log_failure)
+
     async def extract(self, body: bytes, url: str | None, content_type: str | None
                       ) -> Extracted:
         self._pending += 1
