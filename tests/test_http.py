@@ -5,15 +5,17 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.servers import LoopbackServer, Request, Response
 from watcher.connections import is_public_address
 from watcher.errors import FetchError
-from watcher.http import Fetcher, HttpLimits
+from watcher.http import BoundedDecoder, Fetcher, HttpLimits
 from watcher.models import Feed
 
 
@@ -216,3 +218,30 @@ def test_per_host_and_global_limits_hold(server: LoopbackServer) -> None:
     state["peak"] = 0
     asyncio.run(go(HttpLimits(per_host=8, concurrency=3)))
     assert state["peak"] == 3
+
+
+@pytest.mark.parametrize("coding, pack", [
+    ("gzip", lambda b: gzip.compress(b)),
+    ("x-gzip", lambda b: gzip.compress(b)),
+    ("deflate", zlib.compress),  # deflate as the standard says: zlib-wrapped
+    ("deflate", lambda b: (lambda c: c.compress(b) + c.flush())(  # as some servers send it
+        zlib.compressobj(wbits=-15))),
+    ("", lambda b: b),
+    ("identity", lambda b: b),
+])
+def test_bounded_decoder_reads_each_encoding_in_small_chunks(coding: str, pack: Any) -> None:
+    body = b"<p>tactical missile</p>" * 5000
+    data = pack(body)
+    decoder = BoundedDecoder(coding, 1_000_000, "page")
+    for i in range(0, len(data), 1000):
+        decoder.feed(data[i:i + 1000])
+    assert decoder.finish() == body
+
+
+def test_bounded_decoder_refuses_what_it_cannot_decode() -> None:
+    with pytest.raises(FetchError, match=r"page: cannot decode gzip body"):
+        BoundedDecoder("gzip", 1000, "page").feed(b"not gzip at all, just bytes")
+    with pytest.raises(FetchError, match=r"unsupported Content-Encoding 'br'"):
+        BoundedDecoder("br", 1000, "page")
+    with pytest.raises(FetchError, match=r"over the 1000 byte cap"):
+        BoundedDecoder("gzip", 1000, "page").feed(gzip.compress(b"x" * 5000))

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
+from isal import isal_zlib
 
 from watcher import __version__
 from watcher.connections import AsyncioBackend, Pool
@@ -31,6 +32,7 @@ USER_AGENT = f"watcher/{__version__} (news keyword alerts; +https://github.com/w
 MAX_REDIRECTS = 5
 _PAGE_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 _REDIRECTS = (301, 302, 303, 307, 308)
+_INFLATE_ERRORS = (zlib.error, isal_zlib.error)
 
 
 @dataclass(frozen=True)
@@ -72,7 +74,8 @@ class BoundedDecoder:
             raise FetchError(f"{what}: unsupported Content-Encoding {encoding!r}")
         self.coding = codings[0] if codings else None
         # wbits 47 reads gzip or zlib headers; deflate may also come raw (no header).
-        self._z = zlib.decompressobj(47 if self.coding else 15) if self.coding else None
+        # ISA-L inflates at more than twice zlib's speed, with zlib's interface.
+        self._z = isal_zlib.decompressobj(47) if self.coding else None
         self._raw_deflate_tried = False
 
     def _keep(self, data: bytes) -> None:
@@ -89,10 +92,10 @@ class BoundedDecoder:
         while data:
             try:
                 out = self._z.decompress(data, self.cap - self.size + 1)
-            except zlib.error as exc:
+            except _INFLATE_ERRORS as exc:
                 if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
                     self._raw_deflate_tried = True
-                    self._z = zlib.decompressobj(-15)
+                    self._z = isal_zlib.decompressobj(-15)
                     continue
                 raise FetchError(f"{self.what}: cannot decode {self.coding} body: {exc}") from None
             self._keep(out)
@@ -104,7 +107,7 @@ class BoundedDecoder:
         if self._z is not None and not self._z.eof:
             try:
                 self._keep(self._z.flush())
-            except zlib.error as exc:
+            except _INFLATE_ERRORS as exc:
                 raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
         return b"".join(self.parts)
 
