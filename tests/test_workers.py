@@ -170,3 +170,23 @@ def test_an_expected_backlog_starts_the_workers_before_the_first_page() -> None:
             pool.close()
 
     asyncio.run(go())
+
+
+def test_workers_outlive_a_sigterm_to_the_process_group() -> None:
+    """A service manager signals every process; the daemon drains, then stops them."""
+    import signal
+
+    async def go() -> None:
+        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
+        try:
+            await pool.extract(PAGE, None, "text/html")
+            (pid,) = _pids(pool)
+            assert pid is not None
+            os.kill(pid, signal.SIGTERM)
+            await asyncio.sleep(0.2)
+            assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
+            assert _pids(pool) == {pid}
+        finally:
+            pool.close()
+
+    asyncio.run(go())

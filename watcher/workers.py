@@ -79,20 +79,26 @@ def _answer(func: ExtractFunc, request: bytes) -> bytes:
 
 def _serve(sock: socket.socket, func: ExtractFunc) -> None:
     """Worker main loop: one frame in, one frame out, until the socket closes."""
-    # Ctrl-C reaches the whole process group; the daemon decides what stops.
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the
+    # daemon decides what stops, and finishes the pages under way while it drains.
+    # It stops a worker with SIGKILL; a worker whose daemon is gone sees its socket end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import trafilatura  # noqa: F401  (loaded before the first page's clock starts)
 
     with sock, sock.makefile("rb") as rfile, sock.makefile("wb") as wfile:
-        wfile.write(_HEADER.pack(len(_READY)) + _READY)
-        wfile.flush()
-        while (header := _read_exactly(rfile, _HEADER.size)) is not None:
-            request = _read_exactly(rfile, _HEADER.unpack(header)[0])
-            if request is None:
-                return
-            answer = _answer(func, request)
-            wfile.write(_HEADER.pack(len(answer)) + answer)
+        try:
+            wfile.write(_HEADER.pack(len(_READY)) + _READY)
             wfile.flush()
+            while (header := _read_exactly(rfile, _HEADER.size)) is not None:
+                request = _read_exactly(rfile, _HEADER.unpack(header)[0])
+                if request is None:
+                    return
+                answer = _answer(func, request)
+                wfile.write(_HEADER.pack(len(answer)) + answer)
+                wfile.flush()
+        except OSError:
+            return  # the daemon went away mid-answer: nothing left to do
 
 
 # --- the pool, in the daemon's process ------------------------------------------------
@@ -189,7 +195,8 @@ class ExtractPool:
             self._spawning += 1
             try:
                 self._pool.append(await self._spawn())
-            except OSError as exc:
+            except Exception as exc:  # no worker: the pages fall back, nothing crashes
+                log.error("extract: could not start a worker: %s", exc)
                 self._fail_queue(f"could not start an extraction worker: {exc}")
                 return
             finally:
