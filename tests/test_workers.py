@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from watcher.errors import ExtractError
 from watcher.extract import extract_page
 from watcher.models import Extracted
-from watcher.workers import ExtractPool
+from watcher.workers import ExtractFunc, ExtractPool, extract_and_sign
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
 
@@ -29,6 +30,20 @@ def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> E
     return extract_page(body, url, content_type)
 
 
+def with_pool(test: Callable[[ExtractPool], Awaitable[None]], *, workers: int = 1,
+              timeout_s: float = 30, spawn_at: int = 0, func: ExtractFunc = extract_or_hang
+              ) -> None:
+    """Run `test` against a pool, on an event loop of its own; the pool is closed after."""
+    async def go() -> None:
+        pool = ExtractPool(workers=workers, timeout_s=timeout_s, spawn_at=spawn_at, func=func)
+        try:
+            await test(pool)
+        finally:
+            pool.close()
+
+    asyncio.run(go())
+
+
 def _pids(pool: ExtractPool) -> set[int | None]:
     return {w.process.pid for w in pool._pool}
 
@@ -37,85 +52,69 @@ def test_pool_extracts_pages_and_cuts_off_a_slow_one() -> None:
     page = (SEED / "kim-jong-un-inspects-new-missile-system.html").read_bytes()
     slow = b"pathological"
 
-    async def go() -> None:
-        pool = ExtractPool(workers=2, timeout_s=0.2, spawn_at=0, func=extract_or_hang)
-        try:
-            pool.timeout_s = 30
-            results = await asyncio.gather(*(pool.extract(page, None, "text/html")
-                                             for _ in range(6)))
-            assert all("tactical missile system" in r.text for r in results)
-            assert results[0].language == "en" and results[0].author == "UPI"
-            pool.timeout_s = 0.2
-            with pytest.raises(ExtractError, match=r"took longer than 0\.2s; cut off"):
-                await pool.extract(slow, "http://x.test/slow", "text/html")
-            # The pool was replaced: the next page works again.
-            pool.timeout_s = 30
-            again = await pool.extract(page, None, "text/html")
-            assert "tactical missile system" in again.text
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        pool.timeout_s = 30
+        results = await asyncio.gather(*(pool.extract(page, None, "text/html")
+                                         for _ in range(6)))
+        assert all("tactical missile system" in r.text for r in results)
+        assert results[0].language == "en" and results[0].author == "UPI"
+        pool.timeout_s = 0.2
+        with pytest.raises(ExtractError, match=r"took longer than 0\.2s; cut off"):
+            await pool.extract(slow, "http://x.test/slow", "text/html")
+        # The pool was replaced: the next page works again.
+        pool.timeout_s = 30
+        again = await pool.extract(page, None, "text/html")
+        assert "tactical missile system" in again.text
 
-    asyncio.run(go())
+    with_pool(go, workers=2, timeout_s=0.2)
 
 
 PAGE = (SEED / "kim-jong-un-inspects-new-missile-system.html").read_bytes()
 
 
 def test_pages_queued_behind_a_cut_off_page_are_not_lost() -> None:
-    async def go() -> None:
-        # One worker: the good pages are sent to it behind the slow one.
-        pool = ExtractPool(workers=1, timeout_s=1.0, spawn_at=0, func=extract_or_hang)
-        try:
-            await pool.extract(PAGE, None, "text/html")  # the worker is up
-            first = _pids(pool)
-            results = await asyncio.gather(
-                pool.extract(b"pathological", "http://x.test/slow", "text/html"),
-                *(pool.extract(PAGE, f"http://x.test/{i}", "text/html") for i in range(5)),
-                return_exceptions=True)
-            assert isinstance(results[0], ExtractError)
-            assert "cut off" in str(results[0]) and "http://x.test/slow" in str(results[0])
-            assert all(isinstance(r, Extracted) and "tactical missile" in r.text
-                       for r in results[1:])
-            assert _pids(pool) and _pids(pool) != first  # a new worker took over
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        await pool.extract(PAGE, None, "text/html")  # the worker is up
+        first = _pids(pool)
+        results = await asyncio.gather(
+            pool.extract(b"pathological", "http://x.test/slow", "text/html"),
+            *(pool.extract(PAGE, f"http://x.test/{i}", "text/html") for i in range(5)),
+            return_exceptions=True)
+        assert isinstance(results[0], ExtractError)
+        assert "cut off" in str(results[0]) and "http://x.test/slow" in str(results[0])
+        assert all(isinstance(r, Extracted) and "tactical missile" in r.text
+                   for r in results[1:])
+        assert _pids(pool) and _pids(pool) != first  # a new worker took over
 
-    asyncio.run(go())
+    # One worker: the good pages are sent to it behind the slow one.
+    with_pool(go, timeout_s=1.0)
 
 
 def test_a_worker_that_dies_costs_its_page_only() -> None:
-    async def go() -> None:
-        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
-        try:
-            results = await asyncio.gather(
-                pool.extract(b"fatal", "http://x.test/fatal", "text/html"),
-                *(pool.extract(PAGE, None, "text/html") for _ in range(3)),
-                return_exceptions=True)
-            assert isinstance(results[0], ExtractError)
-            assert str(results[0]) == "extract: http://x.test/fatal: the extraction worker died"
-            assert all(isinstance(r, Extracted) for r in results[1:])
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        results = await asyncio.gather(
+            pool.extract(b"fatal", "http://x.test/fatal", "text/html"),
+            *(pool.extract(PAGE, None, "text/html") for _ in range(3)),
+            return_exceptions=True)
+        assert isinstance(results[0], ExtractError)
+        assert str(results[0]) == "extract: http://x.test/fatal: the extraction worker died"
+        assert all(isinstance(r, Extracted) for r in results[1:])
 
-    asyncio.run(go())
+    with_pool(go)
 
 
 def test_a_bug_on_one_page_is_an_extract_error_and_the_worker_stays() -> None:
-    async def go() -> None:
-        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
-        try:
-            await pool.extract(PAGE, None, "text/html")
-            before = _pids(pool)
-            with pytest.raises(ExtractError, match=r"^extract: http://x\.test/b: extraction "
-                                                   r"failed: KeyError: 'no such node'$"):
-                await pool.extract(b"buggy", "http://x.test/b", "text/html")
-            assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
-            assert _pids(pool) == before
-            assert pool.worker_pages == 3 and pool.worker_cpu_s > 0
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        await pool.extract(PAGE, None, "text/html")
+        before = _pids(pool)
+        with pytest.raises(ExtractError, match=r"^extract: http://x\.test/b: extraction "
+                                               r"failed: KeyError: 'no such node'$"):
+            await pool.extract(b"buggy", "http://x.test/b", "text/html")
+        assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
+        assert _pids(pool) == before
+        assert pool.worker_pages == 3 and pool.worker_cpu_s > 0
 
-    asyncio.run(go())
+    with_pool(go)
 
 
 def test_close_fails_waiting_pages_and_stops_the_workers() -> None:
@@ -139,54 +138,42 @@ def test_close_fails_waiting_pages_and_stops_the_workers() -> None:
 
 
 def test_a_few_pages_are_extracted_in_process_before_the_pool_starts() -> None:
-    async def go() -> None:
-        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=4)
-        try:
-            x = await pool.extract(PAGE, None, "text/html")
-            assert "tactical missile" in x.text and x.signature is not None
-            assert pool._pool == [] and pool.worker_pages == 0
-            many = await asyncio.gather(*(pool.extract(PAGE, None, "text/html")
-                                          for _ in range(8)))
-            assert len(many) == 8 and pool.worker_pages > 0
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        x = await pool.extract(PAGE, None, "text/html")
+        assert "tactical missile" in x.text and x.signature is not None
+        assert pool._pool == [] and pool.worker_pages == 0
+        many = await asyncio.gather(*(pool.extract(PAGE, None, "text/html")
+                                      for _ in range(8)))
+        assert len(many) == 8 and pool.worker_pages > 0
 
-    asyncio.run(go())
+    with_pool(go, spawn_at=4, func=extract_and_sign)
 
 
 def test_an_expected_backlog_starts_the_workers_before_the_first_page() -> None:
-    async def go() -> None:
-        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=4)
-        try:
-            pool.expect(3)  # a trickle: pages stay in-process
-            await asyncio.sleep(0.05)
-            assert pool._pool == [] and pool._spawning == 0
-            pool.expect(4)
-            await asyncio.sleep(0.05)
-            assert pool._spawning + len(pool._pool) == 1  # starting, before any page
-            x = await pool.extract(PAGE, None, "text/html")
-            assert "tactical missile" in x.text and pool.worker_pages == 1
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        pool.expect(3)  # a trickle: pages stay in-process
+        await asyncio.sleep(0.05)
+        assert pool._pool == [] and pool._spawning == 0
+        pool.expect(4)
+        await asyncio.sleep(0.05)
+        assert pool._spawning + len(pool._pool) == 1  # starting, before any page
+        x = await pool.extract(PAGE, None, "text/html")
+        assert "tactical missile" in x.text and pool.worker_pages == 1
 
-    asyncio.run(go())
+    with_pool(go, spawn_at=4, func=extract_and_sign)
 
 
 def test_workers_outlive_a_sigterm_to_the_process_group() -> None:
     """A service manager signals every process; the daemon drains, then stops them."""
     import signal
 
-    async def go() -> None:
-        pool = ExtractPool(workers=1, timeout_s=30, spawn_at=0, func=extract_or_hang)
-        try:
-            await pool.extract(PAGE, None, "text/html")
-            (pid,) = _pids(pool)
-            assert pid is not None
-            os.kill(pid, signal.SIGTERM)
-            await asyncio.sleep(0.2)
-            assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
-            assert _pids(pool) == {pid}
-        finally:
-            pool.close()
+    async def go(pool: ExtractPool) -> None:
+        await pool.extract(PAGE, None, "text/html")
+        (pid,) = _pids(pool)
+        assert pid is not None
+        os.kill(pid, signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
+        assert _pids(pool) == {pid}
 
-    asyncio.run(go())
+    with_pool(go)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import copy
 import json
 import re
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from watcher.errors import ExtractError
@@ -116,11 +118,10 @@ def page_metadata(tree: Any) -> dict[str, str | None]:
 # UTF-8 bytes, where these bytes never occur inside a multi-byte character.
 _XML_INVALID_BYTES = bytes(range(0x00, 0x09)) + b"\x0b\x0c" + bytes(range(0x0e, 0x20))
 _XML_NONCHARS = (b"\xef\xbf\xbe", b"\xef\xbf\xbf")  # U+FFFE, U+FFFF
+# The two repairs of trafilatura's repair_faulty_html, which cannot be called alone:
+# it also runs a regex over the whole page, the cost `translate` avoids below.
 _DOCTYPE_WITH_SLASH = re.compile(r"^< ?! ?DOCTYPE[^>]*/[^<>]*>", re.IGNORECASE)
 _SELF_CLOSED_HTML = re.compile(r"(<html.*?)\s*/>", re.IGNORECASE)
-_parser: Any = None
-_options: Any = None
-_dropped_tags: list[str] | None = None
 # What trafilatura's cleaning does more than delete: turns a text-heavy form into
 # a div, a figure holding a table into a div, salvages formulas from math, and
 # reads the head's JSON-LD to tell a forum thread.
@@ -131,17 +132,12 @@ def parse_page(text: str) -> Any:
     """Decoded page -> lxml tree, repaired as trafilatura's load_html repairs it.
 
     lxml is handed UTF-8 bytes rather than the str: parsing bytes takes under half
-    the time, and the control characters go with one C-level `translate` instead of
-    a regex over the whole page.
+    the time, and the characters XML cannot hold go with one C-level `translate`
+    instead of a regex over the whole page.
     """
-    global _parser
     import lxml.html
+    from trafilatura.utils import HTML_PARSER
 
-    if _parser is None:
-        # The parser trafilatura itself uses (utils.HTML_PARSER).
-        _parser = lxml.html.HTMLParser(collect_ids=False, default_doctype=False,
-                                       encoding="utf-8", remove_comments=True,
-                                       remove_pis=True)
     beginning = text[:50].lower()
     if "doctype" in beginning:
         # libxml2 drops the page after a doctype carrying a "/" on the first line
@@ -158,12 +154,19 @@ def parse_page(text: str) -> Any:
             data = data.replace(nonchar, b"")
     if not data.strip():
         return None
-    tree = lxml.html.fromstring(data, parser=_parser)
+    tree = lxml.html.fromstring(data, parser=HTML_PARSER)
     # trafilatura's sanity check: no "html" at the start and almost nothing parsed
     # means this was not an HTML page.
     if tree is None or ("html" not in beginning and len(tree) < 2):
         return None
     return tree
+
+
+@cache
+def _dropped_tags() -> tuple[str, ...]:
+    from trafilatura.settings import MANUALLY_CLEANED
+
+    return tuple(t for t in MANUALLY_CLEANED if t not in _CLEANED_WITH_CARE)
 
 
 def drop_boilerplate_elements(tree: Any) -> None:
@@ -174,30 +177,26 @@ def drop_boilerplate_elements(tree: Any) -> None:
     a smaller tree: 31% fewer instructions a page on the benchmark's news pages, with
     the same text.
     """
-    global _dropped_tags
     import lxml.etree
-    from trafilatura.settings import MANUALLY_CLEANED
 
-    if _dropped_tags is None:
-        _dropped_tags = [t for t in MANUALLY_CLEANED if t not in _CLEANED_WITH_CARE]
-    lxml.etree.strip_elements(tree, *_dropped_tags, with_tail=False)
+    lxml.etree.strip_elements(tree, *_dropped_tags(), with_tail=False)
     for script in list(tree.iter("script")):
         if script.get("type") != "application/ld+json":
             script.drop_tree()  # keeps the text after it, as trafilatura's cleaning does
 
 
-def _extraction_options(url: str | None) -> Any:
-    """trafilatura's options, built once: building them reads its config file's
-    values every time, which cost about as much as parsing the page."""
-    global _options
-    import copy
-
+@cache
+def _base_options() -> Any:
+    """Built once: building them reads trafilatura's config file's values every
+    time, which cost about as much as parsing the page."""
     from trafilatura.settings import Extractor
 
-    if _options is None:
-        _options = Extractor(output_format="python", fast=True, precision=True,
-                             comments=False, tables=True, with_metadata=False)
-    options = copy.copy(_options)
+    return Extractor(output_format="python", fast=True, precision=True, comments=False,
+                     tables=True, with_metadata=False)
+
+
+def _extraction_options(url: str | None) -> Any:
+    options = copy.copy(_base_options())
     options.url = options.source = url
     return options
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import ssl
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
@@ -32,7 +31,6 @@ USER_AGENT = f"watcher/{__version__} (news keyword alerts; +https://github.com/w
 MAX_REDIRECTS = 5
 _PAGE_ACCEPT = "text/html,application/xhtml+xml,*/*;q=0.8"
 _REDIRECTS = (301, 302, 303, 307, 308)
-_INFLATE_ERRORS = (zlib.error, isal_zlib.error)
 
 
 @dataclass(frozen=True)
@@ -92,7 +90,7 @@ class BoundedDecoder:
         while data:
             try:
                 out = self._z.decompress(data, self.cap - self.size + 1)
-            except _INFLATE_ERRORS as exc:
+            except isal_zlib.error as exc:
                 if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
                     self._raw_deflate_tried = True
                     self._z = isal_zlib.decompressobj(-15)
@@ -107,7 +105,7 @@ class BoundedDecoder:
         if self._z is not None and not self._z.eof:
             try:
                 self._keep(self._z.flush())
-            except _INFLATE_ERRORS as exc:
+            except isal_zlib.error as exc:
                 raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
         return b"".join(self.parts)
 

@@ -279,9 +279,11 @@ class ExtractPool:
                 self._answered(worker, answer)
                 self._dispatch()
         except (asyncio.IncompleteReadError, OSError):
-            if worker.expired is not None and worker.inflight \
-                    and worker.inflight[0] is worker.expired:
-                worker.inflight.popleft()  # failed already, as cut off
+            if worker.expired is not None:
+                # Killed by its time limit: that page has failed already (unless
+                # its answer slipped in first), and the rest were not at fault.
+                if worker.expired in worker.inflight:
+                    worker.inflight.remove(worker.expired)
             elif worker.inflight and not self._closed:
                 job = worker.inflight.popleft()
                 _fail(job, f"{job.url or 'page'}: the extraction worker died")
