@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -245,3 +246,46 @@ def test_bounded_decoder_refuses_what_it_cannot_decode() -> None:
         BoundedDecoder("br", 1000, "page")
     with pytest.raises(FetchError, match=r"over the 1000 byte cap"):
         BoundedDecoder("gzip", 1000, "page").feed(gzip.compress(b"x" * 5000))
+
+
+def test_request_line_and_headers_as_sent(server: LoopbackServer) -> None:
+    """Non-ASCII and spaces in a link are percent-encoded; no cookie is kept."""
+    server.routes["/set"] = (200, {"Set-Cookie": "session=abc; Path=/"}, b"<p>one</p>")
+    server.routes["/%C3%A4%20b.html"] = (200, {}, b"<p>two</p>")
+    f = feed(server.url("/f.xml"))
+
+    async def go() -> None:
+        async with Fetcher(local_feeds=[f]) as fetcher:
+            await fetcher.fetch_page(f, server.url("/set"))
+            page = await fetcher.fetch_page(f, server.url("/ä b.html"))
+            assert page.body == b"<p>two</p>"
+    asyncio.run(go())
+    second = server.requests[1]
+    assert second.path == "/%C3%A4%20b.html"
+    assert second.headers["host"] == server.url("").split("//")[1].rstrip("/")
+    assert second.headers["accept-encoding"] == "gzip, deflate"
+    assert "cookie" not in second.headers
+
+
+@pytest.mark.parametrize(("url", "reason"), [
+    ("http://[::1/x", "invalid URL"),
+    ("http:///x", "no host"),
+    ("http://127.0.0.1:99999/x", "port"),
+])
+def test_unusable_links_are_that_page_s_error(url: str, reason: str) -> None:
+    with pytest.raises(FetchError, match=rf"page {re.escape(url)}: .*{reason}"):
+        fetch_page(feed("http://127.0.0.1:1/f.xml"), url)
+
+
+def test_repeated_response_headers_are_joined() -> None:
+    from watcher.http import _header_dict
+
+    assert _header_dict([(b"Link", b"<a>"), (b"X-Y", b"caf\xc3\xa9"), (b"link", b"<b>"),
+                         (b"X-Z", b"caf\xe9")]) == {
+        "link": "<a>, <b>", "x-y": "café", "x-z": "café"}
+
+
+def test_unusable_redirect_is_that_page_s_error(server: LoopbackServer) -> None:
+    server.routes["/moved"] = (302, {"Location": "http://[::1/x"}, b"")
+    with pytest.raises(FetchError, match=r"page .*/moved: unusable redirect to 'http://\[::1/x'"):
+        fetch_page(feed(server.url("/f.xml")), server.url("/moved"))

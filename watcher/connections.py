@@ -458,7 +458,7 @@ class Pool:
         # against the ABC here cost about 1% of a cold cycle.
         stream = cast(AsyncIterable[bytes], response.stream)
         return httpcore.Response(status=response.status, headers=response.headers,
-                                 content=_Body(stream, self, key, connection),
+                                 content=Body(stream, self, key, connection),
                                  extensions=response.extensions)
 
     async def _acquire(self, timeout: float | None) -> None:
@@ -551,7 +551,7 @@ class Pool:
         await self.aclose()
 
 
-class _Body:
+class Body:
     """A response body that gives its connection back to the pool when closed."""
 
     def __init__(self, stream: AsyncIterable[bytes], pool: Pool, key: _OriginKey,

@@ -17,13 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
+from typing import cast
 from urllib.parse import unquote, urljoin, urlsplit
 
+import httpcore
 import httpx
 from isal import isal_zlib
 
 from watcher import __version__
-from watcher.connections import AsyncioBackend, Pool
+from watcher.connections import AsyncioBackend, Body, Pool
 from watcher.errors import FetchError
 from watcher.models import Feed, FetchResult
 
@@ -43,20 +45,33 @@ class HttpLimits:
     user_agent: str = USER_AGENT
 
 
-def _client(limits: HttpLimits, guarded: bool) -> httpx.AsyncClient:
-    ctx = ssl.create_default_context()
+def _pool(limits: HttpLimits, guarded: bool) -> Pool:
     pool_limits = httpx.Limits(max_connections=limits.concurrency * 2,
                                max_keepalive_connections=limits.concurrency)
-    transport = httpx.AsyncHTTPTransport(verify=ctx, limits=pool_limits)
-    # httpx offers no public hook for the network backend; the pool is rebuilt
-    # with the same settings plus ours (the address guard, and asyncio's own
-    # transports). tests/test_http*.py fail loudly if a future httpx changes this.
-    transport._pool = Pool(AsyncioBackend(guarded), ctx, pool_limits)  # type: ignore[assignment]
-    return httpx.AsyncClient(
-        transport=transport, follow_redirects=False, trust_env=False,
-        timeout=httpx.Timeout(limits.timeout_s),
-        headers={"User-Agent": limits.user_agent, "Accept-Encoding": "gzip, deflate"},
-    )
+    return Pool(AsyncioBackend(guarded), ssl.create_default_context(), pool_limits)
+
+
+# httpcore's exceptions (ours in connections.py are among them): one request's
+# failure, never the daemon's.
+_REQUEST_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
+                   httpcore.UnsupportedProtocol, httpcore.ProxyError)
+
+
+def _text(value: bytes) -> str:
+    """A header value as httpx gave it: UTF-8 when it is, else Latin-1 (lossless)."""
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
+
+
+def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names; a repeated header's values joined with ", " (RFC 9110 5.3)."""
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        headers[key] = f"{headers[key]}, {_text(value)}" if key in headers else _text(value)
+    return headers
 
 
 class BoundedDecoder:
@@ -121,6 +136,13 @@ def loop_time() -> float:
     return asyncio.get_running_loop().time()
 
 
+def _scheme(url: str, what: str) -> str:
+    try:
+        return urlsplit(url).scheme.lower()
+    except ValueError as exc:  # "Invalid IPv6 URL" and the like: the link's fault
+        raise FetchError(f"{what}: invalid URL {url}: {exc}") from None
+
+
 def _host(url: str) -> str:
     return (urlsplit(url).hostname or "").lower()
 
@@ -131,8 +153,13 @@ class Fetcher:
     def __init__(self, limits: HttpLimits | None = None,
                  local_feeds: Iterable[Feed] = ()) -> None:
         self.limits = limits or HttpLimits()
-        self._public = _client(self.limits, guarded=True)
-        self._trusted = _client(self.limits, guarded=False)
+        self._public = _pool(self.limits, guarded=True)
+        self._trusted = _pool(self.limits, guarded=False)
+        timeout = self.limits.timeout_s
+        self._timeouts = {"connect": timeout, "read": timeout, "write": timeout,
+                          "pool": timeout}
+        self._headers = [(b"User-Agent", self.limits.user_agent.encode()),
+                         (b"Accept-Encoding", b"gzip, deflate"), (b"Connection", b"keep-alive")]
         self._global = asyncio.Semaphore(self.limits.concurrency)
         self._hosts: dict[str, asyncio.Semaphore] = {}
         # file: URLs may only be read for feeds the operator named in config.
@@ -157,7 +184,7 @@ class Fetcher:
     async def fetch_feed(self, feed: Feed, url: str | None = None, etag: str | None = None,
                          last_modified: str | None = None) -> FetchResult:
         url = url or feed.url
-        scheme = urlsplit(url).scheme.lower()
+        scheme = _scheme(url, f"feed {feed.name!r}")
         if scheme == "file":
             if feed.url != url or url not in self._configured_files:
                 raise FetchError(f"feed {feed.name!r}: file URL {url} is not a configured feed")
@@ -178,8 +205,8 @@ class Fetcher:
 
     async def fetch_page(self, feed: Feed, url: str) -> FetchResult:
         """An article page linked from `feed`. The link is feed content: untrusted."""
-        scheme = urlsplit(url).scheme.lower()
         what = f"feed {feed.name!r}: page {url}"
+        scheme = _scheme(url, what)
         if scheme == "file":
             if not feed.url.startswith("file:"):
                 raise FetchError(f"{what}: a link to a local file is not allowed")
@@ -201,7 +228,7 @@ class Fetcher:
             self._hosts[host] = asyncio.Semaphore(self.limits.per_host)
         return self._hosts[host]
 
-    def _client_for(self, feed: Feed, url: str) -> httpx.AsyncClient:
+    def _pool_for(self, feed: Feed, url: str) -> Pool:
         """Private addresses only for a feed the config trusts, and only on its own host."""
         if feed.allow_private and _host(url) == _host(feed.url):
             return self._trusted
@@ -220,21 +247,25 @@ class Fetcher:
             if url in seen:
                 raise FetchError(f"{what}: redirect loop at {url}")
             seen.add(url)
-            if urlsplit(url).scheme.lower() not in ("http", "https"):
+            if _scheme(url, what) not in ("http", "https"):
                 raise FetchError(f"{what}: redirect to non-HTTP URL {url} refused")
-            client = self._client_for(feed, url)  # each hop is checked like the first
+            pool = self._pool_for(feed, url)  # each hop is checked like the first
             async with self._global, self._host_slot(url):
                 started = loop_time()
                 try:
                     async with asyncio.timeout(budget):
-                        status, resp_headers, body = await self._one(client, url, headers,
+                        status, resp_headers, body = await self._one(pool, url, headers,
                                                                      cap, what)
                 except TimeoutError:
                     raise FetchError(f"{what}: no complete answer within "
                                      f"{self.limits.timeout_s:g}s") from None
                 budget -= loop_time() - started
             if status in _REDIRECTS and "location" in resp_headers:
-                target = urljoin(url, resp_headers["location"])
+                try:
+                    target = urljoin(url, resp_headers["location"])
+                except ValueError as exc:
+                    raise FetchError(f"{what}: unusable redirect to "
+                                     f"{resp_headers['location']!r}: {exc}") from None
                 all_permanent = all_permanent and status in (301, 308)
                 if all_permanent:
                     permanent = target
@@ -249,35 +280,61 @@ class Fetcher:
             return FetchResult(url, status, resp_headers, body, permanent_redirect=permanent)
         raise FetchError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    async def _one(self, client: httpx.AsyncClient, url: str, headers: dict[str, str],
+    async def _one(self, pool: Pool, url: str, headers: dict[str, str],
                    cap: int, what: str) -> tuple[int, dict[str, str], bytes]:
+        """One request, straight on the connection pool.
+
+        httpx's client around the pool (its models, cookie jar, URL and header
+        handling) cost more CPU a page than the pool itself; what this needs of it
+        is its URL parsing: IDNA host names, percent-encoded paths. No cookies are
+        kept: a poller has no session, and a site's cookies would otherwise go back
+        to it with every later request, a tracking handle across feeds.
+        """
         try:
-            async with client.stream("GET", url, headers=headers) as resp:
-                resp_headers = {k.lower(): v for k, v in resp.headers.items()}
-                if resp.status_code in _REDIRECTS or resp.status_code == 304 \
-                        or resp.status_code >= 400:
+            target = httpx.URL(url)
+        except httpx.InvalidURL as exc:
+            raise FetchError(f"{what}: invalid URL: {exc}") from None
+        if not target.raw_host:
+            raise FetchError(f"{what}: no host in {url}")
+        if target.port is not None and not 0 < target.port < 65536:
+            raise FetchError(f"{what}: port {target.port} is out of range")
+        request = httpcore.Request(
+            b"GET", httpcore.URL(scheme=target.raw_scheme, host=target.raw_host,
+                                 port=target.port, target=target.raw_path),
+            headers=[(b"Host", target.netloc), *self._headers,
+                     *((k.encode(), v.encode()) for k, v in headers.items())],
+            extensions={"timeout": self._timeouts})
+        try:
+            response = await pool.handle_async_request(request)
+            body = cast(Body, response.stream)
+            try:
+                status = response.status
+                resp_headers = _header_dict(response.headers)
+                if status in _REDIRECTS or status == 304 or status >= 400:
                     # Read the (small) body so the connection goes back to the pool:
                     # a 304 must not cost a new connection, or a TLS handshake.
-                    await self._drain(resp)
-                    return resp.status_code, resp_headers, b""
+                    await self._drain(body)
+                    return status, resp_headers, b""
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
                     raise FetchError(f"{what}: declares {int(declared)} bytes, over the "
                                      f"{cap} byte cap")
                 decoder = BoundedDecoder(resp_headers.get("content-encoding", ""), cap, what)
-                # Raw bytes, decoded here: httpx's decoder has no output limit, so
-                # one 64 KB gzip chunk could become hundreds of MB before a check.
-                async for chunk in resp.aiter_raw():
+                # Decoded here, not by a library: a decoder without an output limit
+                # could turn one 64 KB gzip chunk into hundreds of MB before a check.
+                async for chunk in body:
                     decoder.feed(chunk)
-                return resp.status_code, resp_headers, decoder.finish()
-        except httpx.HTTPError as exc:
+                return status, resp_headers, decoder.finish()
+            finally:
+                await body.aclose()  # back to the pool, or closed if the body was cut
+        except _REQUEST_ERRORS as exc:
             reason = str(exc) or type(exc).__name__
             raise FetchError(f"{what}: {reason}") from None
 
     @staticmethod
-    async def _drain(resp: httpx.Response, limit: int = 65536) -> None:
+    async def _drain(body: Body, limit: int = 65536) -> None:
         read = 0
-        async for chunk in resp.aiter_raw():
+        async for chunk in body:
             read += len(chunk)
             if read > limit:
                 return  # a large error page: not worth keeping the connection for
