@@ -234,3 +234,27 @@ def test_choose_text(page: str | None, content: str, summary: str, body: str,
 
 def test_short_ratio_is_a_fraction() -> None:
     assert 0 < SHORT_RATIO < 1
+
+
+@pytest.mark.parametrize(("page", "expected"), [
+    # A blank first candidate gives way to the next kind, not to the next element.
+    ('<html lang=" fr"><head><title> </title><title>T2</title><meta property="og:title">'
+     '<meta property="og:title" content="OG"></head><body><h1>H</h1></body></html>',
+     {"title": "OG", "language": "fr"}),
+    ('<html><head><title> </title><title>T2</title></head><body><h1>H</h1></body></html>',
+     {"title": "H"}),
+    ('<html><head><title></title><title>T2</title></head><body><h1>H</h1></body></html>',
+     {"title": "T2"}),
+    ('<html><head><meta name="author" content=" "><meta property="article:author" '
+     'content="Ann"><link rel="canonical" href=" /c "></head><body><time>x</time>'
+     '<time datetime="2024-01-02T03:04">t</time></body></html>',
+     {"author": "Ann", "canonical": "/c", "date": "2024-01-02T03:04"}),
+    # A fragment: the head's values are found all the same; its element's lang is not the page's.
+    ('<meta name="date" content="2020-02-02"><div lang="de"><p>x</p></div>',
+     {"date": "2020-02-02", "language": None}),
+])
+def test_page_metadata_first_values(page: str, expected: dict[str, str | None]) -> None:
+    from watcher.extract import page_metadata, parse_page
+
+    meta = page_metadata(parse_page(page))
+    assert {k: meta[k] for k in expected} == expected

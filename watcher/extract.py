@@ -73,6 +73,44 @@ def _first(tree: Any, *xpaths: str) -> str | None:
     return None
 
 
+def _first_of(*values: str | None) -> str | None:
+    """The first value present and not blank; as `_first`, a blank one does not
+    stand for its kind (the next kind is tried, not the next element)."""
+    for value in values:
+        if value is not None and (value := value.strip()):
+            return value
+    return None
+
+
+def _head_values(tree: Any) -> dict[tuple[str, str], str]:
+    """In one walk of the tree, what `//meta[@A='V']/@content`, `//link[@rel='V']/@href`,
+    `//title/text()` and `//time/@datetime` would each find first: a dozen XPath
+    scans of the whole page cost four times as much."""
+    found: dict[tuple[str, str], str] = {}
+    # From the document's root, as the absolute paths: `tree` may be a fragment's element.
+    for element in tree.getroottree().getroot().iter("meta", "link", "title", "time"):
+        tag = element.tag
+        if tag == "meta":
+            content = element.get("content")
+            if content is not None:
+                for attribute in ("property", "name", "http-equiv"):
+                    value = element.get(attribute)
+                    if value is not None:
+                        found.setdefault((attribute, value), content)
+        elif tag == "link":
+            rel, href = element.get("rel"), element.get("href")
+            if rel is not None and href is not None:
+                found.setdefault(("rel", rel), href)
+        elif tag == "title":
+            if element.text is not None:  # no text node: the next title's counts
+                found.setdefault(("title", ""), element.text)
+        else:
+            value = element.get("datetime")
+            if value is not None:
+                found.setdefault(("time", ""), value)
+    return found
+
+
 def _ld_author(tree: Any) -> str | None:
     """schema.org JSON-LD: {"author": {"name": ...}} or a list of them."""
     for script in tree.xpath("//script[@type='application/ld+json']/text()")[:5]:
@@ -96,20 +134,23 @@ def page_metadata(tree: Any) -> dict[str, str | None]:
     Read directly: trafilatura's own metadata pass (dates, categories) costs
     more than the text extraction, and the feed already says when it was published.
     """
+    head = _head_values(tree)
+    root = tree.getroottree().getroot()
     return {
-        "title": _first(tree, "//meta[@property='og:title']/@content", "//title/text()",
-                        "//h1//text()"),
-        "author": _first(tree, "//meta[@name='author']/@content",
-                         "//meta[@property='article:author']/@content",
-                         "//*[@rel='author']//text()",
-                         "//*[contains(concat(' ', normalize-space(@class), ' '), ' author ')]"
-                         "//text()") or _ld_author(tree),
-        "language": _first(tree, "/html/@lang", "//meta[@http-equiv='content-language']"
-                           "/@content", "//meta[@property='og:locale']/@content"),
-        "sitename": _first(tree, "//meta[@property='og:site_name']/@content"),
-        "canonical": _first(tree, "//link[@rel='canonical']/@href"),
-        "date": _first(tree, "//meta[@property='article:published_time']/@content",
-                       "//meta[@name='date']/@content", "//time/@datetime"),
+        "title": _first_of(head.get(("property", "og:title")), head.get(("title", "")))
+                 or _first(tree, "//h1//text()"),
+        "author": _first_of(head.get(("name", "author")),
+                            head.get(("property", "article:author")))
+                  or _first(tree, "//*[@rel='author']//text()",
+                            "//*[contains(concat(' ', normalize-space(@class), ' '), ' author ')]"
+                            "//text()") or _ld_author(tree),
+        "language": _first_of(root.get("lang") if root.tag == "html" else None,
+                              head.get(("http-equiv", "content-language")),
+                              head.get(("property", "og:locale"))),
+        "sitename": _first_of(head.get(("property", "og:site_name"))),
+        "canonical": _first_of(head.get(("rel", "canonical"))),
+        "date": _first_of(head.get(("property", "article:published_time")),
+                          head.get(("name", "date")), head.get(("time", ""))),
     }
 
 
