@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import multiprocessing
 import os
@@ -85,6 +86,8 @@ def _serve(sock: socket.socket, func: ExtractFunc) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import trafilatura  # noqa: F401  (loaded before the first page's clock starts)
+
+    gc.freeze()  # the modules stay for the worker's life: no collection need walk them
 
     with sock, sock.makefile("rb") as rfile, sock.makefile("wb") as wfile:
         try:

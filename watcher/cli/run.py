@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning("config: channel %r is unusable and no rule uses it: %s", name, why)
     with DaemonLock(settings.database):
         daemon = Daemon(settings, compile_rules(ruleset))
+        # What start-up built (modules, the config, the compiled rules) lives as long as
+        # the process: out of the collector's sight, a full collection no longer walks
+        # it. Once, here: later garbage (a reloaded config) is still collected.
+        gc.freeze()
         if args.once:
             return asyncio.run(daemon.run_once(stats_path=args.stats))
         return asyncio.run(daemon.run_forever())
