@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import re
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -57,3 +59,15 @@ def test_dependencies_have_lower_bounds() -> None:
     names = {re.split(r"[<>=\[]", d)[0].lower() for d in meta["project"]["dependencies"]}
     assert {"feedparser", "httpx", "apscheduler", "trafilatura", "lxml_html_clean",
             "sqlite-utils", "pyyaml", "pydantic"} <= names
+
+
+def test_console_script_module_imports_nothing_heavy() -> None:
+    """Extraction workers import the script's module again when they start."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    module = meta["project"]["scripts"]["watcher"].split(":")[0]
+    code = (f"import sys; import {module}; "
+            "print(sorted(m for m in sys.modules if m.startswith(('watcher.', 'trafilatura', "
+            "'httpx', 'sqlite_utils', 'pydantic'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "['watcher.__main__']"

@@ -1,7 +1,19 @@
+"""`python -m watcher`, and the `watcher` command's entry point.
+
+Extraction workers (multiprocessing's forkserver) start by importing the main
+module again. Through the `watcher` script that was `watcher.cli` and everything
+it imports: 0.3 s of CPU and 15 MB in every worker, at each start. Importing this
+module costs nothing; the CLI is imported when `main()` runs.
+"""
+
 import sys
 
-from watcher.cli import main
 
-# Guarded: extraction workers (multiprocessing) import the main module again.
+def main() -> int:
+    from watcher.cli import main as cli_main
+
+    return cli_main()
+
+
 if __name__ == "__main__":
     sys.exit(main())
