@@ -289,3 +289,15 @@ def test_unusable_redirect_is_that_page_s_error(server: LoopbackServer) -> None:
     server.routes["/moved"] = (302, {"Location": "http://[::1/x"}, b"")
     with pytest.raises(FetchError, match=r"page .*/moved: unusable redirect to 'http://\[::1/x'"):
         fetch_page(feed(server.url("/f.xml")), server.url("/moved"))
+
+
+def test_credentials_in_a_feed_url_go_as_basic_auth(server: LoopbackServer) -> None:
+    server.routes["/private.xml"] = (302, {"Location": "/moved.xml"}, b"")
+    server.routes["/moved.xml"] = (200, {}, b"<rss/>")
+    base = server.url("/private.xml").replace("http://", "http://reader:p%40ss@")
+    fetch_feed(feed(base))
+    first, second = server.requests
+    assert first.headers["authorization"] == "Basic cmVhZGVyOnBAc3M="  # reader:p@ss
+    assert second.headers["authorization"] == first.headers["authorization"]  # same site
+    fetch_page(feed(base), server.url("/moved.xml"))  # the page link carries none
+    assert "authorization" not in server.requests[-1].headers
