@@ -102,20 +102,17 @@ def test_https_through_the_pool_reuses_one_verified_connection(
     asyncio.run(go())
 
 
-def test_https_certificate_from_an_unknown_ca_is_refused(ca: trustme.CA) -> None:
+@pytest.mark.parametrize(("cert_for", "ca_trusted"), [
+    ("127.0.0.1", False),  # a certificate from an unknown CA
+    ("other.example", True),  # a trusted CA's certificate for another host name
+])
+def test_https_certificate_is_verified(ca: trustme.CA, request: pytest.FixtureRequest,
+                                       cert_for: str, ca_trusted: bool) -> None:
+    if ca_trusted:
+        request.getfixturevalue("trusting")
+
     async def go() -> None:
-        async with MiniServer(tls=server_tls(ca, "127.0.0.1")) as server, \
-                Fetcher() as fetcher:
-            await fetcher.fetch_page(feed(server), server.url("/a"))
-
-    with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):
-        asyncio.run(go())
-
-
-def test_https_host_name_is_verified(ca: trustme.CA, trusting: None) -> None:
-    async def go() -> None:
-        async with MiniServer(tls=server_tls(ca, "other.example")) as server, \
-                Fetcher() as fetcher:
+        async with MiniServer(tls=server_tls(ca, cert_for)) as server, Fetcher() as fetcher:
             await fetcher.fetch_page(feed(server), server.url("/a"))
 
     with pytest.raises(FetchError, match="CERTIFICATE_VERIFY_FAILED"):

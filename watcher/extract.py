@@ -82,13 +82,12 @@ def _first_of(*values: str | None) -> str | None:
     return None
 
 
-def _head_values(tree: Any) -> dict[tuple[str, str], str]:
-    """In one walk of the tree, what `//meta[@A='V']/@content`, `//link[@rel='V']/@href`,
+def _head_values(root: Any) -> dict[tuple[str, str], str]:
+    """In one walk of the document, what `//meta[@A='V']/@content`, `//link[@rel='V']/@href`,
     `//title/text()` and `//time/@datetime` would each find first: a dozen XPath
     scans of the whole page cost four times as much."""
     found: dict[tuple[str, str], str] = {}
-    # From the document's root, as the absolute paths: `tree` may be a fragment's element.
-    for element in tree.getroottree().getroot().iter("meta", "link", "title", "time"):
+    for element in root.iter("meta", "link", "title", "time"):
         tag = element.tag
         if tag == "meta":
             content = element.get("content")
@@ -134,8 +133,9 @@ def page_metadata(tree: Any) -> dict[str, str | None]:
     Read directly: trafilatura's own metadata pass (dates, categories) costs
     more than the text extraction, and the feed already says when it was published.
     """
-    head = _head_values(tree)
+    # From the document's root, as the absolute paths: `tree` may be a fragment's element.
     root = tree.getroottree().getroot()
+    head = _head_values(root)
     return {
         "title": _first_of(head.get(("property", "og:title")), head.get(("title", "")))
                  or _first(tree, "//h1//text()"),
@@ -207,9 +207,10 @@ def _html_parser() -> Any:
     """trafilatura's HTML parser, with lxml.html's element classes chosen in C.
 
     lxml.html picks each element's class in a Python method, called whenever an
-    element is first touched from Python: 11% of the time trafilatura spent on a
-    page. The classes that lookup adds for form fields (`.value` and the like)
-    are not used by the extraction; every element is still an HtmlElement.
+    element is first touched from Python: 2% of a benchmark page's instructions,
+    5% of the CPU on real pages. The classes that lookup adds for form fields
+    (`.value` and the like) are not used by the extraction; every element is still
+    an HtmlElement.
     """
     import lxml.etree
     import lxml.html

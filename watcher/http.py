@@ -235,7 +235,6 @@ class Fetcher:
             return self._trusted
         return self._public
 
-
     async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
                       cap: int, what: str) -> FetchResult:
         seen: set[str] = set()
