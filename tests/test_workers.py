@@ -177,3 +177,64 @@ def test_workers_outlive_a_sigterm_to_the_process_group() -> None:
         assert _pids(pool) == {pid}
 
     with_pool(go)
+
+
+def test_pump_feeds_the_workers_while_the_event_loop_is_held() -> None:
+    """A feed's articles are stored in one transaction, with no await: meanwhile
+    only pump() takes in answers and sends the pages still queued."""
+    async def go(pool: ExtractPool) -> None:
+        await pool.extract(PAGE, None, "text/html")  # the worker is up
+        waiting = [asyncio.ensure_future(pool.extract(PAGE, f"http://x.test/{i}", "text/html"))
+                   for i in range(12)]
+        await asyncio.sleep(0)  # each queues its page; the worker is sent as many as it holds
+        assert pool._queue and pool.worker_pages == 1
+        deadline = time.monotonic() + 60
+        while pool.worker_pages < 13 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the loop does not run here
+            pool.pump()
+        assert pool.worker_pages == 13 and not pool._queue
+        results = await asyncio.gather(*waiting)
+        assert all("tactical missile" in r.text for r in results)
+
+    with_pool(go)
+
+
+def test_pump_without_workers_does_nothing() -> None:
+    ExtractPool(in_process=True).pump()
+    ExtractPool(workers=1).pump()  # not started
+
+
+def test_a_worker_stopped_from_two_threads_at_once_is_stopped_once() -> None:
+    """close() runs on a thread of its own while the loop, seeing the killed
+    worker's socket end, stops the same process."""
+    import multiprocessing
+    import threading
+
+    from watcher.workers import _kill
+
+    process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
+    process.start()
+    popen = process._popen  # type: ignore[attr-defined]
+    release = popen.close
+
+    def slow_release() -> None:
+        time.sleep(0.2)  # the other thread gets in: both are inside Process.close()
+        release()
+
+    popen.close = slow_release
+    errors: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            _kill(process)
+        except BaseException as exc:  # the test reports it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=stop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with pytest.raises(ValueError):  # closed: the process was reaped
+        process.is_alive()

@@ -156,6 +156,9 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     with store.transaction():
         for entry, article in zip(pending, articles, strict=True):
             _store_and_match(feed, entry, article, ctx, outcome)
+            # The loop cannot run until the commit (tens of ms for a big feed):
+            # the extraction workers get their next pages from here meanwhile.
+            ctx.extractor.pump()
 
     now = ctx.clock()
     moved = discovered or result.permanent_redirect

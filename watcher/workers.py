@@ -6,6 +6,10 @@ Each worker has its own socket, read by the event loop. concurrent.futures'
 process pool cost the main process about 0.8 ms of CPU a page in its feeder and
 manager threads (pickling, GIL hand-offs, waking the loop from another thread);
 a length-prefixed frame on a socket costs a tenth of that.
+
+The sockets are plain non-blocking ones rather than asyncio streams, so that
+`pump()` can also serve them between two articles of a feed's store-and-match
+batch, while the event loop cannot run.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import pickle
 import signal
 import socket
 import struct
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,10 +41,12 @@ log = logging.getLogger("watcher.extract")
 
 ExtractFunc = Callable[[bytes, str | None, str | None], Extracted]
 _HEADER = struct.Struct("!I")
-# Pages sent ahead to each worker. The event loop stalls for tens of milliseconds
-# while it stores and matches a feed's articles; a worker with only its current
-# page and the next sat idle for half of a cold cycle.
+# Pages sent ahead to each worker: what it works on while the daemon's process is
+# busy elsewhere (a feed's batch pumps the sockets between articles, but the
+# process shares the cores with its workers and is not always running).
 _DEPTH = 8
+# One recv() takes in whatever answers are waiting (an answer is a few KB).
+_RECV_SIZE = 1 << 18
 # Room in the kernel for those pages (a page is 20 to 150 KB); the kernel may cap it.
 _SEND_BUFFER = 4 << 20
 # A worker imports trafilatura before it says it is ready; a page's time limit
@@ -109,7 +116,7 @@ def _serve(sock: socket.socket, func: ExtractFunc) -> None:
 
 @dataclass(eq=False)
 class _Job:
-    request: bytes
+    frame: bytes  # the request, length-prefixed
     url: str | None
     future: asyncio.Future[Extracted]
 
@@ -117,13 +124,16 @@ class _Job:
 @dataclass(eq=False)
 class _Worker:
     process: BaseProcess
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
+    sock: socket.socket  # non-blocking, watched by `loop`
+    loop: asyncio.AbstractEventLoop
     ready: bool = False
     inflight: deque[_Job] = field(default_factory=deque)
-    timer: asyncio.TimerHandle | None = None  # the time limit of its oldest page
+    # Until it is ready, the limit on its start; then the limit of its oldest page.
+    timer: asyncio.TimerHandle | None = None
     expired: _Job | None = None  # the page it was killed over
-    task: asyncio.Task[None] | None = None
+    received: bytearray = field(default_factory=bytearray)  # not yet a whole frame
+    unsent: bytearray = field(default_factory=bytearray)  # no room in the kernel yet
+    retired: bool = False
 
 
 class ExtractPool:
@@ -187,7 +197,8 @@ class ExtractPool:
             raise ExtractError(f"{url or 'page'}: the extraction pool is closed")
         self._started = True
         request = pickle.dumps((body, url, content_type), protocol=pickle.HIGHEST_PROTOCOL)
-        job = _Job(request, url, asyncio.get_running_loop().create_future())
+        job = _Job(_HEADER.pack(len(request)) + request, url,
+                   asyncio.get_running_loop().create_future())
         self._queue.append(job)
         await self._fill()
         return await job.future
@@ -216,9 +227,21 @@ class ExtractPool:
             if job.future.done():  # its caller gave up waiting
                 continue
             worker.inflight.append(job)
-            worker.writer.write(_HEADER.pack(len(job.request)) + job.request)
+            _send(worker, job.frame)
             if len(worker.inflight) == 1:
                 self._arm(worker)
+
+    def pump(self) -> None:
+        """Take in the answers waiting on the workers' sockets and send them more
+        pages, without the event loop. For code that keeps the loop busy for long
+        (a feed's articles stored in one transaction): the workers would otherwise
+        finish the pages they hold and wait. The answers' awaiters resume once the
+        loop runs again."""
+        if not self._pool:
+            return
+        for worker in list(self._pool):
+            self._receive(worker)
+        self._dispatch()
 
     def _arm(self, worker: _Worker) -> None:
         """Start the time limit of the page the worker is now on."""
@@ -226,7 +249,7 @@ class ExtractPool:
             worker.timer.cancel()
             worker.timer = None
         if worker.inflight:
-            worker.timer = asyncio.get_running_loop().call_later(
+            worker.timer = worker.loop.call_later(
                 self.timeout_s, self._expire, worker, self.timeout_s)
 
     def _expire(self, worker: _Worker, limit_s: float) -> None:
@@ -234,7 +257,7 @@ class ExtractPool:
         worker.expired = worker.inflight[0]
         log.warning("extract: %s took longer than %gs; worker stopped",
                     worker.expired.url, limit_s)
-        # The only way to stop a worker stuck on one page; its reader sees the end.
+        # The only way to stop a worker stuck on one page; its socket then ends.
         worker.process.kill()
         _fail(worker.expired, f"{worker.expired.url or 'page'}: extraction took longer "
                               f"than {limit_s:g}s; cut off")
@@ -257,43 +280,71 @@ class ExtractPool:
             raise
         finally:
             theirs.close()
-        reader, writer = await asyncio.open_unix_connection(sock=ours)
-        worker = _Worker(process, reader, writer)
-        worker.task = asyncio.get_running_loop().create_task(
-            self._run(worker), name=f"extract-worker-{process.pid}")
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        worker = _Worker(process, ours, loop)
+        worker.timer = loop.call_later(_START_TIMEOUT_S, self._start_failed, worker,
+                                       "timed out")
+        loop.add_reader(ours.fileno(), self._readable, worker)
         return worker
 
-    async def _run(self, worker: _Worker) -> None:
-        try:
+    def _readable(self, worker: _Worker) -> None:
+        self._receive(worker)
+        self._dispatch()
+
+    def _receive(self, worker: _Worker) -> None:
+        """Read what the worker has sent and act on every whole frame in it."""
+        while not worker.retired:
             try:
-                async with asyncio.timeout(_START_TIMEOUT_S):
-                    await _read_frame(worker.reader)  # the worker's "ready"
-            except (TimeoutError, asyncio.IncompleteReadError, OSError) as exc:
-                # Without a working worker, waiting pages would wait forever: they
-                # fail now, and the next page tries to start a worker again.
-                why = "timed out" if isinstance(exc, TimeoutError) else "exited"
-                self._retire(worker, restart=False)
-                self._fail_queue(f"the extraction worker {why} while starting")
+                data = worker.sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
                 return
-            worker.ready = True
-            self._dispatch()
-            while True:
-                answer = await _read_frame(worker.reader)
-                self._answered(worker, answer)
-                self._dispatch()
-        except (asyncio.IncompleteReadError, OSError):
-            if worker.expired is not None:
-                # Killed by its time limit: that page has failed already (unless
-                # its answer slipped in first), and the rest were not at fault.
-                if worker.expired in worker.inflight:
-                    worker.inflight.remove(worker.expired)
-            elif worker.inflight and not self._closed:
-                job = worker.inflight.popleft()
-                _fail(job, f"{job.url or 'page'}: the extraction worker died")
-            self._retire(worker, restart=not self._closed)
-        except asyncio.CancelledError:
-            self._retire(worker, restart=False)
-            raise
+            except OSError:
+                data = b""
+            if not data:
+                self._lost(worker)
+                return
+            buffer = worker.received
+            buffer += data
+            start = 0
+            while len(buffer) - start >= _HEADER.size:
+                end = start + _HEADER.size + _HEADER.unpack_from(buffer, start)[0]
+                if len(buffer) < end:
+                    break
+                frame = bytes(buffer[start + _HEADER.size:end])
+                start = end
+                if worker.ready:
+                    self._answered(worker, frame)
+                else:  # its first frame says it has imported trafilatura
+                    worker.ready = True
+                    self._arm(worker)  # ends the limit on its start
+            del buffer[:start]
+            if len(data) < _RECV_SIZE:
+                return
+
+    def _start_failed(self, worker: _Worker, why: str) -> None:
+        """Without a working worker, waiting pages would wait forever: they fail
+        now, and the next page tries to start a worker again."""
+        worker.timer = None
+        self._retire(worker, restart=False)
+        self._fail_queue(f"the extraction worker {why} while starting")
+
+    def _lost(self, worker: _Worker) -> None:
+        """The worker's socket ended: it died, or was killed over a page."""
+        if worker.retired:
+            return
+        if not worker.ready:
+            self._start_failed(worker, "exited")
+            return
+        if worker.expired is not None:
+            # Killed by its time limit: that page has failed already (unless its
+            # answer slipped in first), and the rest were not at fault.
+            if worker.expired in worker.inflight:
+                worker.inflight.remove(worker.expired)
+        elif worker.inflight and not self._closed:
+            job = worker.inflight.popleft()
+            _fail(job, f"{job.url or 'page'}: the extraction worker died")
+        self._retire(worker, restart=not self._closed)
 
     def _answered(self, worker: _Worker, answer: bytes) -> None:
         job = worker.inflight.popleft()
@@ -310,12 +361,17 @@ class ExtractPool:
 
     def _retire(self, worker: _Worker, restart: bool) -> None:
         """Kill the worker; pages it had not begun go back to the front of the queue."""
+        if worker.retired:
+            return
+        worker.retired = True
         if worker in self._pool:
             self._pool.remove(worker)
         if worker.timer is not None:
             worker.timer.cancel()
         _kill(worker.process)
-        worker.writer.close()
+        worker.loop.remove_reader(worker.sock.fileno())
+        worker.loop.remove_writer(worker.sock.fileno())
+        worker.sock.close()
         self._queue.extendleft(reversed(worker.inflight))
         worker.inflight.clear()
         if self._closed:
@@ -332,17 +388,42 @@ class ExtractPool:
     def close(self) -> None:
         """Stop the workers. Safe from any thread; pages still waiting fail."""
         self._closed = True
-        workers, self._pool = self._pool, []
-        for worker in workers:
+        for worker in list(self._pool):
             _kill(worker.process)
-            if worker.task is not None:
-                with contextlib.suppress(RuntimeError):  # its loop has already ended
-                    worker.task.get_loop().call_soon_threadsafe(worker.task.cancel)
+            try:  # the sockets and pages belong to the loop's thread
+                worker.loop.call_soon_threadsafe(self._retire, worker, False)
+            except RuntimeError:  # its loop has already ended: nothing waits on it
+                worker.retired = True
+                worker.sock.close()
+        self._pool = []
 
 
-async def _read_frame(reader: asyncio.StreamReader) -> bytes:
-    header = await reader.readexactly(_HEADER.size)
-    return await reader.readexactly(_HEADER.unpack(header)[0])
+def _send(worker: _Worker, frame: bytes) -> None:
+    """Hand a frame to the kernel; what does not fit waits for the socket to drain."""
+    if worker.unsent:
+        worker.unsent += frame
+        return
+    try:
+        sent = worker.sock.send(frame)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        return  # the worker is gone: its socket's end is handled on the reading side
+    if sent < len(frame):
+        worker.unsent += memoryview(frame)[sent:]
+        worker.loop.add_writer(worker.sock.fileno(), _drain, worker)
+
+
+def _drain(worker: _Worker) -> None:
+    try:
+        sent = worker.sock.send(worker.unsent)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        sent = len(worker.unsent)  # gone: the reading side handles it
+    del worker.unsent[:sent]
+    if not worker.unsent:
+        worker.loop.remove_writer(worker.sock.fileno())
 
 
 def _fail(job: _Job, message: str) -> None:
@@ -350,8 +431,13 @@ def _fail(job: _Job, message: str) -> None:
         job.future.set_exception(ExtractError(message))
 
 
+# `close()`, on its own thread, and the loop, seeing the killed worker's socket
+# end, may stop the same process at once: Process.close() is not safe twice at once.
+_KILL_LOCK = threading.Lock()
+
+
 def _kill(process: BaseProcess) -> None:
-    with contextlib.suppress(ValueError):  # already closed
+    with _KILL_LOCK, contextlib.suppress(ValueError):  # ValueError: already closed
         if process.is_alive():
             process.kill()
         process.join(timeout=5)
