@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -71,3 +73,24 @@ def test_console_script_module_imports_nothing_heavy() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=ROOT).stdout
     assert out.strip() == "['watcher.__main__']"
+
+
+def test_extraction_workers_do_not_load_the_rule_language() -> None:
+    """The forkserver imports watcher.workers at every start of the pool; the
+    workers need the words of a text (watcher.rules.text), not rules.yaml's
+    validation and compiler."""
+    code = ("import sys; import watcher.workers; "
+            "print(sorted(m for m in sys.modules if m.startswith(('watcher.rules', 'pydantic', "
+            "'yaml', 'ahocorasick', 're2', 'luqum', 'sqlite_utils', 'httpx'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.strip() == "['watcher.rules', 'watcher.rules.text']"
+
+
+def test_the_rule_language_exports_load_on_first_use() -> None:
+    import watcher.rules
+
+    assert watcher.rules.compile_rules is watcher.rules.match.compile_rules
+    assert watcher.rules.RuleSet is watcher.rules.load.RuleSet
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        watcher.rules.nothing  # noqa: B018 - the access is the test

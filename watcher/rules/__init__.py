@@ -1,6 +1,28 @@
 """The rule language: load and validate rules.yaml, compile it, match articles."""
 
-from watcher.rules.load import RuleSet, load_rules, parse_rules
-from watcher.rules.match import CompiledRules, compile_rules
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from watcher.rules.load import RuleSet, load_rules, parse_rules
+    from watcher.rules.match import CompiledRules, compile_rules
 
 __all__ = ["CompiledRules", "RuleSet", "compile_rules", "load_rules", "parse_rules"]
+
+_MODULE_OF = {"RuleSet": "load", "load_rules": "load", "parse_rules": "load",
+              "CompiledRules": "match", "compile_rules": "match"}
+
+
+def __getattr__(name: str) -> Any:
+    """The exports load on first use. The extraction workers import only
+    watcher.rules.text (the words of a text's signature); importing the rule
+    language's validation and compiler as well cost each start of the workers
+    about 0.1 s of CPU."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"watcher.rules.{module}"), name)
+    globals()[name] = value
+    return value
