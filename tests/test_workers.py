@@ -238,3 +238,15 @@ def test_a_worker_stopped_from_two_threads_at_once_is_stopped_once() -> None:
     assert errors == []
     with pytest.raises(ValueError):  # closed: the process was reaped
         process.is_alive()
+
+
+def test_workers_run_at_a_lower_priority_than_the_daemon() -> None:
+    """The daemon's process feeds the workers: it must not wait behind them for a core."""
+    async def go(pool: ExtractPool) -> None:
+        await pool.extract(PAGE, None, "text/html")
+        (pid,) = _pids(pool)
+        assert pid is not None
+        ours = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + 5, 19)
+
+    with_pool(go)
