@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import subprocess
 import sys
@@ -63,28 +64,30 @@ def test_dependencies_have_lower_bounds() -> None:
             "sqlite-utils", "pyyaml", "pydantic"} <= names
 
 
+def _loaded_by(module: str, prefixes: tuple[str, ...]) -> list[str]:
+    """The modules starting with `prefixes` that a fresh interpreter has after `import module`."""
+    code = (f"import json, sys; import {module}; "
+            f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({prefixes!r}))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    return json.loads(out)
+
+
 def test_console_script_module_imports_nothing_heavy() -> None:
     """Extraction workers import the script's module again when they start."""
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     module = meta["project"]["scripts"]["watcher"].split(":")[0]
-    code = (f"import sys; import {module}; "
-            "print(sorted(m for m in sys.modules if m.startswith(('watcher.', 'trafilatura', "
-            "'httpx', 'sqlite_utils', 'pydantic'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
-    assert out.strip() == "['watcher.__main__']"
+    assert _loaded_by(module, ("watcher.", "trafilatura", "httpx", "sqlite_utils",
+                               "pydantic")) == ["watcher.__main__"]
 
 
 def test_extraction_workers_do_not_load_the_rule_language() -> None:
     """The forkserver imports watcher.workers at every start of the pool; the
     workers need the words of a text (watcher.rules.text), not rules.yaml's
     validation and compiler."""
-    code = ("import sys; import watcher.workers; "
-            "print(sorted(m for m in sys.modules if m.startswith(('watcher.rules', 'pydantic', "
-            "'yaml', 'ahocorasick', 're2', 'luqum', 'sqlite_utils', 'httpx'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=ROOT).stdout
-    assert out.strip() == "['watcher.rules', 'watcher.rules.text']"
+    assert _loaded_by("watcher.workers", (
+        "watcher.rules", "pydantic", "yaml", "ahocorasick", "re2", "luqum", "sqlite_utils",
+        "httpx")) == ["watcher.rules", "watcher.rules.text"]
 
 
 def test_the_rule_language_exports_load_on_first_use() -> None:
