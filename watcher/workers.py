@@ -320,7 +320,7 @@ class ExtractPool:
                 end = start + _HEADER.size + _HEADER.unpack_from(buffer, start)[0]
                 if len(buffer) < end:
                     break
-                frame = bytes(buffer[start + _HEADER.size:end])
+                frame = buffer[start + _HEADER.size:end]  # one copy; pickle reads it as is
                 start = end
                 if worker.ready:
                     self._answered(worker, frame)
@@ -355,7 +355,7 @@ class ExtractPool:
             _fail(job, f"{job.url or 'page'}: the extraction worker died")
         self._retire(worker, restart=not self._closed)
 
-    def _answered(self, worker: _Worker, answer: bytes) -> None:
+    def _answered(self, worker: _Worker, answer: bytearray) -> None:
         job = worker.inflight.popleft()
         self._arm(worker)
         status, value, cpu_s = pickle.loads(answer)
