@@ -256,6 +256,16 @@ def _base_options() -> Any:
                      tables=True, with_metadata=False)
 
 
+@cache
+def _prune_in_python() -> int:
+    """trafilatura's boilerplate-pruning XPath expressions, run in Python instead
+    (see watcher.prune_xpath): libxml2 calling back into Python for their regular
+    expressions took a quarter of a page's extraction."""
+    from watcher import prune_xpath
+
+    return prune_xpath.install()
+
+
 def _extraction_options(url: str | None) -> Any:
     options = copy.copy(_base_options())
     options.url = options.source = url
@@ -276,6 +286,7 @@ def extract_page(body: bytes, url: str | None = None, content_type: str | None =
             return Extracted(text="")
         meta = page_metadata(tree)
         drop_boilerplate_elements(tree)
+        _prune_in_python()
         doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
     except Exception as exc:  # trafilatura can raise from deep inside lxml
         raise ExtractError(f"{url or 'page'}: trafilatura failed: {exc}") from None
