@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,4 +56,39 @@ def test_a_failed_transaction_leaves_nothing(tmp_path: Path) -> None:
     assert entries(store) == []
     assert store.add_article(article("b")) is not None  # not left inside a transaction
     assert entries(store) == ["b"]
+    store.close()
+
+
+def test_the_daily_prune_on_its_thread_and_a_feed_batch_do_not_mix(tmp_path: Path) -> None:
+    """The daemon prunes on a thread while the loop keeps storing feeds' articles
+    over the same connection: neither may land inside the other's transaction."""
+    store = Store(tmp_path / "w.db")
+    old = replace(article("x"), fetched_at=NOW - timedelta(days=400))
+    with store.transaction():
+        for i in range(2000):
+            store.add_article(replace(old, entry_id=f"old-{i}", title=f"old {i}"))
+    failures: list[BaseException] = []
+
+    def prune() -> None:
+        try:
+            store.prune(NOW, keep_days=30, keep_matched_days=90, batch=20)
+        except BaseException as exc:
+            failures.append(exc)
+
+    pruning = threading.Thread(target=prune)
+    pruning.start()
+    added = 0
+    while pruning.is_alive() or added < 50:
+        try:
+            with store.transaction():
+                store.add_article(article(f"new-{added}"))
+                store.add_article(article(f"new-{added}-b"))
+        except Exception as exc:
+            failures.append(exc)
+            break
+        added += 1
+    pruning.join()
+    assert failures == []
+    assert not [e for e in entries(store) if e.startswith("old-")]
+    assert len([e for e in entries(store) if e.startswith("new-")]) == 2 * added
     store.close()

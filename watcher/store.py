@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -246,6 +247,10 @@ def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
 class Store:
     def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
         self.path = Path(path)
+        # One connection, used from the event loop and from threads (the daily prune,
+        # the CLI's progress): a transaction and everything inside it belong to the
+        # thread that holds this, so no thread's writes land in another's transaction.
+        self._lock = threading.RLock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
@@ -276,32 +281,35 @@ class Store:
         times an article. Nested savepoints may share a name: RELEASE and ROLLBACK TO
         act on the innermost one.
         """
-        conn = self.db.conn
-        if not conn.in_transaction:
-            with self.db.atomic():
+        with self._lock:
+            conn = self.db.conn
+            if not conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            conn.execute("SAVEPOINT watcher")
+            try:
                 yield
-            return
-        conn.execute("SAVEPOINT watcher")
-        try:
-            yield
-        except BaseException:
-            if conn.in_transaction:  # a failure can end the whole transaction
-                conn.execute("ROLLBACK TO SAVEPOINT watcher")
-                conn.execute("RELEASE SAVEPOINT watcher")
-            raise
-        conn.execute("RELEASE SAVEPOINT watcher")
+            except BaseException:
+                if conn.in_transaction:  # a failure can end the whole transaction
+                    conn.execute("ROLLBACK TO SAVEPOINT watcher")
+                    conn.execute("RELEASE SAVEPOINT watcher")
+                raise
+            conn.execute("RELEASE SAVEPOINT watcher")
 
     def ping(self) -> None:
         """Raises if the database does not answer."""
-        self.db.execute("SELECT 1").fetchone()
+        with self._lock:
+            self.db.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
         self.db.close()
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-        cur = self.db.execute(sql, params)
-        cols = [c[0] for c in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        with self._lock:  # not in the middle of another thread's transaction
+            cur = self.db.execute(sql, params)
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     # -- feeds --------------------------------------------------------------
 
@@ -471,11 +479,12 @@ class Store:
         if not keys:
             return []
         marks = ",".join("?" * len(keys))
-        return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
-            "SELECT a.id, a.story_id, a.signature FROM articles a WHERE a.id IN "
-            f"(SELECT article_id FROM story_keys WHERE key IN ({marks})) "
-            "AND a.fetched_at >= ? AND a.signature IS NOT NULL",
-            [*keys, ts(since)]).fetchall()]
+        with self._lock:
+            return [tuple(r) for r in self.db.execute(  # type: ignore[misc]
+                "SELECT a.id, a.story_id, a.signature FROM articles a WHERE a.id IN "
+                f"(SELECT article_id FROM story_keys WHERE key IN ({marks})) "
+                "AND a.fetched_at >= ? AND a.signature IS NOT NULL",
+                [*keys, ts(since)]).fetchall()]
 
     def story_sources(self, story_id: int) -> list[dict[str, Any]]:
         """Every copy of a story: each feed entry that carried it, first seen first."""
@@ -636,8 +645,18 @@ class Store:
         with self._atomic():
             self.db.execute("DELETE FROM pruned_entries WHERE pruned_at < ?",
                             [ts(now - timedelta(days=2 * keep_matched_days))])
-        self.db.execute("INSERT INTO articles_fts(articles_fts) VALUES ('optimize')")
-        self.db.conn.commit()
+        # The index rewritten without the removed rows, as 'optimize' does, but in
+        # steps of a few hundred pages: 'optimize' writes the whole index in one
+        # transaction, and the daemon's polls would wait for it (FTS5: a negative
+        # 'merge' until it changes nothing is the same as 'optimize').
+        while True:
+            with self._lock:
+                before = self.db.conn.total_changes
+                self.db.execute(
+                    "INSERT INTO articles_fts(articles_fts, rank) VALUES ('merge', -500)")
+                self.db.conn.commit()
+                if self.db.conn.total_changes - before < 2:
+                    break
         return removed
 
     # -- matches and the outbox ---------------------------------------------
