@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import os
 import re
 import time
 import zlib
@@ -15,9 +16,10 @@ import pytest
 
 from tests.servers import LoopbackServer, Request, Response
 from watcher.connections import is_public_address
+from watcher.decoding import BoundedDecoder, content_coding, decode_body
 from watcher.errors import FetchError
-from watcher.http import BoundedDecoder, Fetcher, HttpLimits
-from watcher.models import Feed
+from watcher.http import Fetcher, HttpLimits
+from watcher.models import Feed, Undecoded
 
 
 @pytest.fixture
@@ -38,10 +40,11 @@ def fetch_feed(f: Feed, limits: HttpLimits | None = None, **kw: str) -> object:
     return asyncio.run(go())
 
 
-def fetch_page(f: Feed, url: str, limits: HttpLimits | None = None) -> object:
+def fetch_page(f: Feed, url: str, limits: HttpLimits | None = None, *,
+               decode: bool = True) -> Any:
     async def go() -> object:
         async with Fetcher(limits, local_feeds=[f]) as fetcher:
-            return await fetcher.fetch_page(f, url)
+            return await fetcher.fetch_page(f, url, decode=decode)
     return asyncio.run(go())
 
 
@@ -140,6 +143,30 @@ def test_gzip_bomb_stops_at_cap_after_decompression(server: LoopbackServer) -> N
         fetch_page(feed(server.url("/f.xml")), server.url("/bomb"), limits)
 
 
+def test_a_page_kept_compressed_comes_as_sent_with_how_to_decode_it(
+        server: LoopbackServer) -> None:
+    page = b"<p>tactical missile</p>" * 1000
+    server.routes["/a"] = (200, {"Content-Encoding": "gzip"}, gzip.compress(page))
+    server.routes["/plain"] = (200, {}, page)
+    server.routes["/br"] = (200, {"Content-Encoding": "br"}, b"\x0b\x02\x80")
+    server.routes["/bomb"] = (200, {"Content-Encoding": "gzip"},
+                              gzip.compress(b"\0" * 50_000_000, compresslevel=9))
+    server.routes["/big"] = (200, {"Content-Encoding": "gzip"}, os.urandom(1_200_000))
+    f, limits = feed(server.url("/f.xml")), HttpLimits(max_page_bytes=1_000_000)
+    kept = fetch_page(f, server.url("/a"), limits, decode=False)
+    assert kept.undecoded == Undecoded("gzip", 1_000_000, f"feed 't': page {server.url('/a')}")
+    assert decode_body(kept.body, kept.undecoded) == page
+    plain = fetch_page(f, server.url("/plain"), limits, decode=False)
+    assert plain.undecoded is None and plain.body == page
+    with pytest.raises(FetchError, match="unsupported Content-Encoding 'br'"):
+        fetch_page(f, server.url("/br"), limits, decode=False)  # refused before sending
+    bomb = fetch_page(f, server.url("/bomb"), limits, decode=False)  # 50 KB as sent
+    with pytest.raises(FetchError, match="over the 1000000 byte cap"):
+        decode_body(bomb.body, bomb.undecoded)
+    with pytest.raises(FetchError, match="over the 1000000 byte cap"):  # as sent, too
+        fetch_page(f, server.url("/big"), limits, decode=False)
+
+
 def test_trickling_server_stops_at_the_deadline(server: LoopbackServer) -> None:
     def trickle(req: Request) -> Response:
         time.sleep(3)
@@ -233,7 +260,7 @@ def test_per_host_and_global_limits_hold(server: LoopbackServer) -> None:
 def test_bounded_decoder_reads_each_encoding_in_small_chunks(coding: str, pack: Any) -> None:
     body = b"<p>tactical missile</p>" * 5000
     data = pack(body)
-    decoder = BoundedDecoder(coding, 1_000_000, "page")
+    decoder = BoundedDecoder(content_coding(coding, "page"), 1_000_000, "page")
     for i in range(0, len(data), 1000):
         decoder.feed(data[i:i + 1000])
     assert decoder.finish() == body
@@ -243,7 +270,9 @@ def test_bounded_decoder_refuses_what_it_cannot_decode() -> None:
     with pytest.raises(FetchError, match=r"page: cannot decode gzip body"):
         BoundedDecoder("gzip", 1000, "page").feed(b"not gzip at all, just bytes")
     with pytest.raises(FetchError, match=r"unsupported Content-Encoding 'br'"):
-        BoundedDecoder("br", 1000, "page")
+        content_coding("br", "page")
+    with pytest.raises(FetchError, match=r"unsupported Content-Encoding 'gzip, gzip'"):
+        content_coding("gzip, gzip", "page")
     with pytest.raises(FetchError, match=r"over the 1000 byte cap"):
         BoundedDecoder("gzip", 1000, "page").feed(gzip.compress(b"x" * 5000))
 

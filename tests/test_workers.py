@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import time
+import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 
 from watcher.errors import ExtractError
 from watcher.extract import extract_page
-from watcher.models import Extracted
+from watcher.models import Extracted, Undecoded
 from watcher.workers import ExtractFunc, ExtractPool, extract_and_sign
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
@@ -248,5 +250,36 @@ def test_workers_run_at_a_lower_priority_than_the_daemon() -> None:
         assert pid is not None
         ours = os.getpriority(os.PRIO_PROCESS, 0)
         assert os.getpriority(os.PRIO_PROCESS, pid) == min(ours + 5, 19)
+
+    with_pool(go)
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_a_compressed_page_is_inflated_where_it_is_extracted(in_process: bool) -> None:
+    """The fetcher hands pages over still compressed; the worker (or the thread,
+    in-process) inflates them under the fetcher's cap, and a bomb costs that page only."""
+    what = "feed 'f': page http://x.test/a"
+    packed = gzip.compress(PAGE)
+    bomb = gzip.compress(b"<p>" + b"a" * 5_000_000 + b"</p>")
+
+    async def go(pool: ExtractPool) -> None:
+        pool.in_process = in_process
+        ok = await pool.extract(packed, "http://x.test/a", "text/html",
+                                Undecoded("gzip", 1_000_000, what))
+        assert "tactical missile system" in ok.text
+        raw = await pool.extract(
+            zlib.compress(PAGE), None, "text/html", Undecoded("deflate", 1_000_000, what))
+        assert raw.text == ok.text
+        with pytest.raises(ExtractError, match=r"page http://x\.test/a: body over the "
+                                               r"1000000 byte cap; stopped"):
+            await pool.extract(bomb, "http://x.test/a", "text/html",
+                               Undecoded("gzip", 1_000_000, what))
+        with pytest.raises(ExtractError, match=r"cannot decode gzip body"):
+            await pool.extract(PAGE, "http://x.test/a", "text/html",
+                               Undecoded("gzip", 1_000_000, what))
+        again = await pool.extract(packed, None, "text/html", Undecoded("gzip", 10**6, what))
+        assert again.text == ok.text
+        if not in_process:
+            assert pool.worker_pages == 5  # every one went through the worker
 
     with_pool(go)

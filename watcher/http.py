@@ -23,12 +23,12 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpcore
 import httpx
-from isal import isal_zlib
 
 from watcher import __version__
 from watcher.connections import AsyncioBackend, Body, Pool
+from watcher.decoding import BoundedDecoder, content_coding
 from watcher.errors import FetchError
-from watcher.models import Feed, FetchResult
+from watcher.models import Feed, FetchResult, Undecoded
 
 USER_AGENT = f"watcher/{__version__} (news keyword alerts; +https://github.com/watcher-alerts/watcher)"
 MAX_REDIRECTS = 5
@@ -73,57 +73,6 @@ def _header_dict(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
         key = name.decode("latin-1").lower()
         headers[key] = f"{headers[key]}, {_text(value)}" if key in headers else _text(value)
     return headers
-
-
-class BoundedDecoder:
-    """Content-Encoding decoding that never produces more than `cap` bytes."""
-
-    def __init__(self, encoding: str, cap: int, what: str) -> None:
-        self.cap, self.what = cap, what
-        self.size = 0
-        self.parts: list[bytes] = []
-        codings = [c.strip().lower() for c in encoding.split(",") if c.strip()]
-        codings = [c for c in codings if c != "identity"]
-        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
-            raise FetchError(f"{what}: unsupported Content-Encoding {encoding!r}")
-        self.coding = codings[0] if codings else None
-        # wbits 47 reads gzip or zlib headers; deflate may also come raw (no header).
-        # ISA-L inflates at more than twice zlib's speed, with zlib's interface.
-        self._z = isal_zlib.decompressobj(47) if self.coding else None
-        self._raw_deflate_tried = False
-
-    def _keep(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.cap:
-            raise FetchError(f"{self.what}: body over the {self.cap} byte cap; stopped")
-        self.parts.append(data)
-
-    def feed(self, chunk: bytes) -> None:
-        if self._z is None:
-            self._keep(chunk)
-            return
-        data = chunk
-        while data:
-            try:
-                out = self._z.decompress(data, self.cap - self.size + 1)
-            except isal_zlib.error as exc:
-                if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
-                    self._raw_deflate_tried = True
-                    self._z = isal_zlib.decompressobj(-15)
-                    continue
-                raise FetchError(f"{self.what}: cannot decode {self.coding} body: {exc}") from None
-            self._keep(out)
-            data = self._z.unconsumed_tail
-            if self._z.eof:
-                break
-
-    def finish(self) -> bytes:
-        if self._z is not None and not self._z.eof:
-            try:
-                self._keep(self._z.flush())
-            except isal_zlib.error as exc:
-                raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
-        return b"".join(self.parts)
 
 
 def _file_path(url: str) -> Path:
@@ -204,8 +153,12 @@ class Fetcher:
 
     # -- pages --------------------------------------------------------------
 
-    async def fetch_page(self, feed: Feed, url: str) -> FetchResult:
-        """An article page linked from `feed`. The link is feed content: untrusted."""
+    async def fetch_page(self, feed: Feed, url: str, *, decode: bool = True) -> FetchResult:
+        """An article page linked from `feed`. The link is feed content: untrusted.
+
+        decode=False keeps a compressed body as it came (`undecoded` says how to
+        decode it, under the same cap): the extraction workers inflate it.
+        """
         what = f"feed {feed.name!r}: page {url}"
         scheme = _scheme(url, what)
         if scheme == "file":
@@ -219,7 +172,7 @@ class Fetcher:
         if scheme not in ("http", "https"):
             raise FetchError(f"{what}: scheme {scheme!r} is not allowed")
         return await self._follow(feed, url, {"Accept": _PAGE_ACCEPT},
-                                  self.limits.max_page_bytes, what)
+                                  self.limits.max_page_bytes, what, decode=decode)
 
     # -- the work -----------------------------------------------------------
 
@@ -236,7 +189,7 @@ class Fetcher:
         return self._public
 
     async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
-                      cap: int, what: str) -> FetchResult:
+                      cap: int, what: str, *, decode: bool = True) -> FetchResult:
         seen: set[str] = set()
         permanent: str | None = None
         all_permanent = True
@@ -254,8 +207,8 @@ class Fetcher:
                 started = loop_time()
                 try:
                     async with asyncio.timeout(budget):
-                        status, resp_headers, body = await self._one(pool, url, headers,
-                                                                     cap, what)
+                        status, resp_headers, body, coding = await self._one(
+                            pool, url, headers, cap, what, decode)
                 except TimeoutError:
                     raise FetchError(f"{what}: no complete answer within "
                                      f"{self.limits.timeout_s:g}s") from None
@@ -277,11 +230,12 @@ class Fetcher:
             if status >= 400:
                 raise FetchError(f"{what}: answered {status}", status=status,
                                  retry_after=resp_headers.get("retry-after"))
-            return FetchResult(url, status, resp_headers, body, permanent_redirect=permanent)
+            return FetchResult(url, status, resp_headers, body, permanent_redirect=permanent,
+                               undecoded=Undecoded(coding, cap, what) if coding else None)
         raise FetchError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
-    async def _one(self, pool: Pool, url: str, headers: dict[str, str],
-                   cap: int, what: str) -> tuple[int, dict[str, str], bytes]:
+    async def _one(self, pool: Pool, url: str, headers: dict[str, str], cap: int, what: str,
+                   decode: bool) -> tuple[int, dict[str, str], bytes, str | None]:
         """One request, straight on the connection pool.
 
         httpx's client around the pool (its models, cookie jar, URL and header
@@ -320,17 +274,19 @@ class Fetcher:
                     # Read the (small) body so the connection goes back to the pool:
                     # a 304 must not cost a new connection, or a TLS handshake.
                     await self._drain(body)
-                    return status, resp_headers, b""
+                    return status, resp_headers, b"", None
                 declared = resp_headers.get("content-length", "")
                 if declared.isdigit() and int(declared) > cap:
                     raise FetchError(f"{what}: declares {int(declared)} bytes, over the "
                                      f"{cap} byte cap")
-                decoder = BoundedDecoder(resp_headers.get("content-encoding", ""), cap, what)
+                coding = content_coding(resp_headers.get("content-encoding", ""), what)
                 # Decoded here, not by a library: a decoder without an output limit
                 # could turn one 64 KB gzip chunk into hundreds of MB before a check.
+                # Kept encoded, the body is still capped, as it came.
+                decoder = BoundedDecoder(coding if decode else None, cap, what)
                 async for chunk in body:
                     decoder.feed(chunk)
-                return status, resp_headers, decoder.finish()
+                return status, resp_headers, decoder.finish(), None if decode else coding
             finally:
                 await body.aclose()  # back to the pool, or closed if the body was cut
         except _REQUEST_ERRORS as exc:

@@ -244,11 +244,13 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
     page_url: str | None = None
     if entry.link and ctx.fetch_pages:
         try:
-            page = await ctx.fetcher.fetch_page(feed, entry.link)
+            # Kept compressed: the extraction worker inflates it, off this process.
+            page = await ctx.fetcher.fetch_page(feed, entry.link, decode=False)
             page_url = page.url
             started = time.perf_counter()
             extracted = await ctx.extractor.extract(page.body, page.url,
-                                                    page.headers.get("content-type"))
+                                                    page.headers.get("content-type"),
+                                                    page.undecoded)
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
         except (FetchError, ExtractError) as exc:
             page_error = str(exc)

@@ -39,6 +39,15 @@ class FeedState:
 
 
 @dataclass(frozen=True)
+class Undecoded:
+    """A body kept as it came over the wire (a compressed page handed to an
+    extraction worker): whoever decodes it stops at `cap` bytes, and names `what`."""
+    coding: str
+    cap: int
+    what: str
+
+
+@dataclass(frozen=True)
 class FetchResult:
     url: str
     status: int
@@ -47,6 +56,8 @@ class FetchResult:
     not_modified: bool = False
     # set when every hop to the final URL was a 301 or 308: the feed moved
     permanent_redirect: str | None = None
+    # set when `body` is still encoded (fetch_page(..., decode=False))
+    undecoded: Undecoded | None = None
 
     @property
     def etag(self) -> str | None:

@@ -32,10 +32,11 @@ from dataclasses import dataclass, field, replace
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from watcher.errors import ExtractError
+from watcher.decoding import decode_body
+from watcher.errors import ExtractError, FetchError
 from watcher.extract import extract_page
 from watcher.identity import signature, to_bytes
-from watcher.models import Extracted
+from watcher.models import Extracted, Undecoded
 
 log = logging.getLogger("watcher.extract")
 
@@ -77,12 +78,23 @@ def _read_exactly(stream: Any, n: int) -> bytes | None:
     return data if data is not None and len(data) == n else None
 
 
+def _decode_and_run(func: ExtractFunc, body: bytes, url: str | None,
+                    content_type: str | None, undecoded: Undecoded | None) -> Extracted:
+    """A page the fetcher kept compressed is inflated here, under its cap: work
+    taken off the daemon's process, which feeds all the workers."""
+    try:
+        body = decode_body(body, undecoded)
+    except FetchError as exc:
+        raise ExtractError(str(exc)) from None
+    return func(body, url, content_type)
+
+
 def _answer(func: ExtractFunc, request: bytes) -> bytes:
-    body, url, content_type = pickle.loads(request)
+    body, url, content_type, undecoded = pickle.loads(request)
     started = time.process_time()
     status: str = "ok"
     try:
-        value: Any = func(body, url, content_type)
+        value: Any = _decode_and_run(func, body, url, content_type, undecoded)
     except ExtractError as exc:
         status, value = "error", str(exc)
     except Exception as exc:  # a bug on one page must cost that page only
@@ -180,32 +192,35 @@ class ExtractPool:
         task = asyncio.get_running_loop().create_task(self._fill())
         task.add_done_callback(_log_failure)
 
-    async def extract(self, body: bytes, url: str | None, content_type: str | None
-                      ) -> Extracted:
+    async def extract(self, body: bytes, url: str | None, content_type: str | None,
+                      undecoded: Undecoded | None = None) -> Extracted:
+        """The page's text; `undecoded` when the fetcher kept the body compressed."""
         self._pending += 1
         try:
             if self.in_process or (not self._started and self._pending < self.spawn_at):
-                return await self._in_thread(body, url, content_type)
-            return await self._in_worker(body, url, content_type)
+                return await self._in_thread(body, url, content_type, undecoded)
+            return await self._in_worker(body, url, content_type, undecoded)
         finally:
             self._pending -= 1
 
-    async def _in_thread(self, body: bytes, url: str | None, content_type: str | None
-                         ) -> Extracted:
+    async def _in_thread(self, body: bytes, url: str | None, content_type: str | None,
+                         undecoded: Undecoded | None) -> Extracted:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(self.func, body, url, content_type), self.timeout_s)
+                asyncio.to_thread(_decode_and_run, self.func, body, url, content_type,
+                                  undecoded), self.timeout_s)
         except TimeoutError:
             # A thread cannot be stopped; it finishes in the background.
             raise ExtractError(f"{url or 'page'}: extraction took longer than "
                                f"{self.timeout_s:g}s; gave up") from None
 
-    async def _in_worker(self, body: bytes, url: str | None, content_type: str | None
-                         ) -> Extracted:
+    async def _in_worker(self, body: bytes, url: str | None, content_type: str | None,
+                         undecoded: Undecoded | None) -> Extracted:
         if self._closed:
             raise ExtractError(f"{url or 'page'}: the extraction pool is closed")
         self._started = True
-        request = pickle.dumps((body, url, content_type), protocol=pickle.HIGHEST_PROTOCOL)
+        request = pickle.dumps((body, url, content_type, undecoded),
+                               protocol=pickle.HIGHEST_PROTOCOL)
         job = _Job(_HEADER.pack(len(request)) + request, url,
                    asyncio.get_running_loop().create_future())
         self._queue.append(job)
