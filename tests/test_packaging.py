@@ -97,3 +97,21 @@ def test_the_rule_language_exports_load_on_first_use() -> None:
     assert watcher.rules.RuleSet is watcher.rules.load.RuleSet
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         watcher.rules.nothing  # noqa: B018 - the access is the test
+
+
+def test_the_daemon_runs_on_uvloop_unless_told_otherwise(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    import uvloop
+
+    from watcher.cli.run import event_loop_factory
+
+    monkeypatch.delenv("WATCHER_EVENT_LOOP", raising=False)
+    factory = event_loop_factory()
+    assert factory is not None
+    loop = factory()
+    try:
+        assert isinstance(loop, uvloop.Loop)
+    finally:
+        loop.close()
+    monkeypatch.setenv("WATCHER_EVENT_LOOP", "asyncio")
+    assert event_loop_factory() is None

