@@ -90,6 +90,12 @@ def test_extraction_workers_do_not_load_the_rule_language() -> None:
         "httpx")) == ["watcher.rules", "watcher.rules.text"]
 
 
+def test_the_daemon_does_not_load_the_config_editor() -> None:
+    """ruamel.yaml is for `watcher feeds add` editing the config in place: 1.6 MB the
+    daemon's process would carry, against a memory target at 10,000 feeds."""
+    assert _loaded_by("watcher.cli", ("ruamel", "watcher.settings_edit")) == []
+
+
 def test_the_rule_language_exports_load_on_first_use() -> None:
     import watcher.rules
 

@@ -17,7 +17,6 @@ from watcher.models import Feed, ParsedFeed
 from watcher.opml import Subscription, read_opml, slug, write_opml
 from watcher.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.settings import config_path, load_settings, parse_duration
-from watcher.settings_edit import add_feeds
 from watcher.store import Store
 
 
@@ -137,6 +136,8 @@ def cmd_add(args: argparse.Namespace) -> int:
         entry["tags"] = list(args.tag)
     if args.allow_private:
         entry["allow_private"] = True
+    from watcher.settings_edit import add_feeds  # ruamel.yaml: not in the daemon
+
     added = add_feeds(path, [entry])
     if not added:
         print(f"feeds add: {feed_url} is already in {path}")
@@ -175,6 +176,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             entry["tags"] = tags
         entries.append(entry)
     progress.close()
+    from watcher.settings_edit import add_feeds
+
     added = add_feeds(path, entries)
     load_settings(path)
     print(f"imported {len(added)} feed(s) from {source} into {path}"
