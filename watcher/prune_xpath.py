@@ -188,7 +188,7 @@ def _string(node: Node) -> StringOf:
         return lambda el: first(el) or ""
     if kind == "call" and node[1] == "translate" and len(node[2]) == 3:
         source = _string(node[2][0])
-        table = _translation(_literal(node[2][1]), _literal(node[2][2]))
+        table = _translate_table(node[2])
         return lambda el: source(el).translate(table)
     raise Unsupported(f"no string value for {node[0]} {node[1]!r}")
 
@@ -197,6 +197,18 @@ def _literal(node: Node) -> str:
     if node[0] != "lit":
         raise Unsupported(f"a literal was expected, found {node[0]}")
     return str(node[1])
+
+
+def _regex(args: list[Node]) -> re.Pattern[str]:
+    """re:test's pattern (second argument) with its flags (third), compiled as lxml's
+    EXSLT support compiles it."""
+    flags = re.IGNORECASE if len(args) == 3 and "i" in _literal(args[2]) else 0
+    return re.compile(_literal(args[1]), re.UNICODE | flags)
+
+
+def _translate_table(args: list[Node]) -> dict[int, int | None]:
+    """translate()'s table, from its second and third arguments."""
+    return _translation(_literal(args[1]), _literal(args[2]))
 
 
 def _translation(source: str, target: str) -> dict[int, int | None]:
@@ -261,17 +273,9 @@ def _call(name: str, args: list[Node]) -> Predicate:
             return lambda el: needle in haystack(el)
         return lambda el: haystack(el).startswith(needle)
     if name == "re:test" and len(args) in (2, 3):
-        flags = re.IGNORECASE if len(args) == 3 and "i" in _literal(args[2]) else 0
-        search = re.compile(_literal(args[1]), re.UNICODE | flags).search
         # What lxml's EXSLT re:test does: Python's re.search on the string value.
+        search = _regex(args).search
         on_empty = search("") is not None
-        if args[0][0] == "attrs" and len(args[0][1]) == 1:
-            attribute = args[0][1][0]
-
-            def test_one(el: Any) -> bool:
-                value = el.get(attribute)
-                return on_empty if not value else search(value) is not None
-            return test_one
         if args[0][0] == "attrs":
             first = _first_of(args[0][1])
 
@@ -304,8 +308,7 @@ def _bare_string(node: Node) -> str | None:
         return ""
     if node[0] == "call" and node[1] == "translate" and len(node[2]) == 3:
         source = _bare_string(node[2][0])
-        return None if source is None else source.translate(
-            _translation(_literal(node[2][1]), _literal(node[2][2])))
+        return None if source is None else source.translate(_translate_table(node[2]))
     return None
 
 
@@ -324,8 +327,10 @@ def _bare(node: Node) -> bool | None:
             return decisive
         return None if None in values else not decisive
     if kind == "eq":
-        left = _bare_string(node[1]) if node[1][0] != "attrs" else None
-        return False if node[1][0] == "attrs" else (None if left is None else left == node[2])
+        if node[1][0] == "attrs":
+            return False  # no attribute: an empty node-set equals nothing
+        left = _bare_string(node[1])
+        return None if left is None else left == node[2]
     if kind == "call":
         name, args = node[1], node[2]
         if name == "not":
@@ -339,8 +344,7 @@ def _bare(node: Node) -> bool | None:
         if name == "starts-with":
             return subject.startswith(_literal(args[1]))
         if name == "re:test":
-            flags = re.IGNORECASE if len(args) == 3 and "i" in _literal(args[2]) else 0
-            return re.search(_literal(args[1]), subject, re.UNICODE | flags) is not None
+            return _regex(args).search(subject) is not None
     return None
 
 
