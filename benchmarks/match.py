@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 
 import yaml
 
-from watcher.models import Article
+from watcher.core.models import Article
 from watcher.rules import compile_rules, parse_rules
 
 SYLLABLES = ["ka", "ro", "mi", "sel", "tan", "dor", "vek", "lu", "pra", "zin", "mo", "ret",

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from watcher.errors import DeliveryError
-from watcher.models import Alert, Article, Digest, Hit, Match
-from watcher.store import Store
+from watcher.core.errors import DeliveryError
+from watcher.core.models import Alert, Article, Digest, Hit, Match
+from watcher.store.sqlite import Store
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import yaml
 
 from tests.servers import LoopbackServer, Request, Response
-from watcher.daemon import Daemon
 from watcher.rules import compile_rules, load_rules
-from watcher.settings import load_settings
+from watcher.service.daemon import Daemon
+from watcher.settings.config import load_settings
 
 FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         b"<item><guid>1</guid><title>One</title></item></channel></rss>")

@@ -12,8 +12,8 @@ from tests.conftest import run_watcher
 from tests.delivery_helpers import Clock, RecordingChannel, add_match, statuses
 from tests.servers import LoopbackServer, WebhookReceiver
 from tests.test_e2e import write_config
-from watcher.dispatch import Dispatcher, claim_owner
-from watcher.store import Store
+from watcher.delivery.dispatch import Dispatcher, claim_owner
+from watcher.store.sqlite import Store
 
 
 def test_list_failed_and_dead_then_retry_all_dead(

@@ -216,10 +216,10 @@ def test_two_processes_on_one_database_send_each_delivery_once(
 DISPATCH_SCRIPT = """
 import asyncio, sys
 from datetime import UTC, datetime
-from watcher.channels import build_channels
-from watcher.dispatch import Dispatcher
-from watcher.settings import load_settings
-from watcher.store import Store
+from watcher.delivery.channels import build_channels
+from watcher.delivery.dispatch import Dispatcher
+from watcher.settings.config import load_settings
+from watcher.store.sqlite import Store
 
 async def main():
     settings = load_settings(sys.argv[1])

@@ -20,10 +20,10 @@ from tests.conftest import ROOT
 from tests.delivery_helpers import T0, Clock, add_match, statuses, store_at
 from tests.servers import LoopbackServer, Request, Response, wait_for
 from tests.test_e2e import write_config
-from watcher.channels import load_templates
-from watcher.channels.webhook import WebhookChannel
-from watcher.dispatch import Dispatcher
-from watcher.store import from_ts
+from watcher.delivery.channels import load_templates
+from watcher.delivery.channels.webhook import WebhookChannel
+from watcher.delivery.dispatch import Dispatcher
+from watcher.store.sqlite import from_ts
 
 
 class FlakyReceiver(LoopbackServer):

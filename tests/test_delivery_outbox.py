@@ -18,11 +18,11 @@ from tests.delivery_helpers import (
     statuses,
     store_at,
 )
-from watcher.digest import Policy
-from watcher.dispatch import Dispatcher
-from watcher.errors import DeliveryError
-from watcher.models import Alert, Digest
-from watcher.store import Store
+from watcher.core.digest import Policy
+from watcher.core.errors import DeliveryError
+from watcher.core.models import Alert, Digest
+from watcher.delivery.dispatch import Dispatcher
+from watcher.store.sqlite import Store
 
 UTC_TZ = ZoneInfo("UTC")
 

@@ -22,10 +22,10 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from tests.conftest import run_watcher
 from tests.delivery_helpers import alert
 from tests.servers import LoopbackServer
-from watcher.channels import load_templates
-from watcher.channels.email import EmailChannel, Smtp
-from watcher.errors import DeliveryError
-from watcher.models import Digest
+from watcher.core.errors import DeliveryError
+from watcher.core.models import Digest
+from watcher.delivery.channels import load_templates
+from watcher.delivery.channels.email import EmailChannel, Smtp
 
 USER, PASSWORD = "watcher", "pa55-w0rd-from-env"
 

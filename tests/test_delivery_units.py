@@ -13,11 +13,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.delivery_helpers import T0, alert
-from watcher import signing
-from watcher.channels import DEFAULT_TEMPLATES, load_templates
-from watcher.channels.email import build_message
-from watcher.channels.webhook import ntfy_target
-from watcher.digest import (
+from watcher.core.digest import (
     Policy,
     digest_id,
     group,
@@ -26,9 +22,13 @@ from watcher.digest import (
     parse_cooldown,
     parse_digest,
 )
-from watcher.errors import ConfigError
-from watcher.models import Digest
-from watcher.render import (
+from watcher.core.errors import ConfigError
+from watcher.core.models import Digest
+from watcher.delivery import signing
+from watcher.delivery.channels import DEFAULT_TEMPLATES, load_templates
+from watcher.delivery.channels.email import build_message
+from watcher.delivery.channels.webhook import ntfy_target
+from watcher.delivery.render import (
     clean_line,
     discord_payload,
     mark_html,
@@ -36,7 +36,7 @@ from watcher.render import (
     slack_payload,
     teams_payload,
 )
-from watcher.templating import FILES, TemplateError, compile_templates
+from watcher.delivery.templating import FILES, TemplateError, compile_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC_TZ = ZoneInfo("UTC")
@@ -303,7 +303,7 @@ def test_config_templates_are_the_shipped_defaults() -> None:
 def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> None:
     bad = tmp_path / "subject.txt"
     bad.write_text("{{ alert.title }")
-    from watcher.settings import TemplatePaths
+    from watcher.settings.config import TemplatePaths
 
     with pytest.raises(ConfigError, match=r"channel 'mail': template .*subject.txt:1"):
         load_templates("mail", TemplatePaths(subject=bad))
@@ -317,7 +317,7 @@ def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> Non
 
 
 def test_custom_template_is_used(tmp_path: Path) -> None:
-    from watcher.settings import TemplatePaths
+    from watcher.settings.config import TemplatePaths
 
     (tmp_path / "s.txt").write_text("ALERT {{ rule }} / {{ count }}")
     templates = load_templates("mail", TemplatePaths(subject=tmp_path / "s.txt"))
@@ -335,7 +335,7 @@ def test_apprise_channel_without_the_package_is_a_config_error(
 
     import yaml
 
-    from watcher.settings import load_settings
+    from watcher.settings.config import load_settings
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -350,7 +350,7 @@ def test_apprise_channel_without_the_package_is_a_config_error(
 def test_webhook_secret_must_be_valid_whsec(tmp_path: Path) -> None:
     import yaml
 
-    from watcher.settings import load_settings
+    from watcher.settings.config import load_settings
 
     (tmp_path / "w.yaml").write_text(yaml.safe_dump({
         "database": "db", "rules": "r.yaml",

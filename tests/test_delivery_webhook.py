@@ -12,10 +12,10 @@ from standardwebhooks import Webhook
 
 from tests.delivery_helpers import alert
 from tests.servers import LoopbackServer, Request, Response, WebhookReceiver
-from watcher.channels import load_templates
-from watcher.channels.webhook import WebhookChannel
-from watcher.errors import DeliveryError
-from watcher.models import Digest
+from watcher.core.errors import DeliveryError
+from watcher.core.models import Digest
+from watcher.delivery.channels import load_templates
+from watcher.delivery.channels.webhook import WebhookChannel
 
 SECRET = "whsec_" + base64.b64encode(b"a-32-byte-long-secret-for-tests!").decode()
 TOKEN = "T0KEN-in-the-url-9f8e7d"
@@ -175,7 +175,7 @@ def test_errors_never_show_the_url_or_its_token(server: LoopbackServer) -> None:
 
 def test_apprise_json_url_reaches_a_loopback_receiver(server: LoopbackServer) -> None:
     pytest.importorskip("apprise")
-    from watcher.channels.apprise import AppriseChannel
+    from watcher.delivery.channels.apprise import AppriseChannel
 
     server.routes["/notify"] = (200, {}, b"ok")
     port = server.port

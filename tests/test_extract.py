@@ -1,4 +1,4 @@
-"""watcher.extract: page bytes -> main text; which text an article keeps."""
+"""watcher.extract.page: page bytes -> main text; which text an article keeps."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.extract import SHORT_RATIO, choose_text, decode_page, extract_page
-from watcher.models import Article, Entry, Extracted
+from watcher.core.models import Article, Entry, Extracted
+from watcher.extract.page import SHORT_RATIO, choose_text, decode_page, extract_page
 from watcher.rules import compile_rules, parse_rules
 
 ARTICLES = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
@@ -127,7 +127,7 @@ def test_our_parsing_and_dropping_give_trafilaturas_own_text(name: str) -> None:
     text to load and clean itself, finds the same text."""
     import trafilatura
 
-    from watcher.extract import _extraction_options
+    from watcher.extract.page import _extraction_options
 
     body = _FORUM.encode() if name == "forum" else (ARTICLES / name).read_bytes()
     untouched = trafilatura.bare_extraction(decode_page(body, HTML),
@@ -254,7 +254,7 @@ def test_short_ratio_is_a_fraction() -> None:
      {"date": "2020-02-02", "language": None}),
 ])
 def test_page_metadata_first_values(page: str, expected: dict[str, str | None]) -> None:
-    from watcher.extract import page_metadata, parse_page
+    from watcher.extract.page import page_metadata, parse_page
 
     meta = page_metadata(parse_page(page))
     assert {k: meta[k] for k in expected} == expected

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 
 from tests.servers import LoopbackServer, Request, Response
-from watcher.connections import is_public_address
-from watcher.decoding import BoundedDecoder, content_coding, decode_body
-from watcher.errors import FetchError
-from watcher.http import Fetcher, HttpLimits
-from watcher.models import Feed, Undecoded
+from watcher.core.errors import FetchError
+from watcher.core.models import Feed, Undecoded
+from watcher.fetch.client import Fetcher, HttpLimits
+from watcher.fetch.connections import is_public_address
+from watcher.fetch.decoding import BoundedDecoder, content_coding, decode_body
 
 
 @pytest.fixture
@@ -307,7 +307,7 @@ def test_unusable_links_are_that_page_s_error(url: str, reason: str) -> None:
 
 
 def test_repeated_response_headers_are_joined() -> None:
-    from watcher.http import _header_dict
+    from watcher.fetch.client import _header_dict
 
     assert _header_dict([(b"Link", b"<a>"), (b"X-Y", b"caf\xc3\xa9"), (b"link", b"<b>"),
                          (b"X-Z", b"caf\xe9")]) == {

@@ -11,10 +11,10 @@ import httpcore
 import pytest
 import trustme
 
-import watcher.connections as connections
-from watcher.errors import FetchError
-from watcher.http import Fetcher, HttpLimits
-from watcher.models import Feed
+import watcher.fetch.connections as connections
+from watcher.core.errors import FetchError
+from watcher.core.models import Feed
+from watcher.fetch.client import Fetcher, HttpLimits
 
 Handler = Callable[[str, asyncio.StreamWriter], Awaitable[None]]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.stories import OTHER, WIRE
-from watcher.identity import (
+from watcher.core.identity import (
     StoryIndex,
     band_keys,
     canonical_url,
@@ -17,8 +17,8 @@ from watcher.identity import (
     to_bytes,
     trusted_canonical,
 )
-from watcher.models import Article
-from watcher.store import Store
+from watcher.core.models import Article
+from watcher.store.sqlite import Store
 
 NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
 

@@ -82,18 +82,18 @@ def test_console_script_module_imports_nothing_heavy() -> None:
 
 
 def test_extraction_workers_do_not_load_the_rule_language() -> None:
-    """The forkserver imports watcher.workers at every start of the pool; the
-    workers need the words of a text (watcher.rules.text), not rules.yaml's
+    """The forkserver imports watcher.service.workers at every start of the pool; the
+    workers need the words of a text (watcher.core.text), not rules.yaml's
     validation and compiler."""
-    assert _loaded_by("watcher.workers", (
+    assert _loaded_by("watcher.service.workers", (
         "watcher.rules", "pydantic", "yaml", "ahocorasick", "re2", "luqum", "sqlite_utils",
-        "httpx")) == ["watcher.rules", "watcher.rules.text"]
+        "httpx")) == []
 
 
 def test_the_daemon_does_not_load_the_config_editor() -> None:
     """ruamel.yaml is for `watcher feeds add` editing the config in place: 1.6 MB the
     daemon's process would carry, against a memory target at 10,000 feeds."""
-    assert _loaded_by("watcher.cli", ("ruamel", "watcher.settings_edit")) == []
+    assert _loaded_by("watcher.cli", ("ruamel", "watcher.settings.edit")) == []
 
 
 def test_the_rule_language_exports_load_on_first_use() -> None:

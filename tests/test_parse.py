@@ -1,4 +1,4 @@
-"""watcher.parse: feed bytes + headers -> entries, or a ParseError."""
+"""watcher.core.parse: feed bytes + headers -> entries, or a ParseError."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.errors import ParseError
-from watcher.parse import html_to_text, parse_feed
+from watcher.core.errors import ParseError
+from watcher.core.parse import html_to_text, parse_feed
 
 ROOT = Path(__file__).resolve().parents[1]
 RSS_HEADERS = {"content-type": "application/rss+xml; charset=utf-8"}

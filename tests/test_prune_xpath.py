@@ -1,4 +1,4 @@
-"""watcher.prune_xpath selects what libxml2 selects: for trafilatura's own pruning
+"""watcher.extract.prune_xpath selects what libxml2 selects: for trafilatura's own pruning
 expressions and for the XPath subset it claims, on random and real trees."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from lxml import etree, html
 from lxml.etree import XPath
 
 from benchmarks.corpus import CorpusSpec, build, render_page
-from watcher import prune_xpath
-from watcher.extract import extract_page
-from watcher.prune_xpath import PrunePath, Unsupported
+from watcher.extract import prune_xpath
+from watcher.extract.page import extract_page
+from watcher.extract.prune_xpath import PrunePath, Unsupported
 
 REGEXP = {"re": "http://exslt.org/regular-expressions"}
 SEEDS = Path(__file__).resolve().parent.parent / "seeds" / "feeds" / "articles"

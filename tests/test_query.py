@@ -18,9 +18,9 @@ import yaml
 from tests.conftest import ROOT, run_watcher
 from tests.servers import LoopbackServer, WebhookReceiver
 from tests.test_e2e import SEED_TITLE, VARIANT_TITLE, write_config
-from watcher.errors import RuleError
-from watcher.extract import extract_page
-from watcher.models import Article
+from watcher.core.errors import RuleError
+from watcher.core.models import Article
+from watcher.extract.page import extract_page
 from watcher.rules import compile_rules, parse_rules
 from watcher.rules.examples import run_examples
 from watcher.rules.schema import rules_schema_text
@@ -414,7 +414,7 @@ def test_rules_test_backtests_the_archive_without_sending(
 @pytest.mark.parametrize("text", ["", "a", " a", "a ", "tactical missile", "  x  y--z ",
                                   "End.", "1984 and 2024-05-21: 3 dates"])
 def test_word_bounds_agree_with_split_words(text: str) -> None:
-    from watcher.rules.text import split_words, word_bounds
+    from watcher.core.text import split_words, word_bounds
 
     fast = [int(x) for x in word_bounds(text)]
     words, ends = split_words(text)
@@ -437,7 +437,7 @@ def test_hit_offsets_stay_right_past_many_hits() -> None:
 
 
 def test_unseen_words_among_cached_ones_are_stemmed() -> None:
-    from watcher.rules.text import stem_words
+    from watcher.core.text import stem_words
 
     stem_words(["missiles", "fired"], "en")  # now cached
     got = stem_words(["missiles", "zorbulating", "fired", "zorbulating", "launchers"], "en")

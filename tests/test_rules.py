@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from watcher.errors import RuleError
-from watcher.models import Article
+from watcher.core.errors import RuleError
+from watcher.core.models import Article
 from watcher.rules import compile_rules, load_rules, parse_rules
 
 ROOT = Path(__file__).resolve().parents[1]

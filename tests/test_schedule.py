@@ -1,4 +1,4 @@
-"""watcher.schedule, table-driven, with a fixed `now` and seeded random numbers."""
+"""watcher.core.schedule, table-driven, with a fixed `now` and seeded random numbers."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from watcher.parse import update_period_s
-from watcher.schedule import (
+from watcher.core.parse import update_period_s
+from watcher.core.schedule import (
     DELIVERY_BACKOFF_S,
     RETRY_AFTER_CAP_S,
     PollPolicy,

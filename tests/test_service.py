@@ -14,9 +14,9 @@ import yaml
 from tests.conftest import ROOT, run_watcher
 from tests.servers import LoopbackServer, WebhookReceiver, wait_for
 from tests.test_e2e import SEED_TITLE, write_config
-from watcher.lock import holder
-from watcher.models import Article
-from watcher.store import Store
+from watcher.core.models import Article
+from watcher.service.lock import holder
+from watcher.store.sqlite import Store
 
 
 def test_second_daemon_refuses_while_read_only_commands_work(
@@ -84,7 +84,7 @@ def _article(feed: str, entry: str, fetched: datetime) -> Article:
 
 
 def test_prune_keeps_matched_and_waiting_articles_longer(tmp_path: Path) -> None:
-    from watcher.models import Hit, Match
+    from watcher.core.models import Hit, Match
 
     store = Store(tmp_path / "w.db")
     now = datetime.now(UTC)

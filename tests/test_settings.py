@@ -1,4 +1,4 @@
-"""watcher.settings: config file + environment -> validated Settings, or a precise error."""
+"""watcher.settings.config: config file + environment -> validated Settings, or a precise error."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.errors import ConfigError
-from watcher.settings import (
+from watcher.core.errors import ConfigError
+from watcher.settings.config import (
     DEFAULT_CONFIG,
     JsonlChannel,
     WebhookChannel,

@@ -1,4 +1,4 @@
-"""watcher.store: writes nested in one feed's transaction undo only themselves."""
+"""watcher.store.sqlite: writes nested in one feed's transaction undo only themselves."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from watcher.models import Article
-from watcher.store import Store
+from watcher.core.models import Article
+from watcher.store.sqlite import Store
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from watcher.errors import ExtractError
-from watcher.extract import extract_page
-from watcher.models import Extracted, Undecoded
-from watcher.workers import ExtractFunc, ExtractPool, extract_and_sign
+from watcher.core.errors import ExtractError
+from watcher.core.models import Extracted, Undecoded
+from watcher.extract.page import extract_page
+from watcher.service.workers import ExtractFunc, ExtractPool, extract_and_sign
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
 
@@ -212,7 +212,7 @@ def test_a_worker_stopped_from_two_threads_at_once_is_stopped_once() -> None:
     import multiprocessing
     import threading
 
-    from watcher.workers import _kill
+    from watcher.service.workers import _kill
 
     process = multiprocessing.get_context("spawn").Process(target=time.sleep, args=(60,))
     process.start()

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from watcher import __version__
 from watcher.cli import archive, check, deliveries, feeds, rules, run
-from watcher.errors import WatcherError
+from watcher.core.errors import WatcherError
 
 COMMANDS = (run, check, feeds, deliveries, archive, rules)
 

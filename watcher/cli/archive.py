@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from watcher.cli.common import Progress, load_settings_for
-from watcher.errors import ConfigError
-from watcher.lock import holder
-from watcher.settings import parse_duration
-from watcher.store import Store
+from watcher.core.errors import ConfigError
+from watcher.service.lock import holder
+from watcher.settings.config import parse_duration
+from watcher.store.sqlite import Store
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from watcher.channels import check_channels
 from watcher.cli.common import load_all
+from watcher.delivery.channels import check_channels
 from watcher.rules.match import describe
 
 

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watcher.rules import RuleSet, load_rules
-from watcher.settings import Settings, config_path, load_settings
+from watcher.settings.config import Settings, config_path, load_settings
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
 _TOKEN_PARAMS = re.compile(
@@ -62,7 +62,7 @@ class JsonFormatter(logging.Formatter):
             "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds").replace("+00:00", "Z"),
             "level": record.levelname.lower(),
-            "stage": stage.group(1) if stage else record.name.removeprefix("watcher."),
+            "stage": stage.group(1) if stage else record.name.rpartition(".")[2],
             "feed": feed.group(1) if feed else None,
             "rule": rule.group(1) if rule else None,
             "message": message,

@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
-from watcher.errors import ConfigError
-from watcher.settings import config_path, load_settings
-from watcher.store import Store
+from watcher.core.errors import ConfigError
+from watcher.settings.config import config_path, load_settings
+from watcher.store.sqlite import Store
 
 # what people ask for -> the stored status ("failed" = failed at least once, retrying)
 STATUSES = {"pending": "pending", "held": "pending", "failed": "retrying",

@@ -11,13 +11,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from watcher.cli.common import Progress
-from watcher.errors import ConfigError, FetchError, ParseError
-from watcher.http import Fetcher, HttpLimits
-from watcher.models import Feed, ParsedFeed
-from watcher.opml import Subscription, read_opml, slug, write_opml
-from watcher.parse import discover_feeds, looks_like_html, parse_feed
-from watcher.settings import config_path, load_settings, parse_duration
-from watcher.store import Store
+from watcher.core.errors import ConfigError, FetchError, ParseError
+from watcher.core.models import Feed, ParsedFeed
+from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
+from watcher.fetch.client import Fetcher, HttpLimits
+from watcher.settings.config import config_path, load_settings, parse_duration
+from watcher.settings.opml import Subscription, read_opml, slug, write_opml
+from watcher.store.sqlite import Store
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -136,7 +136,7 @@ def cmd_add(args: argparse.Namespace) -> int:
         entry["tags"] = list(args.tag)
     if args.allow_private:
         entry["allow_private"] = True
-    from watcher.settings_edit import add_feeds  # ruamel.yaml: not in the daemon
+    from watcher.settings.edit import add_feeds  # ruamel.yaml: not in the daemon
 
     added = add_feeds(path, [entry])
     if not added:
@@ -176,7 +176,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             entry["tags"] = tags
         entries.append(entry)
     progress.close()
-    from watcher.settings_edit import add_feeds
+    from watcher.settings.edit import add_feeds
 
     added = add_feeds(path, entries)
     load_settings(path)

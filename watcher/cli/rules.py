@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import Progress
-from watcher.errors import ConfigError, RuleError
+from watcher.core.errors import ConfigError, RuleError
 from watcher.rules import RuleSet, compile_rules, load_rules
 from watcher.rules.backtest import backtest
 from watcher.rules.examples import run_examples
 from watcher.rules.schema import rules_schema_text
-from watcher.settings import Settings, config_path, load_settings, parse_duration
-from watcher.store import Store
+from watcher.settings.config import Settings, config_path, load_settings, parse_duration
+from watcher.store.sqlite import Store
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -119,6 +119,6 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 
 def _marked(snippet: str, matched: list[str]) -> str:
-    from watcher.render import mark
+    from watcher.delivery.render import mark
 
     return mark(snippet, tuple(matched))

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import load_all, setup_logging
-from watcher.lock import DaemonLock
 from watcher.rules import compile_rules
+from watcher.service.lock import DaemonLock
 
 log = logging.getLogger("watcher")
 
@@ -31,7 +31,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from watcher.daemon import Daemon
+    from watcher.service.daemon import Daemon
 
     settings, ruleset = load_all(args)
     setup_logging(args.verbose, settings.secrets, args.log_format)

@@ -17,7 +17,7 @@ _MODULE_OF = {"RuleSet": "load", "load_rules": "load", "parse_rules": "load",
 
 def __getattr__(name: str) -> Any:
     """The exports load on first use. The extraction workers import only
-    watcher.rules.text (the words of a text's signature); importing the rule
+    watcher.core.text (the words of a text's signature); importing the rule
     language's validation and compiler as well cost each start of the workers
     about 0.1 s of CPU."""
     module = _MODULE_OF.get(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from watcher.models import Article, Match
+from watcher.core.models import Article, Match
 from watcher.rules.match import CompiledRules
 
 

@@ -24,10 +24,8 @@ from typing import Any
 import ahocorasick
 import numpy as np
 
-from watcher.models import Article
-from watcher.rules.query import KEYWORD_FIELDS, Leaf, Prefix, QueryError, Regex
-from watcher.rules.regex import RegexError, regex_set, word_regex
-from watcher.rules.text import (
+from watcher.core.models import Article
+from watcher.core.text import (
     fold,
     fold_words,
     folded_words,
@@ -36,6 +34,8 @@ from watcher.rules.text import (
     word_bounds,
     words_of,
 )
+from watcher.rules.query import KEYWORD_FIELDS, Leaf, Prefix, QueryError, Regex
+from watcher.rules.regex import RegexError, regex_set, word_regex
 
 # A stream is one way of normalising words: (stemmed?, accents folded?).
 Stream = tuple[bool, bool]

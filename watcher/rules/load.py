@@ -20,12 +20,12 @@ from pydantic import (
     field_validator,
 )
 
-from watcher.digest import parse_cooldown, parse_digest
-from watcher.errors import RuleError
-from watcher.models import FIELDS, Article, Rule
+from watcher.core.digest import parse_cooldown, parse_digest
+from watcher.core.errors import RuleError
+from watcher.core.models import FIELDS, Article, Rule
+from watcher.core.text import words_of
 from watcher.rules.compile import leaf_problem
 from watcher.rules.query import TEXT_FIELDS, Node, QueryError, leaves, rule_tree, true_without_terms
-from watcher.rules.text import words_of
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 

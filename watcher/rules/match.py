@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from watcher.models import FIELDS, Article, Hit, Match, Rule
+from watcher.core.models import FIELDS, Article, Hit, Match, Rule
+from watcher.core.text import language_code
 from watcher.rules.compile import LiteralIndex, literals_of
 from watcher.rules.evaluate import BNode, Bound, bind, evaluate, positive_leaves
 from watcher.rules.load import RuleSet
 from watcher.rules.query import KEYWORD_FIELDS, TEXT_FIELDS, Leaf, Prefix, rule_tree
 from watcher.rules.snippet import snippet
-from watcher.rules.text import language_code
 
 _FIELD_ORDER = {f: i for i, f in enumerate(TEXT_FIELDS)}
 

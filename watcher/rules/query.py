@@ -20,7 +20,7 @@ from luqum import tree
 from luqum.exceptions import IllegalCharacterError, ParseError, ParseSyntaxError
 from luqum.parser import parser as _luqum
 
-from watcher.models import Rule
+from watcher.core.models import Rule
 
 TEXT_FIELDS: tuple[str, ...] = ("title", "summary", "body", "author", "url")
 KEYWORD_FIELDS: tuple[str, ...] = ("feed", "tag")

@@ -1,0 +1,240 @@
+"""Plain frozen data passed between the stages of the pipeline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+TextSource = Literal["page", "feed-content", "feed-summary", "none"]
+DeliveryStatus = Literal["pending", "retrying", "sent", "dead"]
+FIELDS: tuple[str, ...] = ("title", "summary", "body")
+
+
+@dataclass(frozen=True)
+class Feed:
+    """A feed as the operator configured it."""
+
+    name: str
+    url: str
+    interval_s: float
+    tags: tuple[str, ...] = ()
+    allow_private: bool = False
+    min_interval_s: float = 120.0
+    max_interval_s: float = 3600.0
+    adaptive: bool = True
+
+
+@dataclass(frozen=True)
+class FeedState:
+    """What the store remembers about a feed between polls."""
+
+    name: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    next_poll_at: datetime | None = None
+    consecutive_failures: int = 0
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class Undecoded:
+    """A body kept as it came over the wire (a compressed page handed to an
+    extraction worker): whoever decodes it stops at `cap` bytes, and names `what`."""
+    coding: str
+    cap: int
+    what: str
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    url: str
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    not_modified: bool = False
+    # set when every hop to the final URL was a 301 or 308: the feed moved
+    permanent_redirect: str | None = None
+    # set when `body` is still encoded (fetch_page(..., decode=False))
+    undecoded: Undecoded | None = None
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One item of a parsed feed."""
+
+    entry_id: str
+    link: str | None
+    title: str
+    summary: str
+    content: str
+    published: datetime | None
+    author: str | None = None
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str
+    entries: tuple[Entry, ...]
+    ttl_minutes: int | None = None
+    sy_period_s: float | None = None  # RSS syndication module: seconds between updates
+
+
+@dataclass(frozen=True)
+class Extracted:
+    """What trafilatura found in a page."""
+
+    text: str
+    title: str | None = None
+    author: str | None = None
+    date: str | None = None
+    language: str | None = None
+    sitename: str | None = None
+    canonical: str | None = None  # the page's <link rel="canonical">, untrusted
+    signature: bytes | None = None  # MinHash of `text`, made where the text was extracted
+
+
+@dataclass(frozen=True)
+class Article:
+    feed: str
+    entry_id: str
+    url: str | None
+    title: str
+    summary: str
+    body: str
+    text_source: TextSource
+    published: datetime | None
+    fetched_at: datetime
+    author: str | None = None
+    language: str | None = None
+    sitename: str | None = None
+    tags: tuple[str, ...] = ()
+    page_error: str | None = None
+    id: int | None = None
+    canonical_url: str | None = None
+    story_id: int | None = None  # the id of the story's first article
+    signature: bytes | None = None  # MinHash of the text, for near-duplicates
+
+    def field_text(self, name: str) -> str:
+        return {"title": self.title, "summary": self.summary, "body": self.body}.get(name, "")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One occurrence of a phrase in one field, with offsets into that field's text."""
+
+    field: str
+    phrase: str
+    start: int
+    end: int
+    matched: str
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    any: tuple[str, ...] = ()
+    all: tuple[str, ...] = ()
+    none: tuple[str, ...] = ()
+    fields: tuple[str, ...] = FIELDS
+    feeds: tuple[str, ...] = ()
+    notify: tuple[str, ...] = ()
+    line: int | None = None
+    # alert fatigue (see watcher.core.digest): hold repeats for `cooldown_s` after an
+    # alert, or send only digests ("hourly", "daily", "HH:MM")
+    cooldown_s: float | None = None
+    digest: str | None = None
+    # the rule language (see watcher.rules): a Lucene query, ANDed with any/all/none
+    query: str = ""
+    default_operator: str = "OR"
+    tags: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    min_hits: int = 1
+    stem: bool = True
+    accents: str = "fold"  # or "exact"
+
+
+@dataclass(frozen=True)
+class Match:
+    rule: str
+    hits: tuple[Hit, ...]
+    field: str
+    snippet: str
+    query: str = ""
+
+
+@dataclass(frozen=True)
+class Alert:
+    """Everything a channel needs to tell a person why an alert fired.
+
+    Frozen at match time so that later edits to rules.yaml do not change what a
+    pending delivery says.
+    """
+
+    delivery_id: str
+    rule: str
+    query: str
+    title: str
+    url: str | None
+    feed: str
+    published: str | None
+    field: str
+    snippet: str
+    matched: tuple[str, ...] = ()
+    article_id: int | None = None
+    text_source: str = "page"
+    # other copies of the story: (feed, title, url), filled in when it is sent
+    sources: tuple[tuple[str, str, str | None], ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "id": self.delivery_id,
+            "rule": self.rule,
+            "query": self.query,
+            "title": self.title,
+            "url": self.url,
+            "feed": self.feed,
+            "published": self.published,
+            "field": self.field,
+            "snippet": self.snippet,
+            "matched": list(self.matched),
+            "article_id": self.article_id,
+            "text_source": self.text_source,
+            "sources": [{"feed": f, "title": t, "url": u} for f, t, u in self.sources],
+        }
+
+
+@dataclass(frozen=True)
+class Delivery:
+    id: str
+    channel: str
+    rule: str
+    alert: Alert
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime
+    last_error: str | None = None
+    # set when the delivery waits for (or went out in) a digest: the digest's id
+    digest_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Digest:
+    """Several held alerts of one rule for one channel, sent as one message.
+
+    `id` is stable for the group (webhook-id, Message-ID), like a delivery id.
+    """
+
+    id: str
+    rule: str
+    alerts: tuple[Alert, ...]

@@ -1,0 +1,172 @@
+"""Alert -> what a person or a program receives. Pure: no I/O."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from markupsafe import Markup, escape
+
+from watcher.core.models import Alert, Digest
+
+
+def console_text(alert: Alert) -> str:
+    """A readable block for a terminal or a log."""
+    lines = [
+        f"ALERT [{alert.rule}] {alert.title or '(untitled)'}",
+        f"  why:       {alert.query} matched in {alert.field}"
+        + (f" ({', '.join(repr(m) for m in alert.matched)})" if alert.matched else ""),
+        f"  snippet:   {mark(alert.snippet, alert.matched)}",
+        f"  feed:      {alert.feed}",
+    ]
+    if alert.published:
+        lines.append(f"  published: {alert.published}")
+    lines.append(f"  link:      {alert.url or '(no link)'}")
+    if alert.sources:
+        lines.append("  also in:   " + ", ".join(f for f, _, _ in alert.sources))
+    lines.append(f"  id:        {alert.delivery_id}")
+    return "\n".join(lines)
+
+
+def mark(snippet: str, matched: tuple[str, ...], left: str = "**", right: str = "**") -> str:
+    """Surround each matched form in the snippet with markers (white space folded)."""
+    out = snippet
+    for form in sorted({" ".join(m.split()) for m in matched}, key=len, reverse=True):
+        if form and form in out and f"{left}{form}{right}" not in out:
+            out = out.replace(form, f"{left}{form}{right}")
+    return out
+
+
+def jsonl_record(alert: Alert) -> dict[str, Any]:
+    return {
+        "id": alert.delivery_id,
+        "rule": alert.rule,
+        "query": alert.query,
+        "title": alert.title,
+        "url": alert.url,
+        "feed": alert.feed,
+        "published": alert.published,
+        "field": alert.field,
+        "snippet": alert.snippet,
+        "matched": list(alert.matched),
+        "text_source": alert.text_source,
+        "sources": [{"feed": f, "title": t, "url": u} for f, t, u in alert.sources],
+    }
+
+
+
+
+# -- messages: one alert or a digest of several ------------------------------
+
+DIGEST_SCHEMA = "watcher.digest/v1"
+Message = Alert | Digest
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def alerts_of(message: Message) -> tuple[Alert, ...]:
+    return message.alerts if isinstance(message, Digest) else (message,)
+
+
+def message_id(message: Message) -> str:
+    return message.id if isinstance(message, Digest) else message.delivery_id
+
+
+def clean_line(text: str, limit: int = 200) -> str:
+    """One line for a header: every CR, LF and control character gone, spaces folded."""
+    out = " ".join(_CONTROL.sub(" ", text or "").split())
+    return out if len(out) <= limit else out[:limit - 1].rstrip() + "…"
+
+
+def mark_html(snippet: str, matched: tuple[str, ...]) -> Markup:
+    """The snippet escaped for HTML, matched forms inside <mark>."""
+    left, right = "\x00L\x00", "\x00R\x00"
+    marked = mark(snippet, matched, left, right)
+    return Markup(str(escape(marked)).replace(left, "<mark>").replace(right, "</mark>"))
+
+
+def digest_console_text(digest: Digest) -> str:
+    head = f"DIGEST [{digest.rule}] {len(digest.alerts)} alert(s)  id: {digest.id}"
+    return "\n\n".join([head, *(console_text(a) for a in digest.alerts)])
+
+
+def _when(alert: Alert) -> str:
+    return f" · {alert.published[:16].replace('T', ' ')} UTC" if alert.published else ""
+
+
+def _md_line(alert: Alert, bold: tuple[str, str] = ("**", "**")) -> str:
+    title = alert.title or "(untitled)"
+    head = f"[{title}]({alert.url})" if alert.url else title
+    return (f"{head}\n{mark(alert.snippet, alert.matched, *bold)}\n"
+            f"_{alert.query} in {alert.field} · {alert.feed}{_when(alert)}_")
+
+
+def _headline(message: Message) -> str:
+    alerts = alerts_of(message)
+    if isinstance(message, Digest):
+        return f"watcher digest [{message.rule}]: {len(alerts)} article(s)"
+    return f"watcher [{alerts[0].rule}]: {alerts[0].title or '(untitled)'}"
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    """Slack incoming webhook: mrkdwn text, one section per article."""
+    def esc(s: str) -> str:
+        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": clean_line(
+            _headline(message), 150)}}]
+    for a in alerts_of(message)[:45]:
+        title = esc(a.title or "(untitled)")
+        head = f"<{a.url}|{title}>" if a.url else title
+        snippet = mark(esc(a.snippet), tuple(esc(m) for m in a.matched), "*", "*")
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
+            f"{head}\n{snippet}\n_{esc(a.query)} in {a.field} · {esc(a.feed)}{_when(a)}_"
+        )[:3000]}})
+    return {"text": clean_line(_headline(message), 300), "blocks": blocks}
+
+
+def discord_payload(message: Message) -> dict[str, Any]:
+    """Discord webhook: one embed per article (at most 10), no mentions ever."""
+    embeds = []
+    for a in alerts_of(message)[:10]:
+        embed: dict[str, Any] = {
+            "title": clean_line(a.title or "(untitled)", 256),
+            "description": mark(a.snippet, a.matched)[:4000],
+            "fields": [{"name": "rule", "value": a.rule[:1024], "inline": True},
+                       {"name": "feed", "value": a.feed[:1024], "inline": True},
+                       {"name": "why", "value": f"{a.query} in {a.field}"[:1024]}],
+        }
+        if a.url:
+            embed["url"] = a.url
+        if a.published:
+            embed["timestamp"] = a.published
+        embeds.append(embed)
+    more = len(alerts_of(message)) - len(embeds)
+    content = clean_line(_headline(message), 1900) + (f" (+{more} more)" if more > 0 else "")
+    return {"content": content, "embeds": embeds, "allowed_mentions": {"parse": []}}
+
+
+def teams_payload(message: Message) -> dict[str, Any]:
+    """Microsoft Teams (Workflows webhook): an Adaptive Card."""
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": clean_line(_headline(message)), "weight": "Bolder",
+         "size": "Medium", "wrap": True}]
+    for a in alerts_of(message):
+        body.append({"type": "TextBlock", "text": _md_line(a), "wrap": True,
+                     "separator": True})
+    card = {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+            "type": "AdaptiveCard", "version": "1.4", "body": body}
+    return {"type": "message", "attachments": [
+        {"contentType": "application/vnd.microsoft.card.adaptive", "content": card}]}
+
+
+def ntfy_payload(message: Message, topic: str) -> dict[str, Any]:
+    """ntfy JSON publish (POSTed to the server root, topic in the body)."""
+    alerts = alerts_of(message)
+    out: dict[str, Any] = {
+        "topic": topic, "title": clean_line(_headline(message)),
+        "message": "\n\n".join(_md_line(a) for a in alerts)[:4000],
+        "markdown": True, "tags": ["newspaper"]}
+    if len(alerts) == 1 and alerts[0].url:
+        out["click"] = alerts[0].url
+    return out

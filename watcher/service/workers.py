@@ -1,0 +1,473 @@
+"""Page extraction in a pool of processes: it is CPU-bound, and the GIL would
+otherwise keep it on one core. A page that takes too long is cut off (its
+worker killed and replaced) and the article falls back to the feed's own text.
+
+Each worker has its own socket, read by the event loop. concurrent.futures'
+process pool cost the main process about 0.8 ms of CPU a page in its feeder and
+manager threads (pickling, GIL hand-offs, waking the loop from another thread);
+a length-prefixed frame on a socket costs a tenth of that.
+
+The sockets are plain non-blocking ones rather than asyncio streams, so that
+`pump()` can also serve them between two articles of a feed's store-and-match
+batch, while the event loop cannot run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+import multiprocessing
+import os
+import pickle
+import signal
+import socket
+import struct
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from watcher.core.errors import ExtractError, FetchError
+from watcher.core.identity import signature, to_bytes
+from watcher.core.models import Extracted, Undecoded
+from watcher.extract.page import extract_page
+from watcher.fetch.decoding import decode_body
+
+log = logging.getLogger("watcher.service.workers")
+
+ExtractFunc = Callable[[bytes, str | None, str | None], Extracted]
+_HEADER = struct.Struct("!I")
+# Pages sent ahead to each worker: what it works on while the daemon's process is
+# busy elsewhere (a feed's batch pumps the sockets between articles, but the
+# process shares the cores with its workers and is not always running).
+_DEPTH = 8
+# One recv() takes in whatever answers are waiting (an answer is a few KB).
+_RECV_SIZE = 1 << 18
+# Room in the kernel for those pages (a page is 20 to 150 KB); the kernel may cap it.
+_SEND_BUFFER = 4 << 20
+# Workers run at a lower priority than the daemon's process. That process fetches
+# the pages they extract and stores what they return: when the workers and it
+# shared the cores as equals, it was descheduled a quarter of the time, and the
+# workers then ran out of pages (waiting 1.0 s each in a 6 s cold cycle; 0.05 s
+# at this niceness, and the cycle 10-15% shorter). It also keeps the daemon's
+# timers and deliveries on time while pages are extracted.
+_NICENESS = 5
+# A worker imports trafilatura before it says it is ready; a page's time limit
+# starts only then. A worker that never gets ready is given up after this long.
+_START_TIMEOUT_S = 120.0
+_READY = b"ready"
+
+
+def extract_and_sign(body: bytes, url: str | None, content_type: str | None) -> Extracted:
+    """Extraction plus the text's MinHash signature, both CPU work for the workers."""
+    extracted = extract_page(body, url, content_type)
+    sig = signature(extracted.text) if extracted.text else None
+    return replace(extracted, signature=to_bytes(sig)) if sig is not None else extracted
+
+
+# --- the worker process ---------------------------------------------------------------
+
+
+def _read_exactly(stream: Any, n: int) -> bytes | None:
+    data = stream.read(n)
+    return data if data is not None and len(data) == n else None
+
+
+def _decode_and_run(func: ExtractFunc, body: bytes, url: str | None,
+                    content_type: str | None, undecoded: Undecoded | None) -> Extracted:
+    """A page the fetcher kept compressed is inflated here, under its cap: work
+    taken off the daemon's process, which feeds all the workers."""
+    try:
+        body = decode_body(body, undecoded)
+    except FetchError as exc:
+        raise ExtractError(str(exc)) from None
+    return func(body, url, content_type)
+
+
+def _answer(func: ExtractFunc, request: bytes) -> bytes:
+    body, url, content_type, undecoded = pickle.loads(request)
+    started = time.process_time()
+    status: str = "ok"
+    try:
+        value: Any = _decode_and_run(func, body, url, content_type, undecoded)
+    except ExtractError as exc:
+        status, value = "error", str(exc)
+    except Exception as exc:  # a bug on one page must cost that page only
+        status, value = "error", (f"{url or 'page'}: extraction failed: "
+                                  f"{type(exc).__name__}: {exc}")
+    return pickle.dumps((status, value, time.process_time() - started),
+                        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _serve(sock: socket.socket, func: ExtractFunc) -> None:
+    """Worker main loop: one frame in, one frame out, until the socket closes."""
+    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the
+    # daemon decides what stops, and finishes the pages under way while it drains.
+    # It stops a worker with SIGKILL; a worker whose daemon is gone sees its socket end.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # a sandbox may refuse it: then as before
+        os.nice(_NICENESS)
+    import trafilatura  # noqa: F401  (loaded before the first page's clock starts)
+
+    gc.freeze()  # the modules stay for the worker's life: no collection need walk them
+
+    with sock, sock.makefile("rb") as rfile, sock.makefile("wb") as wfile:
+        try:
+            wfile.write(_HEADER.pack(len(_READY)) + _READY)
+            wfile.flush()
+            while (header := _read_exactly(rfile, _HEADER.size)) is not None:
+                request = _read_exactly(rfile, _HEADER.unpack(header)[0])
+                if request is None:
+                    return
+                answer = _answer(func, request)
+                wfile.write(_HEADER.pack(len(answer)) + answer)
+                wfile.flush()
+        except OSError:
+            return  # the daemon went away mid-answer: nothing left to do
+
+
+# --- the pool, in the daemon's process ------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Job:
+    frame: bytes  # the request, length-prefixed
+    url: str | None
+    future: asyncio.Future[Extracted]
+
+
+@dataclass(eq=False)
+class _Worker:
+    process: BaseProcess
+    sock: socket.socket  # non-blocking, watched by `loop`
+    loop: asyncio.AbstractEventLoop
+    ready: bool = False
+    inflight: deque[_Job] = field(default_factory=deque)
+    # Until it is ready, the limit on its start; then the limit of its oldest page.
+    timer: asyncio.TimerHandle | None = None
+    expired: _Job | None = None  # the page it was killed over
+    received: bytearray = field(default_factory=bytearray)  # not yet a whole frame
+    unsent: bytearray = field(default_factory=bytearray)  # no room in the kernel yet
+    retired: bool = False
+
+
+class ExtractPool:
+    """`await pool.extract(...)`; the processes start on first use, not before."""
+
+    def __init__(self, workers: int | None = None, timeout_s: float = 20.0,
+                 in_process: bool = False, spawn_at: int = 8,
+                 func: ExtractFunc = extract_and_sign) -> None:
+        self.func = func  # a module-level function: workers import it by name
+        self.workers = workers or max(os.cpu_count() or 1, 1)
+        self.timeout_s = timeout_s
+        # in_process: always extract on a thread of this process.
+        self.in_process = in_process
+        # Starting the workers costs a second or two: a handful of pages at a time
+        # are extracted in-process; a backlog of `spawn_at` starts the pool.
+        self.spawn_at = spawn_at
+        self._pending = 0
+        self._started = False
+        self._closed = False
+        self._queue: deque[_Job] = deque()
+        self._pool: list[_Worker] = []
+        self._spawning = 0
+        # CPU seconds the workers spent inside `func`, and pages they answered:
+        # what extraction itself costs, apart from the hand-off.
+        self.worker_cpu_s = 0.0
+        self.worker_pages = 0
+
+    def expect(self, pages: int) -> None:
+        """`pages` new pages are on their way. A backlog that size starts the workers
+        now, while the pages are fetched, and none of them is extracted in-process
+        (which would also load trafilatura into this process for nothing)."""
+        if self.in_process or self._started or self._closed or pages < self.spawn_at:
+            return
+        self._started = True
+        task = asyncio.get_running_loop().create_task(self._fill())
+        task.add_done_callback(_log_failure)
+
+    async def extract(self, body: bytes, url: str | None, content_type: str | None,
+                      undecoded: Undecoded | None = None) -> Extracted:
+        """The page's text; `undecoded` when the fetcher kept the body compressed."""
+        self._pending += 1
+        try:
+            if self.in_process or (not self._started and self._pending < self.spawn_at):
+                return await self._in_thread(body, url, content_type, undecoded)
+            return await self._in_worker(body, url, content_type, undecoded)
+        finally:
+            self._pending -= 1
+
+    async def _in_thread(self, body: bytes, url: str | None, content_type: str | None,
+                         undecoded: Undecoded | None) -> Extracted:
+        try:
+            return await asyncio.wait_for(
+                asyncio.to_thread(_decode_and_run, self.func, body, url, content_type,
+                                  undecoded), self.timeout_s)
+        except TimeoutError:
+            # A thread cannot be stopped; it finishes in the background.
+            raise ExtractError(f"{url or 'page'}: extraction took longer than "
+                               f"{self.timeout_s:g}s; gave up") from None
+
+    async def _in_worker(self, body: bytes, url: str | None, content_type: str | None,
+                         undecoded: Undecoded | None) -> Extracted:
+        if self._closed:
+            raise ExtractError(f"{url or 'page'}: the extraction pool is closed")
+        self._started = True
+        request = pickle.dumps((body, url, content_type, undecoded),
+                               protocol=pickle.HIGHEST_PROTOCOL)
+        job = _Job(_HEADER.pack(len(request)) + request, url,
+                   asyncio.get_running_loop().create_future())
+        self._queue.append(job)
+        await self._fill()
+        return await job.future
+
+    async def _fill(self) -> None:
+        """Start missing workers, then hand queued pages to the least busy ones."""
+        while len(self._pool) + self._spawning < self.workers and not self._closed:
+            self._spawning += 1
+            try:
+                self._pool.append(await self._spawn())
+            except Exception as exc:  # no worker: the pages fall back, nothing crashes
+                log.error("extract: could not start a worker: %s", exc)
+                self._fail_queue(f"could not start an extraction worker: {exc}")
+                return
+            finally:
+                self._spawning -= 1
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            ready = [w for w in self._pool if w.ready and len(w.inflight) < _DEPTH]
+            if not ready:
+                return
+            worker = min(ready, key=lambda w: len(w.inflight))
+            job = self._queue.popleft()
+            if job.future.done():  # its caller gave up waiting
+                continue
+            worker.inflight.append(job)
+            _send(worker, job.frame)
+            if len(worker.inflight) == 1:
+                self._arm(worker)
+
+    def pump(self) -> None:
+        """Take in the answers waiting on the workers' sockets and send them more
+        pages, without the event loop. For code that keeps the loop busy for long
+        (a feed's articles stored in one transaction): the workers would otherwise
+        finish the pages they hold and wait. The answers' awaiters resume once the
+        loop runs again."""
+        if not self._pool:
+            return
+        for worker in list(self._pool):
+            self._receive(worker)
+        self._dispatch()
+
+    def _arm(self, worker: _Worker) -> None:
+        """Start the time limit of the page the worker is now on."""
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+        if worker.inflight:
+            worker.timer = worker.loop.call_later(
+                self.timeout_s, self._expire, worker, self.timeout_s)
+
+    def _expire(self, worker: _Worker, limit_s: float) -> None:
+        worker.timer = None
+        worker.expired = worker.inflight[0]
+        log.warning("extract: %s took longer than %gs; worker stopped",
+                    worker.expired.url, limit_s)
+        # The only way to stop a worker stuck on one page; its socket then ends.
+        worker.process.kill()
+        _fail(worker.expired, f"{worker.expired.url or 'page'}: extraction took longer "
+                              f"than {limit_s:g}s; cut off")
+
+    async def _spawn(self) -> _Worker:
+        context = multiprocessing.get_context("forkserver")
+        # forkserver: workers do not inherit the event loop's threads and sockets.
+        # Preloaded there, trafilatura is imported once, not once per worker.
+        context.set_forkserver_preload(["watcher.service.workers", "trafilatura"])
+        ours, theirs = socket.socketpair()
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+        try:
+            process = context.Process(target=_serve, args=(theirs, self.func),
+                                      name="watcher-extract", daemon=True)
+            # The first start waits for the forkserver to import trafilatura: half
+            # a second the event loop must not spend blocked.
+            await asyncio.to_thread(process.start)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        loop = asyncio.get_running_loop()
+        worker = _Worker(process, ours, loop)
+        worker.timer = loop.call_later(_START_TIMEOUT_S, self._start_failed, worker,
+                                       "timed out")
+        loop.add_reader(ours.fileno(), self._readable, worker)
+        return worker
+
+    def _readable(self, worker: _Worker) -> None:
+        self._receive(worker)
+        self._dispatch()
+
+    def _receive(self, worker: _Worker) -> None:
+        """Read what the worker has sent and act on every whole frame in it."""
+        while not worker.retired:
+            try:
+                data = worker.sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._lost(worker)
+                return
+            buffer = worker.received
+            buffer += data
+            start = 0
+            while len(buffer) - start >= _HEADER.size:
+                end = start + _HEADER.size + _HEADER.unpack_from(buffer, start)[0]
+                if len(buffer) < end:
+                    break
+                frame = buffer[start + _HEADER.size:end]  # one copy; pickle reads it as is
+                start = end
+                if worker.ready:
+                    self._answered(worker, frame)
+                else:  # its first frame says it has imported trafilatura
+                    worker.ready = True
+                    self._arm(worker)  # ends the limit on its start
+            del buffer[:start]
+            if len(data) < _RECV_SIZE:
+                return
+
+    def _start_failed(self, worker: _Worker, why: str) -> None:
+        """Without a working worker, waiting pages would wait forever: they fail
+        now, and the next page tries to start a worker again."""
+        worker.timer = None
+        self._retire(worker, restart=False)
+        self._fail_queue(f"the extraction worker {why} while starting")
+
+    def _lost(self, worker: _Worker) -> None:
+        """The worker's socket ended: it died, or was killed over a page."""
+        if worker.retired:
+            return
+        if not worker.ready:
+            self._start_failed(worker, "exited")
+            return
+        if worker.expired is not None:
+            # Killed by its time limit: that page has failed already (unless its
+            # answer slipped in first), and the rest were not at fault.
+            if worker.expired in worker.inflight:
+                worker.inflight.remove(worker.expired)
+        elif worker.inflight and not self._closed:
+            job = worker.inflight.popleft()
+            _fail(job, f"{job.url or 'page'}: the extraction worker died")
+        self._retire(worker, restart=not self._closed)
+
+    def _answered(self, worker: _Worker, answer: bytearray) -> None:
+        job = worker.inflight.popleft()
+        self._arm(worker)
+        status, value, cpu_s = pickle.loads(answer)
+        self.worker_cpu_s += cpu_s
+        self.worker_pages += 1
+        if job.future.done():
+            return
+        if status == "ok":
+            job.future.set_result(value)
+        else:
+            job.future.set_exception(ExtractError(value))
+
+    def _retire(self, worker: _Worker, restart: bool) -> None:
+        """Kill the worker; pages it had not begun go back to the front of the queue."""
+        if worker.retired:
+            return
+        worker.retired = True
+        if worker in self._pool:
+            self._pool.remove(worker)
+        if worker.timer is not None:
+            worker.timer.cancel()
+        _kill(worker.process)
+        worker.loop.remove_reader(worker.sock.fileno())
+        worker.loop.remove_writer(worker.sock.fileno())
+        worker.sock.close()
+        self._queue.extendleft(reversed(worker.inflight))
+        worker.inflight.clear()
+        if self._closed:
+            self._fail_queue("the extraction pool is closed")
+        elif restart and self._queue:
+            task = asyncio.get_running_loop().create_task(self._fill())
+            task.add_done_callback(_log_failure)
+
+    def _fail_queue(self, reason: str) -> None:
+        while self._queue:
+            job = self._queue.popleft()
+            _fail(job, f"{job.url or 'page'}: {reason}")
+
+    def close(self) -> None:
+        """Stop the workers. Safe from any thread; pages still waiting fail."""
+        self._closed = True
+        for worker in list(self._pool):
+            _kill(worker.process)
+            try:  # the sockets and pages belong to the loop's thread
+                worker.loop.call_soon_threadsafe(self._retire, worker, False)
+            except RuntimeError:  # its loop has already ended: nothing waits on it
+                worker.retired = True
+                worker.sock.close()
+        self._pool = []
+
+
+def _send(worker: _Worker, frame: bytes) -> None:
+    """Hand a frame to the kernel; what does not fit waits for the socket to drain."""
+    if worker.unsent:
+        worker.unsent += frame
+        return
+    try:
+        sent = worker.sock.send(frame)
+    except (BlockingIOError, InterruptedError):
+        sent = 0
+    except OSError:
+        return  # the worker is gone: its socket's end is handled on the reading side
+    if sent < len(frame):
+        worker.unsent += memoryview(frame)[sent:]
+        worker.loop.add_writer(worker.sock.fileno(), _drain, worker)
+
+
+def _drain(worker: _Worker) -> None:
+    try:
+        sent = worker.sock.send(worker.unsent)
+    except (BlockingIOError, InterruptedError):
+        return
+    except OSError:
+        sent = len(worker.unsent)  # gone: the reading side handles it
+    del worker.unsent[:sent]
+    if not worker.unsent:
+        worker.loop.remove_writer(worker.sock.fileno())
+
+
+def _fail(job: _Job, message: str) -> None:
+    if not job.future.done():
+        job.future.set_exception(ExtractError(message))
+
+
+# `close()`, on its own thread, and the loop, seeing the killed worker's socket
+# end, may stop the same process at once: Process.close() is not safe twice at once.
+_KILL_LOCK = threading.Lock()
+
+
+def _kill(process: BaseProcess) -> None:
+    with _KILL_LOCK, contextlib.suppress(ValueError):  # ValueError: already closed
+        if process.is_alive():
+            process.kill()
+        process.join(timeout=5)
+        process.close()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("extract: could not restart a worker: %s", task.exception())

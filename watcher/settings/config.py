@@ -1,0 +1,494 @@
+"""config/watcher.yaml + environment -> validated, frozen Settings.
+
+Relative paths in the file are relative to the file's own folder, so the same
+config works whatever directory the daemon is started from.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import importlib.util
+import os
+import re
+import zoneinfo
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from watcher.core.errors import ConfigError
+from watcher.core.models import Feed
+
+DEFAULT_CONFIG = Path("config/watcher.yaml")
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
+               "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1}
+
+
+def parse_duration(value: object) -> float:
+    """'90s', '5m', '1.5h', '2d' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 5m, 1h")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        m = _DURATION.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h, 2d)")
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0:
+        raise ValueError("a duration must be greater than zero")
+    return seconds
+
+
+def parse_size(value: object) -> int:
+    """'10MB', '512KiB' or a number of bytes -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 5MB")
+    if isinstance(value, int):
+        size = value
+    else:
+        m = _SIZE.match(str(value))
+        if not m:
+            raise ValueError(f"{value!r} is not a size (use e.g. 512KB, 10MB)")
+        unit = m.group(2).lower() if m.group(2) else None
+        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise ValueError("a size must be greater than zero")
+    return size
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Size = Annotated[int, BeforeValidator(parse_size)]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_WHSEC = "whsec_"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeedConfig(_Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    url: str
+    interval: Duration | None = None
+    min_interval: Duration | None = None
+    max_interval: Duration | None = None
+    adaptive: bool = True
+    tags: tuple[str, ...] = ()
+    allow_private: bool = False
+
+
+class ConsoleChannel(_Model):
+    type: Literal["console"]
+
+
+class JsonlChannel(_Model):
+    type: Literal["jsonl"]
+    path: Path
+
+
+class TemplatePaths(_Model):
+    """A channel's own Jinja2 templates (paths relative to the config file)."""
+
+    subject: Path | None = None
+    text: Path | None = None
+    html: Path | None = None
+    generic: Path | None = None
+
+
+class WebhookChannel(_Model):
+    type: Literal["webhook"]
+    url: str
+    headers: dict[str, str] = {}
+    timeout: Duration = 10.0
+    format: Literal["generic", "slack", "discord", "teams", "ntfy"] = "generic"
+    secret: str | None = None
+    templates: TemplatePaths | None = None
+
+    @field_validator("secret")
+    @classmethod
+    def _secret_form(cls, v: str | None) -> str | None:
+        if v is not None and v.startswith(_WHSEC):
+            try:
+                base64.b64decode(v[len(_WHSEC):], validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError("a whsec_ secret must be base64 after the prefix") from None
+        if v is not None and not v:
+            raise ValueError("the secret is empty")
+        return v
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            # The URL itself stays out of the message: webhook URLs carry tokens.
+            scheme = parts.scheme or "no scheme"
+            raise ValueError(f"not an http(s) URL ({scheme}); check the value")
+        return v
+
+
+class SmtpConfig(_Model):
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 587, 465 (tls) or 25 (none)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: str | None = None
+    ca_file: Path | None = None  # trust a private CA (the system store is used as well)
+    timeout: Duration = 30.0
+
+    @model_validator(mode="after")
+    def _plain_only_on_localhost(self) -> SmtpConfig:
+        if self.security == "none" and self.host not in _LOCAL_HOSTS:
+            raise ValueError(f"security: none is only allowed for a relay on localhost, "
+                             f"not {self.host!r} (use starttls or tls)")
+        if self.password and not self.username:
+            raise ValueError("a password needs a username")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+
+def _address(v: str) -> str:
+    if "@" not in v or any(c in v for c in "\r\n\x00<>,") or len(v) > 254:
+        raise ValueError(f"{v!r} is not an email address")
+    return v.strip()
+
+
+class EmailChannel(_Model):
+    type: Literal["email"]
+    to: tuple[str, ...] = Field(min_length=1)
+    from_: str = Field(alias="from")
+    smtp: SmtpConfig
+    templates: TemplatePaths | None = None
+
+    @field_validator("to", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_address(a) for a in v)
+
+    @field_validator("from_")
+    @classmethod
+    def _from_address(cls, v: str) -> str:
+        return _address(v)
+
+
+class AppriseChannel(_Model):
+    type: Literal["apprise"]
+    url: str
+    templates: TemplatePaths | None = None
+    timeout: Duration = 30.0
+
+    @field_validator("url")
+    @classmethod
+    def _package_installed(cls, v: str) -> str:
+        if importlib.util.find_spec("apprise") is None:
+            raise ValueError("type apprise needs the apprise package: "
+                             "pip install 'watcher[apprise]'")
+        if "://" not in v:
+            raise ValueError("expected an Apprise URL such as tgram://TOKEN/CHAT_ID")
+        return v
+
+
+ChannelConfig = Annotated[
+    ConsoleChannel | JsonlChannel | WebhookChannel | EmailChannel | AppriseChannel,
+    Field(discriminator="type"),
+]
+
+
+class PollConfig(_Model):
+    tick: Duration = 15.0
+    default_interval: Duration = 900.0
+    # Bounds for adapting a feed's interval to how often it publishes.
+    min_interval: Duration = 120.0
+    max_interval: Duration = 3600.0
+    # A <ttl>, sy:updatePeriod, max-age or Expires longer than this is not obeyed.
+    max_server_wait: Duration = 6 * 3600.0
+    concurrency: int = Field(default=16, ge=1, le=256)
+    per_host: int = Field(default=2, ge=1, le=64)
+    max_backoff: Duration = 86400.0
+
+
+class FetchConfig(_Model):
+    timeout: Duration = 30.0
+    max_feed_bytes: Size = 10 * 1000**2
+    max_page_bytes: Size = 5 * 1000**2
+    user_agent: str | None = None
+    allow_private_networks: bool = False
+    fetch_pages: bool = True
+    # Page extraction runs in this many processes (0: the number of cores) once a
+    # backlog builds; a page taking longer than extract_timeout falls back to feed text.
+    extract_workers: int = Field(default=0, ge=0, le=64)
+    extract_timeout: Duration = 20.0
+
+
+class DeliveryConfig(_Model):
+    tick: Duration = 5.0
+    max_age: Duration = 48 * 3600.0
+    batch: int = Field(default=100, ge=1)
+    # wait after the 1st, 2nd ... failed attempt (the last repeats), each +-20% jitter
+    backoff: tuple[Duration, ...] = Field(default=(5, 300, 1800, 7200, 18000, 36000, 86400),
+                                          min_length=1)
+    timezone: str = "UTC"  # for digest times such as "08:00"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use e.g. UTC, Europe/Oslo)") from None
+        return v
+
+
+class StoriesConfig(_Model):
+    """Copies of one story (near-identical text) within `window` alert once."""
+
+    enabled: bool = True
+    window: Duration = 3 * 86400.0
+    # estimated Jaccard similarity of word shingles at or above which two texts
+    # are one story: 0.5 keeps a re-headlined, trimmed wire copy together and two
+    # reports of one event apart (tests/test_identity.py)
+    threshold: float = Field(default=0.5, gt=0, le=1)
+
+
+class RetentionConfig(_Model):
+    days: float = Field(default=90, gt=0)  # articles that matched nothing
+    matched_days: float = Field(default=365, gt=0)  # articles that fired an alert
+
+
+class MetricsConfig(_Model):
+    # host:port for /healthz and /metrics, e.g. 127.0.0.1:9464; unset = off
+    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return None if v == "" else v
+
+
+class AlertsConfig(_Model):
+    """Operator alerts: problems with watcher itself, sent to these channels."""
+
+    feed_health: tuple[str, ...] = ()
+    delivery_failures: tuple[str, ...] = ()
+    # A feed failing for this long is flagged unhealthy and reported once.
+    unhealthy_after: Duration = 24 * 3600.0
+
+
+class Settings(_Model):
+    """The whole validated configuration. `source` is the file it came from."""
+
+    database: Path
+    rules: Path
+    feeds: tuple[FeedConfig, ...] = ()
+    channels: dict[str, ChannelConfig] = {}
+    poll: PollConfig = PollConfig()
+    fetch: FetchConfig = FetchConfig()
+    delivery: DeliveryConfig = DeliveryConfig()
+    alerts: AlertsConfig = AlertsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    stories: StoriesConfig = StoriesConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    source: Path = DEFAULT_CONFIG
+    # channel name -> why it cannot be used (an environment variable is missing)
+    unusable_channels: dict[str, str] = {}
+    # values that came from the environment inside channels: never logged
+    secrets: tuple[str, ...] = ()
+
+    def feed_models(self) -> list[Feed]:
+        out = []
+        for f in self.feeds:
+            interval = f.interval or self.poll.default_interval
+            out.append(Feed(
+                name=f.name,
+                url=f.url,
+                interval_s=interval,
+                tags=tuple(f.tags),
+                allow_private=f.allow_private or self.fetch.allow_private_networks,
+                # The configured interval always lies within the adaptive bounds.
+                min_interval_s=min(f.min_interval or self.poll.min_interval, interval),
+                max_interval_s=max(f.max_interval or self.poll.max_interval, interval),
+                adaptive=f.adaptive,
+            ))
+        return out
+
+
+def config_path(cli_value: str | os.PathLike[str] | None,
+                env: Mapping[str, str] | None = None) -> Path:
+    """--config, else $WATCHER_CONFIG, else config/watcher.yaml."""
+    env = os.environ if env is None else env
+    if cli_value:
+        return Path(cli_value)
+    if env.get("WATCHER_CONFIG"):
+        return Path(env["WATCHER_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
+                missing: list[tuple[tuple[Any, ...], str]], secrets: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, (*loc, str(k)), missing, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, (*loc, i), missing, secrets) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                missing.append((loc, name))
+                return ""
+            value = default
+        if loc[:1] == ("channels",) and value:
+            secrets.append(value)
+        return value
+
+    return _ENV_REF.sub(repl, node)
+
+
+def _resolve_path(base: Path, value: str | Path) -> Path:
+    p = Path(os.path.expanduser(str(value)))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_feed_url(base: Path, url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return url
+    if scheme and len(scheme) > 1:  # one letter would be a Windows drive
+        raise ValueError(f"scheme {scheme!r} is not supported (use http, https or a file path)")
+    return _resolve_path(base, url).as_uri()
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute, validate. Raises ConfigError naming the file, key and reason."""
+    env = os.environ if env is None else env
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        # libyaml when the wheel has it: a config of 10,000 feeds would take the
+        # pure-Python loader's node objects about 100 MB (65 MB this way).
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+
+    missing: list[tuple[tuple[Any, ...], str]] = []
+    secrets: list[str] = []
+    data = _substitute(raw, env, (), missing, secrets)
+
+    unusable: dict[str, str] = {}
+    errors: list[str] = []
+    for loc, var in missing:
+        if len(loc) >= 2 and loc[0] == "channels":
+            unusable.setdefault(
+                loc[1], f"environment variable {var} is not set (used at {_loc(loc)})")
+        else:
+            errors.append(f"{path}: {_loc(loc)}: environment variable {var} is not set")
+    if errors:
+        raise ConfigError("; ".join(errors))
+
+    base = path.resolve().parent
+    if isinstance(data.get("channels"), dict):
+        # An unusable channel is set aside whole: validating a half-substituted
+        # URL would only produce a second, more confusing error.
+        data["channels"] = {k: v for k, v in data["channels"].items() if k not in unusable}
+    data.setdefault("database", "../data/watcher.db")
+    data.setdefault("rules", "../rules.yaml")
+    try:
+        for key in ("database", "rules"):
+            if isinstance(data.get(key), str):
+                data[key] = _resolve_path(base, data[key])
+        for i, feed in enumerate(data.get("feeds") or []):
+            if isinstance(feed, dict) and isinstance(feed.get("url"), str):
+                try:
+                    feed["url"] = _resolve_feed_url(base, feed["url"])
+                except ValueError as exc:
+                    raise ConfigError(f"{path}: feeds[{i}].url: {exc}") from None
+        for ch in (data.get("channels") or {}).values():
+            if isinstance(ch, dict) and ch.get("type") == "jsonl" \
+                    and isinstance(ch.get("path"), str):
+                ch["path"] = _resolve_path(base, ch["path"])
+            _resolve_channel_files(base, ch)
+        settings = Settings.model_validate(
+            {**data, "source": path.resolve(), "unusable_channels": unusable,
+             "secrets": tuple(sorted(set(secrets), key=len, reverse=True))}
+        )
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            parts = tuple(err["loc"])
+            if len(parts) > 2 and parts[0] == "channels":
+                parts = parts[:2] + parts[3:]  # drop pydantic's union tag ("webhook")
+            loc = _loc(parts)
+            msg = err["msg"]
+            if err["type"] == "extra_forbidden":
+                msg = "unknown key"
+            lines.append(f"{path}: {loc}: {msg}")
+        raise ConfigError("; ".join(lines)) from None
+
+    names = [f.name for f in settings.feeds]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: feeds: duplicate feed name(s) {', '.join(dupes)}")
+    for name in list(settings.channels) + list(unusable):
+        if not re.match(NAME_PATTERN, name):
+            raise ConfigError(f"{path}: channels.{name}: invalid channel name")
+    return settings
+
+
+def _resolve_channel_files(base: Path, ch: Any) -> None:
+    """Template paths and an SMTP ca_file are relative to the config file."""
+    if not isinstance(ch, dict):
+        return
+    if isinstance(ch.get("templates"), dict):
+        ch["templates"] = {k: _resolve_path(base, v) if isinstance(v, str) else v
+                           for k, v in ch["templates"].items()}
+    smtp = ch.get("smtp")
+    if isinstance(smtp, dict) and isinstance(smtp.get("ca_file"), str):
+        smtp["ca_file"] = _resolve_path(base, smtp["ca_file"])
