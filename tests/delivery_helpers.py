@@ -6,9 +6,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from watcher.core.alerts import new_deliveries
+from watcher.core.digest import classify
 from watcher.core.errors import DeliveryError
+from watcher.core.intents import Matched, NewArticle
 from watcher.core.models import Alert, Article, Digest, Hit, Match
-from watcher.store.sqlite import Store
+from watcher.store.sqlite import SqliteStore as Store
 
 T0 = datetime(2026, 3, 2, 10, 0, 0, tzinfo=UTC)
 
@@ -32,12 +35,29 @@ def add_match(store: Store, n: int, now: datetime, rule: str = "missiles",
         summary=f"The army showed a new tactical missile system (story {n}).",
         body="", text_source="feed-summary", published=now - timedelta(hours=1),
         fetched_at=now)
-    article_id = store.add_article(article)
+    article_id = store.add_article(NewArticle(article))
     assert article_id is not None
     match = Match(rule=rule, hits=(Hit("summary", "tactical missile", 28, 44,
                                        "tactical missile"),),
                   field="summary", snippet=article.summary, query='"tactical missile"')
-    store.record_matches(replace(article, id=article_id), [match], {rule: list(channels)}, now)
+    record_match(store, replace(article, id=article_id), [match], {rule: list(channels)}, now)
+
+
+def record_match(store: Store, article: Article, matches: list[Match],
+                 channels_by_rule: dict[str, list[str]], now: datetime) -> int:
+    """What ingest does with a stored article's matches: the deliveries they make,
+    written with them."""
+    assert article.id is not None
+    story = store.story_of(article.id)
+    assert story is not None
+    return store.record_matches(Matched(article.id, story.id, tuple(matches),
+                                        new_deliveries(article, story, matches,
+                                                       channels_by_rule), now))
+
+
+def classify_all(store: Store, now: datetime) -> None:
+    """No rule holds anything: every new delivery goes out at once."""
+    store.apply_holds(classify(*store.hold_candidates(), {}, UTC), now)
 
 
 @dataclass
@@ -85,7 +105,7 @@ class RecordingChannel:
 def statuses(store: Store) -> dict[str, int]:
     out: dict[str, int] = {}
     for row in store.deliveries():
-        out[row["status"]] = out.get(row["status"], 0) + 1
+        out[row.status] = out.get(row.status, 0) + 1
     return out
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import run_watcher
-from tests.delivery_helpers import Clock, RecordingChannel, add_match, statuses
+from tests.delivery_helpers import Clock, RecordingChannel, add_match, classify_all, statuses
 from tests.servers import LoopbackServer, WebhookReceiver
 from tests.test_e2e import write_config
 from watcher.delivery.dispatch import Dispatcher, claim_owner
-from watcher.store.sqlite import Store
+from watcher.store.sqlite import SqliteStore as Store
 
 
 def test_list_failed_and_dead_then_retry_all_dead(
@@ -55,14 +55,14 @@ def test_retry_by_id_and_unknown_id(tmp_path: Path) -> None:
     store = Store(tmp_path / "state" / "watcher.db")
     add_match(store, 1, Clock().now, rule="tactical-missile")
     (row,) = store.deliveries()
-    store.mark_failed(row["id"], Clock().now, "deliver: channel 'hook': boom", None)
+    store.mark_failed([row.id], Clock().now, "deliver: channel 'hook': boom", None)
     store.close()
-    result = run_watcher("deliveries", "retry", row["id"], "wd_nope", "--config", str(cfg))
+    result = run_watcher("deliveries", "retry", row.id, "wd_nope", "--config", str(cfg))
     assert result.returncode == 1
     assert "1 delivery queued again" in result.stdout
     assert "wd_nope: no such delivery" in result.stderr
     listing = run_watcher("deliveries", "--config", str(cfg))
-    assert row["id"] in listing.stdout and "pending" in listing.stdout
+    assert row.id in listing.stdout and "pending" in listing.stdout
 
 
 def test_check_reports_a_broken_template_and_shows_pacing(tmp_path: Path) -> None:
@@ -103,6 +103,7 @@ def test_claims_of_a_dead_process_are_released_at_start(tmp_path: Path) -> None:
     clock = Clock()
     add_match(store, 1, clock.now)
     gone = claim_owner(__import__("socket").gethostname(), 2**22 + 12345)
+    classify_all(store, clock.now)
     assert store.claim_deliveries(clock.now, 600, 10, owner=gone)
     hook = RecordingChannel()
     d = Dispatcher(store, {"hook": hook}, clock)
@@ -118,6 +119,7 @@ def test_claims_of_a_live_process_are_kept(tmp_path: Path) -> None:
     clock = Clock()
     add_match(store, 1, clock.now)
     other = claim_owner(__import__("socket").gethostname(), 777)
+    classify_all(store, clock.now)
     store.claim_deliveries(clock.now, 600, 10, owner=other)
     d = Dispatcher(store, {"hook": RecordingChannel()}, clock)
     assert d.release_orphans(alive=lambda pid: True) == 0

@@ -219,7 +219,7 @@ from datetime import UTC, datetime
 from watcher.delivery.channels import build_channels
 from watcher.delivery.dispatch import Dispatcher
 from watcher.settings.config import load_settings
-from watcher.store.sqlite import Store
+from watcher.store.sqlite import SqliteStore as Store
 
 async def main():
     settings = load_settings(sys.argv[1])

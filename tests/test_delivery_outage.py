@@ -23,7 +23,6 @@ from tests.test_e2e import write_config
 from watcher.delivery.channels import load_templates
 from watcher.delivery.channels.webhook import WebhookChannel
 from watcher.delivery.dispatch import Dispatcher
-from watcher.store.sqlite import from_ts
 
 
 class FlakyReceiver(LoopbackServer):
@@ -76,25 +75,25 @@ def test_retries_follow_the_configured_schedule_and_nothing_is_lost(
     for attempt, step in enumerate(steps[:2], start=1):
         run_pass(d)
         rows = store.deliveries()
-        assert {r["status"] for r in rows} == {"retrying"}
-        assert {r["attempts"] for r in rows} == {attempt}
+        assert {r.status for r in rows} == {"retrying"}
+        assert {r.attempts for r in rows} == {attempt}
         for r in rows:
-            wait = (from_ts(r["next_attempt_at"]) - from_ts(r["last_attempt_at"])
-                    ).total_seconds()  # type: ignore[operator]
+            assert r.last_attempt_at is not None and r.last_error is not None
+            wait = (r.next_attempt_at - r.last_attempt_at).total_seconds()
             assert 0.8 * step <= wait <= 1.2 * step, (attempt, wait)
-            assert "webhook answered 503; retry at" in r["last_error"]
+            assert "webhook answered 503; retry at" in r.last_error
         # Not due yet: a pass now sends nothing.
         clock.advance(0.7 * step)
         before = len(flaky.answers)
         run_pass(d)
         assert len(flaky.answers) == before
-        clock.now = max(from_ts(r["next_attempt_at"]) for r in rows)  # type: ignore[type-var]
+        clock.now = max(r.next_attempt_at for r in rows)
 
     run_pass(d)
     close(hook)
     assert statuses(store) == {"sent": 2}
-    assert {r["attempts"] for r in store.deliveries()} == {3}
-    ids = {r["id"] for r in store.deliveries()}
+    assert {r.attempts for r in store.deliveries()} == {3}
+    ids = {r.id for r in store.deliveries()}
     assert {i for i, status in flaky.answers if status == 200} == ids
     assert Counter(i for i, _ in flaky.answers) == {i: 3 for i in ids}  # same id each time
 
@@ -109,7 +108,7 @@ def test_retry_after_longer_than_the_step_is_honoured(tmp_path: Path) -> None:
         add_match(store, 1, clock.now)
         run_pass(d)
         (row,) = store.deliveries()
-        assert from_ts(row["next_attempt_at"]) >= T0 + timedelta(seconds=90)  # type: ignore
+        assert row.next_attempt_at >= T0 + timedelta(seconds=90)
         clock.advance(60)
         run_pass(d)
         assert len(server.answers) == 1
@@ -134,7 +133,7 @@ def test_outage_longer_than_max_age_ends_dead(tmp_path: Path) -> None:
             clock.advance(5)
         close(hook)
         (row,) = store.deliveries()
-        assert row["status"] == "dead" and row["attempts"] == 3  # at 0 s, ~2 s, ~6 s
+        assert row.status == "dead" and row.attempts == 3  # at 0 s, ~2 s, ~6 s
     finally:
         server.close()
 

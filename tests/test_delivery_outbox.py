@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -22,7 +22,7 @@ from watcher.core.digest import Policy
 from watcher.core.errors import DeliveryError
 from watcher.core.models import Alert, Digest
 from watcher.delivery.dispatch import Dispatcher
-from watcher.store.sqlite import Store
+from watcher.store.sqlite import SqliteStore as Store
 
 UTC_TZ = ZoneInfo("UTC")
 
@@ -48,15 +48,15 @@ def test_cooldown_sends_the_first_then_one_digest_when_the_window_ends(
         asyncio.run(d.dispatch_due())
     assert len(hook.sent) == 1  # the rest are held, stored, not sent
     assert statuses(store) == {"sent": 1, "pending": 3}
-    held = [r for r in store.deliveries() if r["status"] == "pending"]
-    assert {r["held_until"] for r in held} == {"2026-03-02T10:30:00.000000Z"}
-    assert len({r["digest_id"] for r in held}) == 1
+    held = [r for r in store.deliveries() if r.status == "pending"]
+    assert {r.held_until for r in held} == {datetime(2026, 3, 2, 10, 30, tzinfo=UTC)}
+    assert len({r.digest_id for r in held}) == 1
 
     clock.now = T0 + timedelta(minutes=30)
     asyncio.run(d.dispatch_due())
     assert len(hook.sent) == 2
     digest = hook.sent[1]
-    assert isinstance(digest, Digest) and digest.id == held[0]["digest_id"]
+    assert isinstance(digest, Digest) and digest.id == held[0].digest_id
     assert [a.title for a in digest.alerts] == [
         f"Story {n}: a new tactical missile" for n in (2, 3, 4)]
     assert statuses(store) == {"sent": 4}
@@ -118,13 +118,14 @@ def test_a_digest_is_marked_sent_only_when_accepted_and_keeps_its_id(tmp_path: P
     hook.fail = [DeliveryError("deliver: channel 'hook': webhook answered 503")]
     asyncio.run(d.dispatch_due())
     rows = store.deliveries()
-    assert {r["status"] for r in rows} == {"retrying"} and {r["attempts"] for r in rows} == {1}
-    assert all("503" in r["last_error"] and "retry at" in r["last_error"] for r in rows)
+    assert {r.status for r in rows} == {"retrying"} and {r.attempts for r in rows} == {1}
+    assert all(r.last_error and "503" in r.last_error and "retry at" in r.last_error
+               for r in rows)
     clock.advance(13)
     asyncio.run(d.dispatch_due())
     assert statuses(store) == {"sent": 3}
     assert len(hook.sent) == 1 and len(hook.sent[0].alerts) == 3  # type: ignore[union-attr]
-    digest_ids = {r["digest_id"] for r in store.deliveries()}
+    digest_ids = {r.digest_id for r in store.deliveries()}
     assert digest_ids == {hook.sent[0].id}  # type: ignore[union-attr]
 
 
@@ -163,7 +164,7 @@ def test_permanent_failure_is_dead_and_the_operator_is_told(
     # The second notice reached ops; nothing was queued for it, nothing went to hook.
     assert len(ops.sent) == 1 and ops.sent[0].rule == "watcher-delivery-failed"  # type: ignore
     assert "404" in ops.sent[0].snippet  # type: ignore[union-attr]
-    assert {r["channel"] for r in store.deliveries()} == {"hook"}
+    assert {r.channel for r in store.deliveries()} == {"hook"}
 
     # `watcher deliveries retry` puts them back; they go out with a fresh budget.
     requeued = store.requeue_deliveries(clock.now, all_dead=True)
@@ -182,7 +183,7 @@ def test_gone_channel_is_disabled_after_410(tmp_path: Path) -> None:
     asyncio.run(d.dispatch_due())
     assert hook.sent == [] and statuses(store) == {"dead": 3}
     assert "hook" in d.disabled
-    errors = [r["last_error"] for r in store.deliveries()]
+    errors = [r.last_error for r in store.deliveries()]
     assert sum("410" in e for e in errors) == 3 and sum("is disabled" in e for e in errors) == 2
 
 

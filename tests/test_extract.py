@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from watcher.core.models import Article, Entry, Extracted
-from watcher.extract.page import SHORT_RATIO, choose_text, decode_page, extract_page
+from watcher.extract.choose import SHORT_RATIO, choose_text
+from watcher.extract.page import decode_page, extract_page
 from watcher.rules import compile_rules, parse_rules
 
 ARTICLES = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
@@ -254,7 +255,8 @@ def test_short_ratio_is_a_fraction() -> None:
      {"date": "2020-02-02", "language": None}),
 ])
 def test_page_metadata_first_values(page: str, expected: dict[str, str | None]) -> None:
-    from watcher.extract.page import page_metadata, parse_page
+    from watcher.extract.metadata import page_metadata
+    from watcher.extract.page import parse_page
 
     meta = page_metadata(parse_page(page))
     assert {k: meta[k] for k in expected} == expected

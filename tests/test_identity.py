@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.stories import OTHER, WIRE
+from watcher.core.decide import StoryHit, place_in_story
 from watcher.core.identity import (
-    StoryIndex,
     band_keys,
     canonical_url,
     signature,
@@ -17,8 +18,9 @@ from watcher.core.identity import (
     to_bytes,
     trusted_canonical,
 )
+from watcher.core.intents import NewArticle
 from watcher.core.models import Article
-from watcher.store.sqlite import Store
+from watcher.store.sqlite import SqliteStore as Store
 
 NOW = datetime(2024, 5, 15, 12, 0, tzinfo=UTC)
 
@@ -75,24 +77,30 @@ def test_short_text_has_no_signature() -> None:
 
 def test_story_index_finds_the_story_within_the_window(tmp_path: Path) -> None:
     store = Store(tmp_path / "w.db")
-    index = StoryIndex(store, threshold=0.5, window=timedelta(days=3))
+    window = timedelta(days=3)
+
+    def find(sig: np.ndarray, now: datetime) -> StoryHit | None:
+        keys = band_keys(sig)
+        return place_in_story(sig, store.story_candidates(keys, now - window), 0.5)
+
     full = signature(text(WIRE))
     other = signature(text(OTHER))
     cut = signature(text(WIRE[1:]))
     assert full is not None and other is not None and cut is not None
     ids = []
     for entry, sig in (("wire", full), ("other", other)):
-        aid = store.add_article(Article(
+        aid = store.add_article(NewArticle(Article(
             feed="f", entry_id=entry, url=None, title=entry, summary="", body="",
-            text_source="page", published=None, fetched_at=NOW, signature=to_bytes(sig)))
+            text_source="page", published=None, fetched_at=NOW, signature=to_bytes(sig)),
+            story_keys=tuple(band_keys(sig))))
         assert aid is not None
-        index.add(aid, sig)
         ids.append(aid)
-    hit = index.find(cut, NOW + timedelta(hours=5))
-    assert hit is not None and hit.article_id == ids[0] and hit.story_id == ids[0]
+    hit = find(cut, NOW + timedelta(hours=5))
+    assert hit is not None and hit.article_id == ids[0] and hit.story.id == ids[0]
+    assert hit.story.feed == "f" and hit.story.entry_id == "wire"
     assert hit.similarity >= 0.5
     # After the window the old copies no longer count.
-    assert index.find(cut, NOW + timedelta(days=4)) is None
+    assert find(cut, NOW + timedelta(days=4)) is None
     # Removing an article takes its keys with it.
     store.db.execute("DELETE FROM articles WHERE id = ?", [ids[0]])
     assert store.db.execute("SELECT count(*) FROM story_keys WHERE article_id = ?",

@@ -12,11 +12,14 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import ROOT, run_watcher
+from tests.delivery_helpers import classify_all, record_match
 from tests.servers import LoopbackServer, WebhookReceiver, wait_for
 from tests.test_e2e import SEED_TITLE, write_config
+from watcher.core.intents import NewArticle, Retention
 from watcher.core.models import Article
 from watcher.service.lock import holder
-from watcher.store.sqlite import Store
+from watcher.store import prune
+from watcher.store.sqlite import SqliteStore as Store
 
 
 def test_second_daemon_refuses_while_read_only_commands_work(
@@ -93,24 +96,25 @@ def test_prune_keeps_matched_and_waiting_articles_longer(tmp_path: Path) -> None
     ids = {}
     for name, when in (("fresh", now), ("old-plain", old), ("old-matched", old),
                        ("ancient-matched", ancient), ("ancient-waiting", ancient)):
-        ids[name] = store.add_article(_article("f", name, when))
+        ids[name] = store.add_article(NewArticle(_article("f", name, when)))
     match = Match(rule="r", hits=(Hit("body", "text", 0, 4, "text"),), field="body",
                   snippet="text", query='"text"')
     for name in ("old-matched", "ancient-matched", "ancient-waiting"):
         art = store.article(ids[name])
         assert art is not None
-        store.record_matches(art, [match], {"r": ["c"]}, now)
+        record_match(store, art, [match], {"r": ["c"]}, now)
+    classify_all(store, now)
     for d in store.claim_deliveries(now, 60, 10):
         if d.alert.title != "ancient-waiting":
-            store.mark_sent(d.id, now)
-    removed = store.prune(now, keep_days=90, keep_matched_days=365)
+            store.mark_sent([d.id], now)
+    removed = prune(store, now, Retention(keep_days=90, keep_matched_days=365))
     left = {n for n, i in ids.items() if store.article(i) is not None}
     assert removed == 2
     assert left == {"fresh", "old-matched", "ancient-waiting"}
     # A pruned entry never comes back as new.
     assert store.known_entries("f", ["old-plain", "ancient-matched", "never-seen"]) == {
         "old-plain", "ancient-matched"}
-    assert store.search("ancient") == [] or all(r["title"] != "ancient-matched"
+    assert store.search("ancient") == [] or all(r.title != "ancient-matched"
                                                for r in store.search("ancient"))
     store.close()
 
@@ -143,7 +147,7 @@ def test_prune_reports_progress_as_plain_lines_off_a_terminal(tmp_path: Path) ->
     store = Store(db)
     old = datetime.now(UTC) - timedelta(days=200)
     for i in range(2500):
-        store.add_article(_article("f", f"e{i}", old))
+        store.add_article(NewArticle(_article("f", f"e{i}", old)))
     store.close()
     (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(
         {"database": "w.db", "rules": "rules.yaml", "feeds": []}))
@@ -157,11 +161,11 @@ def test_full_text_index_follows_text_changes_only(tmp_path: Path) -> None:
     """Bookkeeping updates (story, matched) leave the index alone; text edits reach it."""
     store = Store(tmp_path / "w.db")
     now = datetime.now(UTC)
-    aid = store.add_article(_article("f", "tram-story", now))
+    aid = store.add_article(NewArticle(_article("f", "tram-story", now)))
     assert aid is not None
     art = store.article(aid)
     assert art is not None
-    store.record_matches(art, [], {}, now)  # sets matched_at
+    record_match(store, art, [], {}, now)  # sets matched_at
     conn = store.db.conn
     fts_rows = conn.execute("SELECT count(*) FROM articles_fts WHERE articles_fts MATCH 'tram'")
     assert fts_rows.fetchone()[0] == 1
@@ -171,6 +175,6 @@ def test_full_text_index_follows_text_changes_only(tmp_path: Path) -> None:
     conn.execute("UPDATE articles SET body = 'a tactical missile' WHERE id = ?", [aid])
     conn.commit()
     conn.execute(integrity)
-    assert [r["title"] for r in store.search('"tactical missile"')] == ["tram-story"]
+    assert [r.title for r in store.search('"tactical missile"')] == ["tram-story"]
     assert store.search("text") == []
     store.close()

@@ -13,11 +13,15 @@ from pathlib import Path
 import pytest
 
 from watcher.core.errors import ExtractError
-from watcher.core.models import Extracted, Undecoded
+from watcher.core.models import Entry, Extracted, Undecoded
 from watcher.extract.page import extract_page
-from watcher.service.workers import ExtractFunc, ExtractPool, extract_and_sign
+from watcher.service.workers import ExtractFunc, ExtractPool
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
+
+
+ENTRY = Entry(entry_id="e", link="http://x.test/a", title="t", summary="a short summary",
+              content="", published=None)
 
 
 def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> Extracted:
@@ -141,14 +145,15 @@ def test_close_fails_waiting_pages_and_stops_the_workers() -> None:
 
 def test_a_few_pages_are_extracted_in_process_before_the_pool_starts() -> None:
     async def go(pool: ExtractPool) -> None:
-        x = await pool.extract(PAGE, None, "text/html")
-        assert "tactical missile" in x.text and x.signature is not None
+        x = await pool.extract(PAGE, None, "text/html", entry=ENTRY)
+        assert "tactical missile" in x.text
+        assert x.kept is not None and x.kept.source == "page" and x.kept.signature is not None
         assert pool._pool == [] and pool.worker_pages == 0
         many = await asyncio.gather(*(pool.extract(PAGE, None, "text/html")
                                       for _ in range(8)))
         assert len(many) == 8 and pool.worker_pages > 0
 
-    with_pool(go, spawn_at=4, func=extract_and_sign)
+    with_pool(go, spawn_at=4, func=extract_page)
 
 
 def test_an_expected_backlog_starts_the_workers_before_the_first_page() -> None:
@@ -162,7 +167,7 @@ def test_an_expected_backlog_starts_the_workers_before_the_first_page() -> None:
         x = await pool.extract(PAGE, None, "text/html")
         assert "tactical missile" in x.text and pool.worker_pages == 1
 
-    with_pool(go, spawn_at=4, func=extract_and_sign)
+    with_pool(go, spawn_at=4, func=extract_page)
 
 
 def test_workers_outlive_a_sigterm_to_the_process_group() -> None:

@@ -8,11 +8,13 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from watcher.cli.common import Progress, load_settings_for
+from watcher.cli.common import Progress, jsonable, open_store_for, when
 from watcher.core.errors import ConfigError
+from watcher.core.intents import Retention
+from watcher.core.records import ArticleRecord
 from watcher.service.lock import holder
 from watcher.settings.config import parse_duration
-from watcher.store.sqlite import Store
+from watcher.store import prune
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -40,11 +42,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     prune.set_defaults(func=cmd_prune)
 
 
-def _open(args: argparse.Namespace) -> tuple[Any, Store]:
-    settings = load_settings_for(args)
-    return settings, Store(settings.database)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     since = None
     if args.since:
@@ -52,28 +49,42 @@ def cmd_search(args: argparse.Namespace) -> int:
             since = datetime.now(UTC) - timedelta(seconds=parse_duration(args.since))
         except ValueError as exc:
             raise ConfigError(f"search: --since: {exc}") from None
-    _, store = _open(args)
+    _, store = open_store_for(args)
     try:
-        rows = store.search(args.query, since=since, feed=args.feed, limit=args.limit)
+        hits = store.search(args.query, since=since, feed=args.feed, limit=args.limit)
     finally:
         store.close()
     if args.json:
-        for r in rows:
-            print(json.dumps(r, ensure_ascii=False))
+        for h in hits:
+            print(json.dumps(jsonable(h), ensure_ascii=False))
         return 0
-    if not rows:
+    if not hits:
         print("no articles match")
-    for r in rows:
-        when = (r["published_at"] or r["fetched_at"] or "")[:16].replace("T", " ")
-        print(f"#{r['id']}  {when}  [{r['feed']}]  {r['title']}")
-        print(f"    {' '.join(r['snippet'].split())}")
-        if r["url"]:
-            print(f"    {r['url']}")
+    for h in hits:
+        print(f"#{h.id}  {when(h.published_at or h.fetched_at, 16)}  [{h.feed}]  {h.title}")
+        print(f"    {' '.join(h.snippet.split())}")
+        if h.url:
+            print(f"    {h.url}")
     return 0
 
 
+def record_json(record: ArticleRecord) -> dict[str, Any]:
+    """`watcher show --json`: the article's columns, then what it matched and where
+    its story's alerts and copies went."""
+    a = record.article
+    out: dict[str, Any] = {
+        "id": a.id, "feed": a.feed, "entry_id": a.entry_id, "url": a.url, "title": a.title,
+        "summary": a.summary, "body": a.body, "text_source": a.text_source,
+        "page_error": a.page_error, "author": a.author, "language": a.language,
+        "sitename": a.sitename, "tags": list(a.tags), "published_at": a.published,
+        "fetched_at": a.fetched_at, "matched_at": record.matched_at,
+        "canonical_url": a.canonical_url, "story_id": a.story_id,
+        "matches": record.matches, "deliveries": record.deliveries, "sources": record.sources}
+    return jsonable(out)
+
+
 def cmd_show(args: argparse.Namespace) -> int:
-    _, store = _open(args)
+    _, store = open_store_for(args)
     try:
         record = store.article_record(args.article_id)
     finally:
@@ -82,33 +93,38 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"show: no article #{args.article_id}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(record, ensure_ascii=False, indent=2))
+        print(json.dumps(record_json(record), ensure_ascii=False, indent=2))
         return 0
-    print(f"#{record['id']} {record['title']}")
-    print(f"feed:      {record['feed']}   entry: {record['entry_id']}")
-    print(f"link:      {record['url'] or '-'}")
-    print(f"published: {record['published_at'] or '-'}   fetched: {record['fetched_at']}")
-    print(f"text from: {record['text_source']}"
-          + (f" (page failed: {record['page_error']})" if record["page_error"] else ""))
-    if record["matches"]:
+    a = record.article
+    print(f"#{a.id} {a.title}")
+    print(f"feed:      {a.feed}   entry: {a.entry_id}")
+    print(f"link:      {a.url or '-'}")
+    print(f"published: {when(a.published)}   fetched: {when(a.fetched_at)}")
+    print(f"text from: {a.text_source}"
+          + (f" (page failed: {a.page_error})" if a.page_error else ""))
+    if record.matches:
         print("matched:")
-        for m in record["matches"]:
-            print(f"  {m['rule']}: {m['query']} in {m['field']}: {m['snippet']}")
-        for d in record["deliveries"]:
-            print(f"  -> {d['channel']}: {d['status']} after {d['attempts']} attempt(s)"
-                  + (f" ({d['last_error']})" if d["last_error"] else ""))
+        for m in record.matches:
+            print(f"  {m.rule}: {m.query} in {m.field}: {m.snippet}")
+        for d in record.deliveries:
+            print(f"  -> {d.channel}: {d.status} after {d.attempts} attempt(s)"
+                  + (f" ({d.last_error})" if d.last_error else ""))
     else:
         print("matched:   no rule")
+    if len(record.sources) > 1:
+        print("sources:")
+        for s in record.sources:
+            print(f"  {when(s.seen_at, 16)}  [{s.feed}] {s.title or ''}  {s.url or ''}")
     print()
-    if record["summary"]:
-        print(record["summary"])
+    if a.summary:
+        print(a.summary)
         print()
-    print(record["body"])
+    print(a.body)
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings, store = _open(args)
+    settings, store = open_store_for(args)
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
@@ -116,43 +132,39 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     pid = holder(settings.database)
-    report["daemon"] = {"running": pid is not None, "pid": pid}
     if args.json:
-        print(json.dumps(report, ensure_ascii=False, indent=2, default=str))
+        print(json.dumps({**jsonable(report), "daemon": {"running": pid is not None,
+                                                         "pid": pid}},
+                         ensure_ascii=False, indent=2))
         return 0
-    f = report["feeds"]
+    f, d = report.feeds, report.deliveries
     print(f"daemon:     {'running (pid ' + str(pid) + ')' if pid else 'not running'}")
     print(f"database:   {settings.database}")
-    print(f"feeds:      {f['total'] or 0} total, {f['healthy'] or 0} healthy, "
-          f"{f['failing'] or 0} failing ({f['unhealthy'] or 0} unhealthy), {f['gone'] or 0} gone")
-    print(f"articles:   {report['articles_today']} today, {report['articles_total']} stored")
-    print(f"matches:    {report['matches_today']} today")
-    d = report["deliveries"]
-    print(f"deliveries: {report['backlog']} waiting"
-          + (f" (oldest {report['backlog_oldest'][:19].replace('T', ' ')})"
-             if report["backlog_oldest"] else "")
+    print(f"feeds:      {f.total} total, {f.healthy} healthy, "
+          f"{f.failing} failing ({f.unhealthy} unhealthy), {f.gone} gone")
+    print(f"articles:   {report.articles_today} today, {report.articles_total} stored")
+    print(f"matches:    {report.matches_today} today")
+    print(f"deliveries: {report.backlog} waiting"
+          + (f" (oldest {when(report.backlog_oldest)})" if report.backlog_oldest else "")
           + f", {d.get('sent', 0)} sent, {d.get('dead', 0)} dead")
-    if report["feed_errors"] or report["delivery_errors"]:
+    if report.feed_errors or report.delivery_errors:
         print("last errors:")
-        for e in report["feed_errors"]:
-            print(f"  {e['last_error_at'][:19].replace('T', ' ')}  {e['last_error']}")
-        for e in report["delivery_errors"]:
-            print(f"  {(e['last_attempt_at'] or '')[:19].replace('T', ' ')}  {e['last_error']}")
+        for e in (*report.feed_errors, *report.delivery_errors):
+            print(f"  {when(e.at)}  {e.error}")
     return 0
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    settings, store = _open(args)
-    bar: list[Progress] = []
+    settings, store = open_store_for(args)
+    retention = Retention(settings.retention.days, settings.retention.matched_days)
+    now = datetime.now(UTC)
     try:
-        removed = store.prune(datetime.now(UTC), settings.retention.days,
-                              settings.retention.matched_days,
-                              progress=lambda n: bar[0](n) if bar else None,
-                              total=lambda n: bar.append(Progress(n, "pruning",
-                                                                  "article(s)", 2000)))
+        bar = Progress(store.count_prunable(now, retention), "pruning", "article(s)", 2000)
+        try:
+            removed = prune(store, now, retention, progress=bar)
+        finally:
+            bar.close()
     finally:
-        for b in bar:
-            b.close()
         store.close()
     print(f"db prune: removed {removed} article(s) (unmatched older than "
           f"{settings.retention.days:g} days, matched older than "

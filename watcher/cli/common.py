@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import re
@@ -13,6 +14,7 @@ from typing import Any
 
 from watcher.rules import RuleSet, load_rules
 from watcher.settings.config import Settings, config_path, load_settings
+from watcher.store import Store, open_store
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
 _TOKEN_PARAMS = re.compile(
@@ -86,6 +88,29 @@ def setup_logging(verbose: bool, secrets: Sequence[str] = (), fmt: str = "text")
 
 def load_settings_for(args: argparse.Namespace) -> Settings:
     return load_settings(config_path(args.config))
+
+
+def open_store_for(args: argparse.Namespace) -> tuple[Settings, Store]:
+    settings = load_settings_for(args)
+    return settings, open_store(settings.database)
+
+
+def jsonable(value: Any) -> Any:
+    """Records for --json: dataclasses as objects, times as ISO 8601 UTC text."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return value
+
+
+def when(value: datetime | None, width: int = 19) -> str:
+    """A stored time for a table: '2026-05-01 10:00:00' (UTC), or '-'."""
+    return value.astimezone(UTC).isoformat(" ")[:width] if value else "-"
 
 
 def load_all(args: argparse.Namespace) -> tuple[Settings, RuleSet]:

@@ -8,9 +8,9 @@ import sys
 from datetime import UTC, datetime
 from typing import Any
 
+from watcher.cli.common import open_store_for, when
 from watcher.core.errors import ConfigError
-from watcher.settings.config import config_path, load_settings
-from watcher.store.sqlite import Store
+from watcher.core.records import DeliveryRecord
 
 # what people ask for -> the stored status ("failed" = failed at least once, retrying)
 STATUSES = {"pending": "pending", "held": "pending", "failed": "retrying",
@@ -36,30 +36,22 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     retry.set_defaults(func=cmd_retry)
 
 
-def _open(args: argparse.Namespace) -> Store:
-    return Store(load_settings(config_path(args.config)).database)
-
-
-def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
-
-
-def _shown_status(row: dict[str, Any], now: str) -> str:
-    if row["status"] == "pending" and row["held_until"] and row["attempts"] == 0 \
-            and row["held_until"] > now:
+def _shown_status(row: DeliveryRecord, now: datetime) -> str:
+    if row.status == "pending" and row.held_until and row.attempts == 0 \
+            and row.held_until > now:
         return "held"
-    return "failed" if row["status"] == "retrying" else row["status"]
+    return "failed" if row.status == "retrying" else row.status
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    store = _open(args)
+    now = datetime.now(UTC)
+    _, store = open_store_for(args)
     try:
         rows = store.deliveries(STATUSES.get(args.status) if args.status else None, args.rule)
     finally:
         store.close()
     if args.status:
-        rows = [r for r in rows if args.status in (_shown_status(r, now), r["status"])
+        rows = [r for r in rows if args.status in (_shown_status(r, now), r.status)
                 or (args.status == "pending" and _shown_status(r, now) == "pending")]
     if not rows:
         print("no deliveries" + (f" with status {args.status}" if args.status else ""))
@@ -68,21 +60,21 @@ def cmd_list(args: argparse.Namespace) -> int:
           f"{'next / sent':<19}  title / last error")
     for r in rows:
         shown = _shown_status(r, now)
-        when = r["sent_at"] if r["status"] == "sent" else (
-            None if r["status"] == "dead" else r["next_attempt_at"])
-        print(f"{r['id']:<36} {shown:<8} {r['attempts']:>5}  {r['rule'][:20]:<20} "
-              f"{r['channel'][:14]:<14} {_when(when):<19}  {(r['title'] or '')[:60]}")
-        if r["digest_id"]:
-            print(f"{'':<36} digest {r['digest_id']}")
-        if r["last_error"] and r["status"] != "sent":
-            print(f"{'':<36} last error: {r['last_error']}")
+        at = r.sent_at if r.status == "sent" else (
+            None if r.status == "dead" else r.next_attempt_at)
+        print(f"{r.id:<36} {shown:<8} {r.attempts:>5}  {r.rule[:20]:<20} "
+              f"{r.channel[:14]:<14} {when(at):<19}  {(r.title or '')[:60]}")
+        if r.digest_id:
+            print(f"{'':<36} digest {r.digest_id}")
+        if r.last_error and r.status != "sent":
+            print(f"{'':<36} last error: {r.last_error}")
     return 0
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
     if not args.ids and not args.all_dead:
         raise ConfigError("deliveries retry: name delivery ids or use --all-dead")
-    store = _open(args)
+    _, store = open_store_for(args)
     try:
         done = store.requeue_deliveries(datetime.now(UTC), args.ids, all_dead=args.all_dead)
     finally:

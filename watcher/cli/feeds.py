@@ -10,14 +10,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from watcher.cli.common import Progress
+from watcher.cli.common import Progress, open_store_for, when
 from watcher.core.errors import ConfigError, FetchError, ParseError
 from watcher.core.models import Feed, ParsedFeed
 from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.settings.config import config_path, load_settings, parse_duration
 from watcher.settings.opml import Subscription, read_opml, slug, write_opml
-from watcher.store.sqlite import Store
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -44,16 +43,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     exp.set_defaults(func=cmd_export)
 
 
-def _when(value: str | None) -> str:
-    return value[:19].replace("T", " ") if value else "-"
-
-
 def cmd_list(args: argparse.Namespace) -> int:
-    settings = load_settings(config_path(args.config))
+    settings, store = open_store_for(args)
     configured = {f.name for f in settings.feeds}
-    store = Store(settings.database)
     try:
-        rows = {r["name"]: r for r in store.feed_report(datetime.now(UTC))}
+        rows = {r.name: r for r in store.feed_health(datetime.now(UTC))}
     finally:
         store.close()
     header = f"{'feed':<22} {'state':<10} {'last success':<19}  {'next poll':<19}  " \
@@ -64,13 +58,13 @@ def cmd_list(args: argparse.Namespace) -> int:
         if r is None:
             print(f"{f.name:<22} {'new':<10} {'-':<19}  {'-':<19}  {0:>5} {0:>5}")
             continue
-        state = ("gone" if r["gone_at"] else "unhealthy" if r["unhealthy_since"]
-                 else "failing" if r["consecutive_failures"] else "ok"
-                 if r["last_success_at"] else "new")
-        error = (r["last_error"] or "") if r["consecutive_failures"] or r["gone_at"] else ""
-        print(f"{f.name:<22} {state:<10} {_when(r['last_success_at']):<19}  "
-              f"{_when(r['next_poll_at']):<19}  {r['consecutive_failures']:>5} "
-              f"{r['items_7d']:>5}  {error}")
+        state = ("gone" if r.gone_at else "unhealthy" if r.unhealthy_since
+                 else "failing" if r.consecutive_failures else "ok"
+                 if r.last_success_at else "new")
+        error = (r.last_error or "") if r.consecutive_failures or r.gone_at else ""
+        print(f"{f.name:<22} {state:<10} {when(r.last_success_at):<19}  "
+              f"{when(r.next_poll_at):<19}  {r.consecutive_failures:>5} "
+              f"{r.items_7d:>5}  {error}")
     stale = sorted(set(rows) - configured)
     if stale:
         print(f"(in the database but no longer configured: {', '.join(stale)})")

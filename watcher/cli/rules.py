@@ -15,7 +15,7 @@ from watcher.rules.backtest import backtest
 from watcher.rules.examples import run_examples
 from watcher.rules.schema import rules_schema_text
 from watcher.settings.config import Settings, config_path, load_settings, parse_duration
-from watcher.store.sqlite import Store
+from watcher.store import open_store
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -97,7 +97,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         raise RuleError(f"{ruleset.source}: no rule named {args.rule!r}")
     compiled = compile_rules(ruleset)
     since = datetime.now(UTC) - timedelta(seconds=since_s)
-    store = Store(settings.database)
+    store = open_store(settings.database)
     try:
         total = store.count_articles_since(since)
         progress = Progress(total, "matching", "article(s)")

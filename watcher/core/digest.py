@@ -1,7 +1,8 @@
 """Alert fatigue: when a delivery goes out at once and when it waits for a digest.
 
-Pure: `now` and the time zone are parameters. The store calls `hold_until` while
-it classifies new deliveries; the dispatcher groups what it claimed with `group`.
+Pure: `now` and the time zone are parameters. The dispatcher classifies new
+deliveries with `classify` (the store applies the decisions), and groups what it
+claimed with `group`.
 
 - `cooldown`: the first match of a rule goes out at once and opens a window of
   `cooldown` seconds; matches inside the window are held until it ends and then
@@ -15,10 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 from typing import TypeVar
+
+from watcher.core.intents import HoldCandidate, HoldDecision
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
@@ -108,6 +111,33 @@ def digest_id(rule: str, channel: str, held_until: datetime, salt: str = "") -> 
     """Stable for one (rule, channel, release time): retries of the digest reuse it."""
     key = "\x00".join((rule, channel, held_until.isoformat(), salt))
     return "wg_" + hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def classify(candidates: Sequence[HoldCandidate],
+             last_immediate: Mapping[tuple[str, str], datetime | None],
+             policies: Mapping[str, Policy], tz: tzinfo) -> list[HoldDecision]:
+    """Decide, in created order, whether each new delivery goes out now or is held.
+
+    `last_immediate`: per (rule, channel), when the last delivery that was not held
+    was created (it opened the current cooldown window); a delivery sent now
+    opens the next one for those after it.
+    """
+    last = dict(last_immediate)
+    out: list[HoldDecision] = []
+    for c in sorted(candidates, key=lambda c: (c.created_at, c.id)):
+        key = (c.rule, c.channel)
+        basis = last.get(key)
+        policy = policies.get(c.rule)
+        until = (hold_until(policy, c.created_at, basis, tz)
+                 if policy is not None and policy.holds else None)
+        if until is None:
+            last[key] = c.created_at
+            out.append(HoldDecision(c.id, c.rule, c.channel, None, None, last_immediate.get(key)))
+        else:
+            out.append(HoldDecision(c.id, c.rule, c.channel, until,
+                                    digest_id(c.rule, c.channel, until),
+                                    last_immediate.get(key)))
+    return out
 
 
 T = TypeVar("T")

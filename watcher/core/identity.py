@@ -14,9 +14,6 @@ under a new guid. Two signals bring the copies together:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Protocol
 from urllib.parse import urlsplit
 
 import courlan
@@ -197,45 +194,3 @@ def band_keys(sig: np.ndarray) -> list[int]:
     mixed = _mix(_BAND_SALT.copy(), [rows[:, i] for i in range(ROWS)], _BAND_WEIGHTS,
                  _BAND_MIX)
     return (mixed >> _U64_1).astype(np.int64).tolist()
-
-
-@dataclass(frozen=True)
-class StoryHit:
-    story_id: int
-    article_id: int
-    similarity: float
-
-
-class StoryKeys(Protocol):
-    """Where band keys live (the database: recent articles would not fit in memory
-    at thousands of feeds, nor survive a restart)."""
-
-    def add_story_keys(self, article_id: int, keys: Sequence[int]) -> None: ...
-
-    def story_candidates(self, keys: Sequence[int], since: datetime
-                         ) -> list[tuple[int, int, bytes]]:
-        """(article id, story id, signature) of articles since `since` sharing a key."""
-        ...
-
-
-class StoryIndex:
-    """Finds the story a new article belongs to among recent articles' signatures."""
-
-    def __init__(self, keys: StoryKeys, threshold: float = 0.5,
-                 window: timedelta = timedelta(days=3)) -> None:
-        self.keys = keys
-        self.threshold = threshold
-        self.window = window
-
-    def add(self, article_id: int, sig: np.ndarray) -> None:
-        self.keys.add_story_keys(article_id, band_keys(sig))
-
-    def find(self, sig: np.ndarray, now: datetime) -> StoryHit | None:
-        """The most similar recent article at or above the threshold, if any."""
-        best: StoryHit | None = None
-        for article_id, story_id, data in self.keys.story_candidates(band_keys(sig),
-                                                                     now - self.window):
-            sim = similarity(sig, from_bytes(data))
-            if sim >= self.threshold and (best is None or sim > best.similarity):
-                best = StoryHit(story_id, article_id, sim)
-        return best

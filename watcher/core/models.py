@@ -100,7 +100,32 @@ class Extracted:
     language: str | None = None
     sitename: str | None = None
     canonical: str | None = None  # the page's <link rel="canonical">, untrusted
-    signature: bytes | None = None  # MinHash of `text`, made where the text was extracted
+    # the text the article keeps (this page's or the feed's), chosen and signed where
+    # the page was extracted, when the feed's text came along (see watcher.extract)
+    kept: ArticleText | None = None
+
+
+@dataclass(frozen=True)
+class ArticleText:
+    """The text an article keeps, where it came from, and its MinHash signature
+    (None: too short to compare). Made once per article, where the text is final."""
+
+    body: str
+    source: TextSource
+    signature: bytes | None = None
+
+
+@dataclass(frozen=True)
+class StoryRef:
+    """A story, named by its first article: the id, and the feed entry it came from.
+
+    The entry (not the id) names the story's deliveries, so a delivery id stays the
+    same in any database that holds the story (see watcher.core.alerts).
+    """
+
+    id: int
+    feed: str
+    entry_id: str
 
 
 @dataclass(frozen=True)
@@ -226,6 +251,7 @@ class Delivery:
     last_error: str | None = None
     # set when the delivery waits for (or went out in) a digest: the digest's id
     digest_id: str | None = None
+    story_id: int | None = None  # whose other copies the message lists
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """Send due deliveries through their channels, with retry, digests and dead-letter.
 
-One pass: claim what is due (the store classifies new deliveries as immediate or
-held for a digest, and always claims a digest's members together), send each
-unit (one alert, or one digest) through its channel, then mark the unit sent,
-retrying or dead. A unit is marked sent only after the channel accepted it.
+One pass: classify new deliveries as immediate or held for a digest (a pure
+decision, watcher.core.digest.classify, that the store applies), claim what is
+due (the store always claims a digest's members together), send each unit (one
+alert, or one digest) through its channel, then mark the unit sent, retrying or
+dead. A unit is marked sent only after the channel accepted it.
 """
 
 from __future__ import annotations
@@ -14,16 +15,15 @@ import os
 import socket
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 
-from watcher.core.digest import Policy, digest_id, group, hold_until
+from watcher.core.digest import Policy, classify, group
 from watcher.core.errors import DeliveryError
 from watcher.core.models import Alert, Delivery, Digest
 from watcher.core.schedule import DELIVERY_BACKOFF_S, delivery_retry_at
 from watcher.delivery.channels import Channel
-from watcher.service import metrics
-from watcher.store.sqlite import Store
+from watcher.store.protocol import OutboxStore
 
 log = logging.getLogger("watcher.delivery.dispatch")
 # Long enough for a slow receiver within its own timeout; short enough that a
@@ -41,7 +41,7 @@ class DispatchReport:
 
 @dataclass
 class Dispatcher:
-    store: Store
+    store: OutboxStore
     channels: Mapping[str, Channel]
     clock: Callable[[], datetime]
     max_age_s: float = 48 * 3600.0
@@ -55,6 +55,8 @@ class Dispatcher:
     lease_s: float = LEASE_S
     # channel name -> why it was disabled (a webhook answered 410), for this process
     disabled: dict[str, str] = field(default_factory=dict)
+    # told of every outcome: (channel, "sent" | "retrying" | "dead", deliveries)
+    counted: Callable[[str, str, int], None] = lambda channel, status, n: None
     # who holds our claims in the database: host, process id and a nonce
     owner: str = field(default_factory=lambda: claim_owner(socket.gethostname(), os.getpid()))
 
@@ -72,13 +74,13 @@ class Dispatcher:
             log.info("deliver: %d delivery claim(s) of a stopped process released", freed)
         return freed
 
-    def _hold(self, rule: str, channel: str, created_at: datetime,
-              last_immediate_at: datetime | None) -> tuple[datetime, str] | None:
-        policy = self.policies().get(rule)
-        if policy is None or not policy.holds:
-            return None
-        until = hold_until(policy, created_at, last_immediate_at, self.tz)
-        return None if until is None else (until, digest_id(rule, channel, until))
+    def classify_new(self) -> int:
+        """Decide for each new delivery whether it goes now or waits for a digest."""
+        candidates, last_immediate = self.store.hold_candidates()
+        if not candidates:
+            return 0
+        decisions = classify(candidates, last_immediate, self.policies(), self.tz)
+        return self.store.apply_holds(decisions, self.clock())
 
     async def dispatch_due(self, ignore_schedule: bool = False) -> DispatchReport:
         """Claim what is due and send it; each channel in order, channels side by side.
@@ -90,12 +92,13 @@ class Dispatcher:
         # is tried once per pass (else a long outage would keep `--once` busy forever).
         pass_start = self.clock() if ignore_schedule else None
         while True:
+            self.classify_new()
             batch = self.store.claim_deliveries(self.clock(), self.lease_s, self.limit,
                                                 ignore_schedule=ignore_schedule,
-                                                hold=self._hold, owner=self.owner,
-                                                tried_before=pass_start)
+                                                owner=self.owner, tried_before=pass_start)
             if not batch:
                 return report
+            batch = self._with_sources(batch)
             by_channel: dict[str, list[Delivery]] = defaultdict(list)
             for d in batch:
                 by_channel[d.channel].append(d)
@@ -103,6 +106,17 @@ class Dispatcher:
                                    for name, items in by_channel.items()))
             if len(batch) < self.limit:
                 return report
+
+    def _with_sources(self, batch: list[Delivery]) -> list[Delivery]:
+        """The story's other copies known now, so the message can say "also reported by"."""
+        known = self.store.story_sources(d.story_id for d in batch if d.story_id is not None)
+        out = []
+        for d in batch:
+            own = (d.alert.feed, d.alert.url)
+            others = tuple((s.feed, s.title or "", s.url) for s in known.get(d.story_id, ())
+                           if (s.feed, s.url) != own) if d.story_id is not None else ()
+            out.append(replace(d, alert=replace(d.alert, sources=others)) if others else d)
+        return out
 
     async def _send_channel(self, name: str, items: list[Delivery],
                             report: DispatchReport) -> None:
@@ -151,7 +165,7 @@ class Dispatcher:
         else:
             self.store.mark_sent(ids, self.clock())
             report.sent += len(unit)
-            metrics.DELIVERIES.labels(name, "sent").inc(len(unit))
+            self.counted(name, "sent", len(unit))
             what = f"digest {first.digest_id} ({len(unit)} alert(s))" if first.digest_id \
                 else first.id
             log.info("deliver: %s sent to %r (rule %r)", what, name, first.rule)
@@ -167,7 +181,7 @@ class Dispatcher:
         if when is None:
             self.store.mark_failed([d.id for d in unit], now, error, None)
             report.dead += len(unit)
-            metrics.DELIVERIES.labels(name, "dead").inc(len(unit))
+            self.counted(name, "dead", len(unit))
             log.error("%s; delivery %s is dead after %d attempt(s) (rule %r); "
                       "`watcher deliveries retry %s` sends it again", error, unit_id,
                       attempts, unit[0].rule, unit[0].id)
@@ -176,7 +190,7 @@ class Dispatcher:
             message = f"{error}; retry at {when.astimezone(UTC):%H:%M:%S}"
             self.store.mark_failed([d.id for d in unit], now, message, when)
             report.retrying += len(unit)
-            metrics.DELIVERIES.labels(name, "retrying").inc(len(unit))
+            self.counted(name, "retrying", len(unit))
             log.warning("%s (delivery %s, attempt %d)", message, unit_id, attempts)
 
     async def _tell_operator(self, failed: str, unit: list[Delivery], error: str) -> None:
@@ -211,7 +225,7 @@ def parse_owner(owner: str) -> tuple[str, int | None]:
     return host, int(pid) if pid.isdigit() else None
 
 
-async def dispatch_due(store: Store, channels: Mapping[str, Channel],
+async def dispatch_due(store: OutboxStore, channels: Mapping[str, Channel],
                        clock: Callable[[], datetime], *, max_age_s: float,
                        limit: int = 100, ignore_schedule: bool = False) -> DispatchReport:
     """One pass with default settings (no holds, the standard backoff)."""

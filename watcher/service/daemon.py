@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,20 +17,22 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
 from watcher.core.errors import RuleError, WatcherError
-from watcher.core.identity import StoryIndex
+from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
 from watcher.delivery.channels import Channel, build_channels
 from watcher.delivery.dispatch import Dispatcher, DispatchReport
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.rules import CompiledRules, RuleSet, compile_rules, parse_rules
 from watcher.rules.load import digest_of
+from watcher.service import metrics
 from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.service.metrics import MetricsServer
 from watcher.service.workers import ExtractPool
 from watcher.settings.config import Settings, load_settings
-from watcher.store.sqlite import Store
+from watcher.store import open_store, prune
 
 log = logging.getLogger("watcher.service.daemon")
 # How long a stopping daemon gives work under way (and the alerts it made) to finish.
@@ -65,7 +68,7 @@ class Daemon:
         self.rules = rules
         self._rules_refused: str | None = None  # digest of the last rules.yaml refused
         self.feeds: dict[str, Feed] = {f.name: f for f in settings.feed_models()}
-        self.store = Store(settings.database)
+        self.store = open_store(settings.database)
         self.store.sync_feeds(self.feeds.values())
         self.channels = dict(channels) if channels is not None else build_channels(
             settings.channels)
@@ -83,13 +86,13 @@ class Daemon:
             max_backoff_s=settings.poll.max_backoff,
             max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages,
             extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
-            on_unhealthy=self._feed_unhealthy, stories=self._story_index())
+            on_unhealthy=self._feed_unhealthy, stories=self._story_policy())
         self._in_flight: set[str] = set()
         self._notices: set[asyncio.Task[object]] = set()
         self._scheduler: AsyncIOScheduler | None = None
-        self._dispatch_task: asyncio.Task[None] | None = None
-        self._dispatch_again = False
         self._stopping = asyncio.Event()
+        self._wake_dispatch = asyncio.Event()
+        self._dispatching: asyncio.Task[None] | None = None
         self._dispatch_lock = asyncio.Lock()
         delivery = settings.delivery
         self.dispatcher = Dispatcher(
@@ -97,13 +100,14 @@ class Daemon:
             backoff=delivery.backoff, policies=self._policies,
             tz=ZoneInfo(delivery.timezone), limit=delivery.batch,
             failure_channels=[c for c in settings.alerts.delivery_failures
-                              if c in self.channels])
+                              if c in self.channels],
+            counted=lambda channel, status, n: metrics.DELIVERIES.labels(channel, status).inc(n))
 
-    def _story_index(self) -> StoryIndex | None:
+    def _story_policy(self) -> StoryPolicy | None:
         cfg = self.settings.stories
         if not cfg.enabled:
             return None
-        return StoryIndex(self.store, cfg.threshold, timedelta(seconds=cfg.window))
+        return StoryPolicy(cfg.threshold, timedelta(seconds=cfg.window))
 
     def _feed_unhealthy(self, feed: str, notice: str) -> None:
         """Tell the channels in alerts.feed_health; best effort, like delivery notices."""
@@ -169,29 +173,35 @@ class Daemon:
             while queue:
                 outcome = await one(queue.pop())
                 outcomes.append(outcome)
-                if dispatch_now and outcome.deliveries and not self._stopping.is_set():
-                    self._kick_dispatch()  # new alerts leave now, not at the next tick
+                if dispatch_now and outcome.deliveries:
+                    self._wake_dispatch.set()  # new alerts leave now, not at the next tick
 
         workers = min(len(todo), self.settings.poll.concurrency * 2)
         await asyncio.gather(*(worker() for _ in range(workers)))
         return outcomes
 
-    def _kick_dispatch(self) -> None:
-        if self._dispatch_task is None or self._dispatch_task.done():
-            self._dispatch_task = asyncio.get_running_loop().create_task(self._dispatch_soon())
-        else:
-            self._dispatch_again = True  # alerts made after its claim: one more pass
-
-    async def _dispatch_soon(self) -> None:
-        while True:
-            await self.dispatch()
-            if not self._dispatch_again or self._stopping.is_set():
-                return
-
     async def dispatch(self, ignore_schedule: bool = False) -> DispatchReport:
+        """One pass over the outbox: the only way anything is sent. A pass at a time."""
         async with self._dispatch_lock:
-            self._dispatch_again = False
             return await self.dispatcher.dispatch_due(ignore_schedule)
+
+    async def _dispatch_loop(self) -> None:
+        """A pass every `delivery.tick`, and at once when a feed made new alerts (a
+        wake-up during a pass makes one more pass, for the alerts its claim missed)."""
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake_dispatch.wait(), self.settings.delivery.tick)
+            self._wake_dispatch.clear()
+            if self._stopping.is_set():
+                return
+            try:
+                await self.dispatch()
+            except Exception:  # a bug in one pass must not end delivery for good
+                log.exception("deliver: dispatch pass failed; the next one retries")
+
+    def _stop(self) -> None:
+        self._stopping.set()
+        self._wake_dispatch.set()
 
     # -- modes --------------------------------------------------------------
 
@@ -235,7 +245,7 @@ class Daemon:
     async def run_forever(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self._stopping.set)
+            loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         self._scheduler = scheduler
@@ -243,9 +253,6 @@ class Daemon:
         self.dispatcher.release_orphans(pid_alive)
         scheduler.add_job(self.poll, "interval", seconds=self.settings.poll.tick,
                           id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
-                          misfire_grace_time=None)
-        scheduler.add_job(self.dispatch, "interval", seconds=self.settings.delivery.tick,
-                          id="dispatch", max_instances=1, coalesce=True,
                           misfire_grace_time=None)
         scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
                           id="rules-reload", max_instances=1, coalesce=True,
@@ -259,6 +266,7 @@ class Daemon:
                                            self._metrics_state)
             await metrics_server.start()
         scheduler.start()
+        self._dispatching = loop.create_task(self._dispatch_loop())
         log.info("daemon: watching %d feed(s) with %d rule(s); database %s",
                  len(self.feeds), len(self.rules.rules), self.settings.database)
         try:
@@ -303,21 +311,19 @@ class Daemon:
     def _metrics_state(self) -> dict[str, object]:
         now = utcnow()
         report = self.store.status_report(now, now)
-        feeds = report["feeds"]
-        oldest = report["backlog_oldest"]
-        age = (now - datetime.fromisoformat(oldest.replace("Z", "+00:00"))).total_seconds() \
-            if oldest else 0.0
+        feeds = report.feeds
+        oldest = report.backlog_oldest
         return {
-            "feeds": {"healthy": feeds["healthy"], "failing": feeds["failing"],
-                      "unhealthy": feeds["unhealthy"], "gone": feeds["gone"]},
-            "deliveries": report["deliveries"], "backlog": report["backlog"],
-            "backlog_oldest_age_s": age,
+            "feeds": {"healthy": feeds.healthy, "failing": feeds.failing,
+                      "unhealthy": feeds.unhealthy, "gone": feeds.gone},
+            "deliveries": report.deliveries, "backlog": report.backlog,
+            "backlog_oldest_age_s": (now - oldest).total_seconds() if oldest else 0.0,
         }
 
     async def prune(self) -> int:
         retention = self.settings.retention
-        removed = await asyncio.to_thread(self.store.prune, utcnow(), retention.days,
-                                          retention.matched_days)
+        removed = await asyncio.to_thread(
+            prune, self.store, utcnow(), Retention(retention.days, retention.matched_days))
         log.info("store: retention removed %d article(s)", removed)
         return removed
 

@@ -1,4 +1,9 @@
-"""One feed end to end: fetch -> parse -> new entries -> pages -> extract -> store -> match."""
+"""One feed end to end: fetch -> parse -> new entries -> pages -> extract -> store -> match.
+
+The decisions (which entries are new, which are copies, which story an article
+joins, which deliveries a match makes) are pure functions in watcher.core; this
+module fetches what they need, asks them, and applies their intents to the store.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,30 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from watcher.core.errors import ExtractError, FetchError, ParseError, StoreError
-from watcher.core.identity import (
-    StoryIndex,
-    canonical_url,
-    from_bytes,
-    signature,
-    to_bytes,
-    trusted_canonical,
+from watcher.core.alerts import new_deliveries
+from watcher.core.decide import (
+    AddSource,
+    StoreStep,
+    StoryHit,
+    StoryPolicy,
+    fresh_entries,
+    place_in_story,
+    plan_articles,
+    plan_entries,
 )
-from watcher.core.models import Article, Entry, Extracted, Feed, FeedState, FetchResult, ParsedFeed
+from watcher.core.errors import ExtractError, FetchError, ParseError, StoreError
+from watcher.core.identity import band_keys, canonical_url, from_bytes, trusted_canonical
+from watcher.core.intents import FeedFailed, FeedFetched, FeedGone, Matched, NewArticle, NewSource
+from watcher.core.models import (
+    Article,
+    Entry,
+    Extracted,
+    Feed,
+    FeedState,
+    FetchResult,
+    ParsedFeed,
+    StoryRef,
+)
 from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.core.schedule import (
     PollPolicy,
@@ -27,12 +46,12 @@ from watcher.core.schedule import (
     parse_retry_after,
     server_min_wait_s,
 )
-from watcher.extract.page import choose_text
+from watcher.extract.choose import keep_text
 from watcher.fetch.client import Fetcher
 from watcher.rules import CompiledRules
 from watcher.service import metrics
 from watcher.service.workers import ExtractPool
-from watcher.store.sqlite import Store
+from watcher.store import Store
 
 log = logging.getLogger("watcher.service.ingest")
 
@@ -62,7 +81,7 @@ class IngestContext:
     fetch_pages: bool = True
     extractor: ExtractPool = field(default_factory=lambda: ExtractPool(in_process=True))
     unhealthy_after_s: float = 24 * 3600.0
-    stories: StoryIndex | None = None  # near-duplicate detection; None: off
+    stories: StoryPolicy | None = None  # near-duplicate detection; None: off
     # Called once when a feed is flagged unhealthy: (feed name, message).
     on_unhealthy: Callable[[str, str], None] | None = None
 
@@ -101,8 +120,7 @@ async def _fetch_and_parse(feed: Feed, url: str, state: FeedState | None,
 
 
 async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
-    store = ctx.store
-    state = store.feed_state(feed.name)
+    state = ctx.store.feed_state(feed.name)
     url = state.url if state else feed.url
     policy = poll_policy(feed, ctx.max_server_wait_s)
     started = time.perf_counter()
@@ -110,63 +128,26 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         result, parsed, discovered = await _fetch_and_parse(feed, url, state, ctx)
     except (FetchError, ParseError) as exc:
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
-        gone = isinstance(exc, FetchError) and exc.status == 410
-        metrics.FETCHES.labels("gone" if gone else "error").inc()
-        if gone:
-            message = (f"fetch: feed {feed.name!r} is gone (410 from {url}); polling stopped. "
-                       "Remove it from the config, or change its url to start again.")
-            store.record_gone(feed.name, ctx.clock(), message)
-            log.error("%s", message)
-            return FeedOutcome(feed.name, ok=False, error=message)
-        return _failed(feed, ctx, state.consecutive_failures if state else 0, exc)
-
+        return _fetch_failed(feed, url, state, exc, ctx)
     metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
     metrics.FETCHES.labels("not_modified" if parsed is None else "ok").inc()
     now = ctx.clock()
     wait = server_min_wait_s(result.headers, now, parsed.ttl_minutes if parsed else None,
                              parsed.sy_period_s if parsed else None, policy.max_server_wait_s)
     if parsed is None:  # 304 Not Modified: nothing to parse
-        store.record_fetch_success(
+        ctx.store.record_poll(FeedFetched(
             feed.name, now, next_poll_after_success(now, policy, server_wait_s=wait),
             etag=result.etag or (state.etag if state else None),
-            last_modified=result.last_modified or (state.last_modified if state else None))
+            last_modified=result.last_modified or (state.last_modified if state else None)))
         return FeedOutcome(feed.name, ok=True, not_modified=True)
 
-    outcome = FeedOutcome(feed.name, ok=True)
-    known = store.known_entries(feed.name, (e.entry_id for e in parsed.entries))
-    seen: set[str] = set()
-    fresh: list[Entry] = []
-    for e in parsed.entries:
-        if e.entry_id not in known and e.entry_id not in seen:
-            seen.add(e.entry_id)
-            fresh.append(e)
-    # Oldest first, so alerts arrive in the order the stories were published.
-    fresh.reverse()
-    # A link whose canonical form is already stored is another source of that
-    # article (an aggregator, a re-published guid): no page fetch, no new alert.
-    pending: list[Entry] = []
-    for e in fresh:
-        if not _attach_if_known(feed, e, canonical_url(e.link), ctx, outcome):
-            pending.append(e)
-    if ctx.fetch_pages:
-        ctx.extractor.expect(sum(1 for e in pending if e.link))
-    articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome) for e in pending))
-    # The feed's new articles, their matches and deliveries: one commit (and one
-    # full-text index segment) rather than two per article.
-    with store.transaction():
-        for entry, article in zip(pending, articles, strict=True):
-            _store_and_match(feed, entry, article, ctx, outcome)
-            # The loop cannot run until the commit (tens of ms for a big feed):
-            # the extraction workers get their next pages from here meanwhile.
-            ctx.extractor.pump()
-
+    outcome = await _ingest_entries(feed, parsed, ctx)
     now = ctx.clock()
-    moved = discovered or result.permanent_redirect
-    store.record_fetch_success(
+    ctx.store.record_poll(FeedFetched(
         feed.name, now,
         next_poll_after_success(now, policy, [e.published for e in parsed.entries], wait),
         etag=result.etag, last_modified=result.last_modified,
-        url=moved, title=parsed.title or None)
+        url=discovered or result.permanent_redirect, title=parsed.title or None))
     if result.permanent_redirect:
         log.warning("fetch: feed %r moved permanently to %s; using the new address",
                     feed.name, result.permanent_redirect)
@@ -175,61 +156,91 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     return outcome
 
 
-def _store_and_match(feed: Feed, entry: Entry, article: Article, ctx: IngestContext,
-                     outcome: FeedOutcome) -> None:
-    if _attach_if_known(feed, entry, article.canonical_url, ctx, outcome):
+async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
+    """The feed's new entries: copies recorded, the rest built, stored and matched."""
+    store, outcome = ctx.store, FeedOutcome(feed.name, ok=True)
+    fresh = fresh_entries(parsed.entries,
+                          store.known_entries(feed.name, (e.entry_id for e in parsed.entries)))
+    canonical = {e.entry_id: canonical_url(e.link) for e in fresh}
+    plan = plan_entries(feed.name, fresh, canonical,
+                        store.articles_at(c for c in canonical.values() if c), ctx.clock())
+    for source in plan.sources:
+        _add_source(source, ctx, outcome)
+    if ctx.fetch_pages:
+        ctx.extractor.expect(sum(1 for e in plan.build if e.link))
+    articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome)
+                                      for e in plan.build))
+    # The feed's new articles, their matches and deliveries: one commit (and one
+    # full-text index segment) rather than several per article.
+    with store.transaction():
+        stored = store.articles_at(a.canonical_url for a in articles if a.canonical_url)
+        ids: dict[str, int] = {}
+        for step in plan_articles(articles, stored):
+            _apply(step, ids, ctx, outcome)
+            # The loop cannot run until the commit: the extraction workers get
+            # their next pages from here meanwhile.
+            ctx.extractor.pump()
+    return outcome
+
+
+def _add_source(source: NewSource, ctx: IngestContext, outcome: FeedOutcome) -> None:
+    if ctx.store.add_source(source):
+        outcome.sources += 1
+        log.info("ingest: feed %r: %r is another copy of article #%d", source.feed,
+                 source.title, source.article_id)
+
+
+def _apply(step: StoreStep, ids: dict[str, int], ctx: IngestContext,
+           outcome: FeedOutcome) -> None:
+    """Store one built article, or record it as a copy; a new article is matched."""
+    a = step.article
+    if isinstance(step, AddSource):
+        target = step.article_id if step.article_id is not None \
+            else ids.get(step.of_entry or "")
+        if target is not None:
+            _add_source(NewSource(target, a.feed, a.entry_id, a.url, a.title, ctx.clock()),
+                        ctx, outcome)
         return
-    article = _place_in_story(article, ctx)
+    hit, keys = _place_in_story(a, ctx)
     try:
-        article_id = ctx.store.add_article(article)
+        article_id = ctx.store.add_article(NewArticle(a, hit.story if hit else None, keys))
     except StoreError as exc:
         log.error("%s", exc)
         return
     if article_id is None:
         return
-    if ctx.stories is not None and article.signature is not None:
-        ctx.stories.add(article_id, from_bytes(article.signature))
+    ids[a.entry_id] = article_id
     outcome.new_articles += 1
     metrics.ARTICLES.inc()
-    m, d = match_and_enqueue(replace(article, id=article_id), ctx)
+    story = hit.story if hit else StoryRef(article_id, a.feed, a.entry_id)
+    m, d = match_and_enqueue(replace(a, id=article_id, story_id=story.id), story, ctx)
     outcome.matches += m
     outcome.deliveries += d
 
 
-def _attach_if_known(feed: Feed, entry: Entry, canonical: str | None, ctx: IngestContext,
-                     outcome: FeedOutcome) -> bool:
-    if not canonical:
-        return False
-    known = ctx.store.article_by_canonical(canonical)
-    if known is None:
-        return False
-    if ctx.store.add_source(known[0], feed.name, entry.entry_id, entry.link, entry.title,
-                            ctx.clock()):
-        outcome.sources += 1
-        log.info("ingest: feed %r: %r is another copy of article #%d (%s)", feed.name,
-                 entry.title, known[0], canonical)
-    return True
-
-
-def _place_in_story(article: Article, ctx: IngestContext) -> Article:
-    """Give the article its text signature and, if it is a near-copy, its story."""
-    if ctx.stories is None:
-        return article
-    sig = from_bytes(article.signature) if article.signature else signature(article.body)
-    if sig is None:
-        return article
-    hit = ctx.stories.find(sig, article.fetched_at)
+def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | None,
+                                                                  tuple[int, ...]]:
+    """The story a near-copy joins (None: its own), and its band keys (once)."""
+    if ctx.stories is None or article.signature is None:
+        return None, ()
+    sig = from_bytes(article.signature)
+    keys = tuple(band_keys(sig))
+    candidates = ctx.store.story_candidates(keys, article.fetched_at - ctx.stories.window)
+    hit = place_in_story(sig, candidates, ctx.stories.threshold)
     if hit is not None:
         log.info("ingest: %r is a copy of story #%d (similarity %.2f)", article.title,
-                 hit.story_id, hit.similarity)
-    return replace(article, signature=to_bytes(sig),
-                   story_id=hit.story_id if hit is not None else None)
+                 hit.story.id, hit.similarity)
+    return hit, keys
 
 
-def match_and_enqueue(article: Article, ctx: IngestContext) -> tuple[int, int]:
+def match_and_enqueue(article: Article, story: StoryRef, ctx: IngestContext
+                      ) -> tuple[int, int]:
     """Match a stored article and write its matches and deliveries in one transaction."""
+    assert article.id is not None
     matches = ctx.rules().match(article)
-    created = ctx.store.record_matches(article, matches, ctx.channels_by_rule(), ctx.clock())
+    deliveries = new_deliveries(article, story, matches, ctx.channels_by_rule())
+    created = ctx.store.record_matches(
+        Matched(article.id, story.id, tuple(matches), deliveries, ctx.clock()))
     for m in matches:
         metrics.MATCHES.labels(m.rule).inc()
         log.info("match: rule %r fired on %r (feed %r, %s): %s", m.rule, article.title,
@@ -250,32 +261,39 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
             started = time.perf_counter()
             extracted = await ctx.extractor.extract(page.body, page.url,
                                                     page.headers.get("content-type"),
-                                                    page.undecoded)
+                                                    page.undecoded, entry)
             metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
         except (FetchError, ExtractError) as exc:
             page_error = str(exc)
             outcome.page_errors.append(page_error)
             log.warning("%s; using the feed's own text", page_error)
-    chosen = choose_text(extracted, entry)
+    kept = extracted.kept if extracted is not None and extracted.kept is not None \
+        else keep_text(extracted, entry, sign=ctx.stories is not None)
     page_canonical = trusted_canonical(page_url, extracted.canonical if extracted else None)
     return Article(
         canonical_url=page_canonical or canonical_url(entry.link),
         feed=feed.name, entry_id=entry.entry_id, url=entry.link,
         title=entry.title or (extracted.title if extracted and extracted.title else ""),
-        summary=entry.summary, body=chosen.body, text_source=chosen.source,
+        summary=entry.summary, body=kept.body, text_source=kept.source,
         published=entry.published, fetched_at=ctx.clock(),
         author=entry.author or (extracted.author if extracted else None),
         language=extracted.language if extracted else None,
         sitename=extracted.sitename if extracted else None,
-        tags=feed.tags, page_error=page_error,
-        # made by the extraction worker when the page's text is the one kept
-        signature=extracted.signature if extracted and chosen.source == "page" else None)
+        tags=feed.tags, page_error=page_error, signature=kept.signature)
 
 
-def _failed(feed: Feed, ctx: IngestContext, failures_before: int,
-            exc: FetchError | ParseError) -> FeedOutcome:
+def _fetch_failed(feed: Feed, url: str, state: FeedState | None,
+                  exc: FetchError | ParseError, ctx: IngestContext) -> FeedOutcome:
     now = ctx.clock()
-    failures = failures_before + 1
+    if isinstance(exc, FetchError) and exc.status == 410:
+        metrics.FETCHES.labels("gone").inc()
+        message = (f"fetch: feed {feed.name!r} is gone (410 from {url}); polling stopped. "
+                   "Remove it from the config, or change its url to start again.")
+        ctx.store.record_poll(FeedGone(feed.name, now, message))
+        log.error("%s", message)
+        return FeedOutcome(feed.name, ok=False, error=message)
+    metrics.FETCHES.labels("error").inc()
+    failures = (state.consecutive_failures if state else 0) + 1
     retry_after = None
     if isinstance(exc, FetchError) and exc.status in (429, 503):
         retry_after = parse_retry_after(exc.retry_after, now)
@@ -285,8 +303,8 @@ def _failed(feed: Feed, ctx: IngestContext, failures_before: int,
     if not message.startswith(("fetch: feed", "parse: feed")):
         stage, _, rest = message.partition(": ")
         message = f"{stage}: feed {feed.name!r}: {rest}"
-    ctx.store.record_fetch_failure(feed.name, now, when, message,
-                                   hold=retry_after is not None)
+    ctx.store.record_poll(FeedFailed(feed.name, now, when, message,
+                                     hold=retry_after is not None))
     if ctx.store.flag_unhealthy(feed.name, now, ctx.unhealthy_after_s):
         notice = (f"fetch: feed {feed.name!r} has been failing for more than "
                   f"{ctx.unhealthy_after_s / 3600:g} h and is now flagged unhealthy; "
@@ -303,7 +321,10 @@ async def rematch_unmatched(ctx: IngestContext) -> int:
     """Finish articles stored before a crash but never matched."""
     done = 0
     for article in ctx.store.unmatched_articles():
-        match_and_enqueue(article, ctx)
+        assert article.id is not None
+        story = ctx.store.story_of(article.id) or StoryRef(article.id, article.feed,
+                                                           article.entry_id)
+        match_and_enqueue(article, story, ctx)
         done += 1
     if done:
         log.info("match: finished %d article(s) stored before an interruption", done)

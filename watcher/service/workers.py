@@ -2,10 +2,10 @@
 otherwise keep it on one core. A page that takes too long is cut off (its
 worker killed and replaced) and the article falls back to the feed's own text.
 
-Each worker has its own socket, read by the event loop. concurrent.futures'
-process pool cost the main process about 0.8 ms of CPU a page in its feeder and
-manager threads (pickling, GIL hand-offs, waking the loop from another thread);
-a length-prefixed frame on a socket costs a tenth of that.
+Each worker (watcher.service.extract_worker) has its own socket, read by the
+event loop: concurrent.futures' process pool cost the main process far more CPU
+a page in its feeder and manager threads (pickling, GIL hand-offs, waking the
+loop from another thread) than a length-prefixed frame on a socket does.
 
 The sockets are plain non-blocking ones rather than asyncio streams, so that
 `pump()` can also serve them between two articles of a feed's store-and-match
@@ -16,123 +16,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
 import pickle
-import signal
 import socket
-import struct
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
-from typing import Any
 
-from watcher.core.errors import ExtractError, FetchError
-from watcher.core.identity import signature, to_bytes
-from watcher.core.models import Extracted, Undecoded
+from watcher.core.errors import ExtractError
+from watcher.core.models import Entry, Extracted, Undecoded
 from watcher.extract.page import extract_page
-from watcher.fetch.decoding import decode_body
+from watcher.service.extract_worker import (
+    HEADER,
+    ExtractFunc,
+    decode_and_run,
+    serve,
+)
 
 log = logging.getLogger("watcher.service.workers")
 
-ExtractFunc = Callable[[bytes, str | None, str | None], Extracted]
-_HEADER = struct.Struct("!I")
 # Pages sent ahead to each worker: what it works on while the daemon's process is
 # busy elsewhere (a feed's batch pumps the sockets between articles, but the
 # process shares the cores with its workers and is not always running).
 _DEPTH = 8
 # One recv() takes in whatever answers are waiting (an answer is a few KB).
 _RECV_SIZE = 1 << 18
-# Room in the kernel for those pages (a page is 20 to 150 KB); the kernel may cap it.
+# Room in the kernel for those pages (a page is tens of KB); the kernel may cap it.
 _SEND_BUFFER = 4 << 20
-# Workers run at a lower priority than the daemon's process. That process fetches
-# the pages they extract and stores what they return: when the workers and it
-# shared the cores as equals, it was descheduled a quarter of the time, and the
-# workers then ran out of pages (waiting 1.0 s each in a 6 s cold cycle; 0.05 s
-# at this niceness, and the cycle 10-15% shorter). It also keeps the daemon's
-# timers and deliveries on time while pages are extracted.
-_NICENESS = 5
 # A worker imports trafilatura before it says it is ready; a page's time limit
 # starts only then. A worker that never gets ready is given up after this long.
 _START_TIMEOUT_S = 120.0
-_READY = b"ready"
-
-
-def extract_and_sign(body: bytes, url: str | None, content_type: str | None) -> Extracted:
-    """Extraction plus the text's MinHash signature, both CPU work for the workers."""
-    extracted = extract_page(body, url, content_type)
-    sig = signature(extracted.text) if extracted.text else None
-    return replace(extracted, signature=to_bytes(sig)) if sig is not None else extracted
-
-
-# --- the worker process ---------------------------------------------------------------
-
-
-def _read_exactly(stream: Any, n: int) -> bytes | None:
-    data = stream.read(n)
-    return data if data is not None and len(data) == n else None
-
-
-def _decode_and_run(func: ExtractFunc, body: bytes, url: str | None,
-                    content_type: str | None, undecoded: Undecoded | None) -> Extracted:
-    """A page the fetcher kept compressed is inflated here, under its cap: work
-    taken off the daemon's process, which feeds all the workers."""
-    try:
-        body = decode_body(body, undecoded)
-    except FetchError as exc:
-        raise ExtractError(str(exc)) from None
-    return func(body, url, content_type)
-
-
-def _answer(func: ExtractFunc, request: bytes) -> bytes:
-    body, url, content_type, undecoded = pickle.loads(request)
-    started = time.process_time()
-    status: str = "ok"
-    try:
-        value: Any = _decode_and_run(func, body, url, content_type, undecoded)
-    except ExtractError as exc:
-        status, value = "error", str(exc)
-    except Exception as exc:  # a bug on one page must cost that page only
-        status, value = "error", (f"{url or 'page'}: extraction failed: "
-                                  f"{type(exc).__name__}: {exc}")
-    return pickle.dumps((status, value, time.process_time() - started),
-                        protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _serve(sock: socket.socket, func: ExtractFunc) -> None:
-    """Worker main loop: one frame in, one frame out, until the socket closes."""
-    # Ctrl-C and a service manager's SIGTERM reach the whole process group; the
-    # daemon decides what stops, and finishes the pages under way while it drains.
-    # It stops a worker with SIGKILL; a worker whose daemon is gone sees its socket end.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    with contextlib.suppress(OSError):  # a sandbox may refuse it: then as before
-        os.nice(_NICENESS)
-    import trafilatura  # noqa: F401  (loaded before the first page's clock starts)
-
-    gc.freeze()  # the modules stay for the worker's life: no collection need walk them
-
-    with sock, sock.makefile("rb") as rfile, sock.makefile("wb") as wfile:
-        try:
-            wfile.write(_HEADER.pack(len(_READY)) + _READY)
-            wfile.flush()
-            while (header := _read_exactly(rfile, _HEADER.size)) is not None:
-                request = _read_exactly(rfile, _HEADER.unpack(header)[0])
-                if request is None:
-                    return
-                answer = _answer(func, request)
-                wfile.write(_HEADER.pack(len(answer)) + answer)
-                wfile.flush()
-        except OSError:
-            return  # the daemon went away mid-answer: nothing left to do
-
-
-# --- the pool, in the daemon's process ------------------------------------------------
 
 
 @dataclass(eq=False)
@@ -162,7 +78,7 @@ class ExtractPool:
 
     def __init__(self, workers: int | None = None, timeout_s: float = 20.0,
                  in_process: bool = False, spawn_at: int = 8,
-                 func: ExtractFunc = extract_and_sign) -> None:
+                 func: ExtractFunc = extract_page) -> None:
         self.func = func  # a module-level function: workers import it by name
         self.workers = workers or max(os.cpu_count() or 1, 1)
         self.timeout_s = timeout_s
@@ -193,35 +109,40 @@ class ExtractPool:
         task.add_done_callback(_log_failure)
 
     async def extract(self, body: bytes, url: str | None, content_type: str | None,
-                      undecoded: Undecoded | None = None) -> Extracted:
-        """The page's text; `undecoded` when the fetcher kept the body compressed."""
+                      undecoded: Undecoded | None = None,
+                      entry: Entry | None = None) -> Extracted:
+        """The page's text; `undecoded` when the fetcher kept the body compressed.
+
+        With the feed's `entry`, the answer also says which text the article keeps
+        and carries its signature (`kept`), made where the page was extracted.
+        """
         self._pending += 1
         try:
             if self.in_process or (not self._started and self._pending < self.spawn_at):
-                return await self._in_thread(body, url, content_type, undecoded)
-            return await self._in_worker(body, url, content_type, undecoded)
+                return await self._in_thread(body, url, content_type, undecoded, entry)
+            return await self._in_worker(body, url, content_type, undecoded, entry)
         finally:
             self._pending -= 1
 
     async def _in_thread(self, body: bytes, url: str | None, content_type: str | None,
-                         undecoded: Undecoded | None) -> Extracted:
+                         undecoded: Undecoded | None, entry: Entry | None) -> Extracted:
         try:
             return await asyncio.wait_for(
-                asyncio.to_thread(_decode_and_run, self.func, body, url, content_type,
-                                  undecoded), self.timeout_s)
+                asyncio.to_thread(decode_and_run, self.func, body, url, content_type,
+                                  undecoded, entry), self.timeout_s)
         except TimeoutError:
             # A thread cannot be stopped; it finishes in the background.
             raise ExtractError(f"{url or 'page'}: extraction took longer than "
                                f"{self.timeout_s:g}s; gave up") from None
 
     async def _in_worker(self, body: bytes, url: str | None, content_type: str | None,
-                         undecoded: Undecoded | None) -> Extracted:
+                         undecoded: Undecoded | None, entry: Entry | None) -> Extracted:
         if self._closed:
             raise ExtractError(f"{url or 'page'}: the extraction pool is closed")
         self._started = True
-        request = pickle.dumps((body, url, content_type, undecoded),
+        request = pickle.dumps((body, url, content_type, undecoded, entry),
                                protocol=pickle.HIGHEST_PROTOCOL)
-        job = _Job(_HEADER.pack(len(request)) + request, url,
+        job = _Job(HEADER.pack(len(request)) + request, url,
                    asyncio.get_running_loop().create_future())
         self._queue.append(job)
         await self._fill()
@@ -290,11 +211,11 @@ class ExtractPool:
         context = multiprocessing.get_context("forkserver")
         # forkserver: workers do not inherit the event loop's threads and sockets.
         # Preloaded there, trafilatura is imported once, not once per worker.
-        context.set_forkserver_preload(["watcher.service.workers", "trafilatura"])
+        context.set_forkserver_preload(["watcher.service.extract_worker", "trafilatura"])
         ours, theirs = socket.socketpair()
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         try:
-            process = context.Process(target=_serve, args=(theirs, self.func),
+            process = context.Process(target=serve, args=(theirs, self.func),
                                       name="watcher-extract", daemon=True)
             # The first start waits for the forkserver to import trafilatura: half
             # a second the event loop must not spend blocked.
@@ -331,11 +252,11 @@ class ExtractPool:
             buffer = worker.received
             buffer += data
             start = 0
-            while len(buffer) - start >= _HEADER.size:
-                end = start + _HEADER.size + _HEADER.unpack_from(buffer, start)[0]
+            while len(buffer) - start >= HEADER.size:
+                end = start + HEADER.size + HEADER.unpack_from(buffer, start)[0]
                 if len(buffer) < end:
                     break
-                frame = buffer[start + _HEADER.size:end]  # one copy; pickle reads it as is
+                frame = buffer[start + HEADER.size:end]  # one copy; pickle reads it as is
                 start = end
                 if worker.ready:
                     self._answered(worker, frame)

@@ -1,0 +1,145 @@
+"""The store, as the rest of watcher sees it: intents in, typed values out.
+
+Written in the words of the domain (due feeds, record a poll, add articles, place
+in a story, record matches, claim and mark deliveries, archive reads, prune),
+never in those of a database, so that each store (watcher.store.sqlite, and the
+ones that stand beside it) implements the same thing. The store decides
+nothing: the decisions are pure functions in watcher.core, and their results
+arrive here as intents (watcher.core.intents).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Protocol
+
+from watcher.core.intents import (
+    HoldCandidate,
+    HoldDecision,
+    Matched,
+    NewArticle,
+    NewSource,
+    PollResult,
+    Retention,
+)
+from watcher.core.models import Article, Delivery, Feed, FeedState, StoryRef
+from watcher.core.records import (
+    ArticleRecord,
+    DeliveryRecord,
+    FeedHealth,
+    SearchHit,
+    SourceRecord,
+    StatusReport,
+    StoryCandidate,
+)
+
+
+class FeedStore(Protocol):
+    def sync_feeds(self, feeds: Iterable[Feed]) -> None:
+        """Every configured feed has a row; a URL changed in the config starts afresh."""
+
+    def feed_state(self, name: str) -> FeedState | None: ...
+
+    def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Of `names`, those whose next poll time has come, soonest first."""
+
+    def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Of `names`, those that may be polled on demand: not gone, not held."""
+
+    def record_poll(self, result: PollResult) -> None: ...
+
+    def flag_unhealthy(self, name: str, now: datetime, failing_for_s: float) -> bool:
+        """True the first time a feed has been failing for longer than that."""
+
+    def feed_health(self, now: datetime) -> list[FeedHealth]: ...
+
+
+class ArticleStore(Protocol):
+    def transaction(self) -> AbstractContextManager[None]:
+        """The writes inside commit together, or not at all."""
+
+    def known_entries(self, feed: str, entry_ids: Iterable[str]) -> set[str]: ...
+
+    def articles_at(self, canonical_urls: Iterable[str]) -> dict[str, int]:
+        """canonical URL -> id of the article stored there, for those stored."""
+
+    def add_article(self, new: NewArticle) -> int | None:
+        """The new article's id; None when its feed entry is already known."""
+
+    def add_source(self, new: NewSource) -> bool: ...
+
+    def story_candidates(self, keys: Sequence[int], since: datetime
+                         ) -> list[StoryCandidate]: ...
+
+    def story_of(self, article_id: int) -> StoryRef | None: ...
+
+    def story_sources(self, story_ids: Iterable[int]) -> dict[int, list[SourceRecord]]: ...
+
+    def unmatched_articles(self, limit: int = 1000) -> list[Article]: ...
+
+    def iter_articles(self, since: datetime, batch: int = 500
+                      ) -> Iterator[list[Article]]: ...
+
+    def count_articles_since(self, since: datetime) -> int: ...
+
+    def article(self, article_id: int) -> Article | None: ...
+
+    def record_matches(self, matched: Matched) -> int:
+        """Matches and their deliveries in one transaction; the deliveries created."""
+
+
+class OutboxStore(Protocol):
+    def hold_candidates(self) -> tuple[list[HoldCandidate],
+                                       dict[tuple[str, str], datetime | None]]: ...
+
+    def apply_holds(self, decisions: Sequence[HoldDecision], now: datetime) -> int: ...
+
+    def claim_deliveries(self, now: datetime, lease_s: float, limit: int,
+                         ignore_schedule: bool = False, owner: str | None = None,
+                         tried_before: datetime | None = None) -> list[Delivery]: ...
+
+    def renew_claim(self, ids: Sequence[str], owner: str, now: datetime,
+                    lease_s: float) -> bool: ...
+
+    def claim_owners(self, now: datetime) -> list[str]: ...
+
+    def release_claims_of(self, owner: str) -> int: ...
+
+    def mark_sent(self, ids: Sequence[str], now: datetime) -> None: ...
+
+    def mark_failed(self, ids: Sequence[str], now: datetime, error: str,
+                    next_attempt_at: datetime | None) -> None: ...
+
+    def release(self, ids: Sequence[str]) -> None: ...
+
+    def requeue_deliveries(self, now: datetime, ids: Sequence[str] = (),
+                           all_dead: bool = False) -> list[str]: ...
+
+    def deliveries(self, status: str | None = None, rule: str | None = None,
+                   story_id: int | None = None) -> list[DeliveryRecord]: ...
+
+    def story_sources(self, story_ids: Iterable[int]) -> dict[int, list[SourceRecord]]: ...
+
+
+class ArchiveStore(Protocol):
+    def search(self, query: str, since: datetime | None = None, feed: str | None = None,
+               limit: int = 20) -> list[SearchHit]: ...
+
+    def article_record(self, article_id: int) -> ArticleRecord | None: ...
+
+    def status_report(self, now: datetime, since: datetime) -> StatusReport: ...
+
+    def count_prunable(self, now: datetime, retention: Retention) -> int: ...
+
+    def prune_batch(self, now: datetime, retention: Retention, batch: int = 500) -> int: ...
+
+    def finish_prune(self, now: datetime, retention: Retention) -> None: ...
+
+
+class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, Protocol):
+    def ping(self) -> None:
+        """Raises if the database does not answer."""
+
+    def close(self) -> None: ...

@@ -1,0 +1,147 @@
+"""The connection, its lock and transactions, and how times are written.
+
+Times are stored as UTC ISO-8601 text with a fixed width, so they sort and
+compare as strings and stay readable in the sqlite3 shell.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from watcher.core.errors import StoreError
+from watcher.store.sqlite.migrations import migrations
+
+Row = dict[str, Any]
+
+
+def ts(dt: datetime | None) -> str | None:
+    if dt is None:
+        return None
+    # isoformat is C code, much cheaper than strftime; the same text.
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_ts(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def must_ts(value: str | None) -> datetime:
+    """A time the schema declares NOT NULL."""
+    parsed = from_ts(value)
+    if parsed is None:
+        raise StoreError(f"a required time is missing ({value!r})")
+    return parsed
+
+
+def marks(values: Sequence[Any]) -> str:
+    return ",".join("?" * len(values))
+
+
+class SqliteBase:
+    """One connection, shared by the event loop and threads (the daily prune, the
+    CLI's progress). Every statement runs under `_lock`, and a transaction with
+    everything inside it belongs to the thread holding it, so no thread's writes
+    land in another's transaction."""
+
+    def __init__(self, path: str | Path, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
+                                   check_same_thread=False)
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            self.db.execute("PRAGMA journal_mode = WAL")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA foreign_keys = ON")
+            migrations.apply(self.db)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"database {self.path}: {exc}") from None
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Many writes as one commit (the methods used inside nest as savepoints).
+
+        Nothing inside may await: another task's writes would join the transaction.
+        """
+        with self._atomic():
+            yield
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """sqlite-utils' atomic(), but every savepoint has the same name.
+
+        Its random names made SQLite compile both statements afresh each time,
+        several times an article. Nested savepoints may share a name: RELEASE and
+        ROLLBACK TO act on the innermost one.
+        """
+        with self._lock:
+            conn = self.db.conn
+            if not conn.in_transaction:
+                with self.db.atomic():
+                    yield
+                return
+            conn.execute("SAVEPOINT watcher")
+            try:
+                yield
+            except BaseException:
+                if conn.in_transaction:  # a failure can end the whole transaction
+                    conn.execute("ROLLBACK TO SAVEPOINT watcher")
+                    conn.execute("RELEASE SAVEPOINT watcher")
+                raise
+            conn.execute("RELEASE SAVEPOINT watcher")
+
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), so that two
+        processes reading then updating the outbox never interleave; under the
+        lock, like every other transaction on this connection."""
+        with self._lock:
+            conn = self.db.conn
+            if conn.in_transaction:
+                with self._atomic():
+                    yield
+                return
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.execute("COMMIT")
+
+    def ping(self) -> None:
+        """Raises if the database does not answer."""
+        with self._lock:
+            self.db.execute("SELECT 1").fetchone()
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
+        with self._lock:  # not in the middle of another thread's transaction
+            cur = self.db.execute(sql, params)  # type: ignore[arg-type]
+            cols = [c[0] for c in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        """The first column of the first row (None when there is no row)."""
+        with self._lock:
+            row = self.db.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
+        with self._lock:
+            return self.db.execute(sql, params)

@@ -1,0 +1,111 @@
+"""Feeds: configured rows, poll state, validators, failures and health."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+from watcher.core.intents import FeedFailed, FeedFetched, FeedGone, PollResult
+from watcher.core.models import Feed, FeedState
+from watcher.core.records import FeedHealth
+from watcher.store.sqlite.base import Row, SqliteBase, from_ts, ts
+
+
+class FeedsStore(SqliteBase):
+    def sync_feeds(self, feeds: Iterable[Feed]) -> None:
+        """Make sure every configured feed has a row; a changed URL in config wins."""
+        with self._atomic():
+            for f in feeds:
+                configured = self._value("SELECT configured_url FROM feeds WHERE name = ?",
+                                         [f.name])
+                if configured is None:
+                    self._exec("INSERT INTO feeds (name, url, configured_url) VALUES (?, ?, ?)",
+                               [f.name, f.url, f.url])
+                elif configured != f.url:
+                    self._exec(
+                        "UPDATE feeds SET url = ?, configured_url = ?, etag = NULL, "
+                        "last_modified = NULL, next_poll_at = NULL, gone_at = NULL, "
+                        "consecutive_failures = 0, failing_since = NULL, "
+                        "unhealthy_since = NULL WHERE name = ?",
+                        [f.url, f.url, f.name])
+
+    def feed_state(self, name: str) -> FeedState | None:
+        rows = self._rows("SELECT * FROM feeds WHERE name = ?", [name])
+        if not rows:
+            return None
+        r = rows[0]
+        return FeedState(name=r["name"], url=r["url"], etag=r["etag"],
+                         last_modified=r["last_modified"],
+                         next_poll_at=from_ts(r["next_poll_at"]),
+                         consecutive_failures=r["consecutive_failures"],
+                         last_error=r["last_error"])
+
+    def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Configured feeds whose next poll time has come (or that never ran)."""
+        wanted = set(names)
+        rows = self._rows(
+            "SELECT name FROM feeds WHERE (next_poll_at IS NULL OR next_poll_at <= ?) "
+            "AND gone_at IS NULL ORDER BY next_poll_at", [ts(now)])
+        return [r["name"] for r in rows if r["name"] in wanted]
+
+    def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
+        """Feeds that may be polled now on demand: not gone, not held by Retry-After."""
+        blocked = {r["name"] for r in self._rows(
+            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > ?", [ts(now)])}
+        return [n for n in names if n not in blocked]
+
+    def record_poll(self, result: PollResult) -> None:
+        """What a poll of one feed came to: fetched, failed, or gone."""
+        with self._atomic():
+            if isinstance(result, FeedFetched):
+                self._exec(
+                    "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
+                    "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
+                    "failing_since = NULL, unhealthy_since = NULL, hold_until = NULL, "
+                    "url = COALESCE(?, url), title = COALESCE(?, title) WHERE name = ?",
+                    [result.etag, result.last_modified, ts(result.next_poll_at),
+                     ts(result.at), ts(result.at), result.url, result.title, result.name])
+            elif isinstance(result, FeedFailed):
+                self._exec(
+                    "UPDATE feeds SET next_poll_at = ?, last_polled_at = ?, last_error = ?, "
+                    "last_error_at = ?, consecutive_failures = consecutive_failures + 1, "
+                    "failing_since = COALESCE(failing_since, ?), hold_until = ? "
+                    "WHERE name = ?",
+                    [ts(result.next_poll_at), ts(result.at), result.error, ts(result.at),
+                     ts(result.at), ts(result.next_poll_at) if result.hold else None,
+                     result.name])
+            elif isinstance(result, FeedGone):
+                self._exec(
+                    "UPDATE feeds SET gone_at = ?, last_polled_at = ?, last_error = ?, "
+                    "last_error_at = ?, next_poll_at = NULL WHERE name = ?",
+                    [ts(result.at), ts(result.at), result.error, ts(result.at), result.name])
+
+    def flag_unhealthy(self, name: str, now: datetime, failing_for_s: float) -> bool:
+        """Flag a feed failing for longer than `failing_for_s`; True only the first time."""
+        cutoff = ts(now - timedelta(seconds=failing_for_s))
+        with self._atomic():
+            cur = self._exec(
+                "UPDATE feeds SET unhealthy_since = ? WHERE name = ? AND unhealthy_since IS NULL "
+                "AND failing_since IS NOT NULL AND failing_since <= ?", [ts(now), name, cutoff])
+        return bool(cur.rowcount)
+
+    def feed_health(self, now: datetime) -> list[FeedHealth]:
+        """Every feed's state for `watcher feeds`, with items seen in the last 7 days."""
+        week = ts(now - timedelta(days=7))
+        return [_health(r) for r in self._rows(
+            "SELECT f.name, f.url, f.title, f.last_success_at, f.last_error, f.last_error_at, "
+            "f.next_poll_at, f.consecutive_failures, f.failing_since, f.unhealthy_since, "
+            "f.gone_at, f.etag IS NOT NULL OR f.last_modified IS NOT NULL AS conditional, "
+            "(SELECT count(*) FROM articles a WHERE a.feed = f.name AND a.fetched_at >= ?) "
+            "AS items_7d FROM feeds f ORDER BY f.name", [week])]
+
+
+def _health(r: Row) -> FeedHealth:
+    return FeedHealth(
+        name=r["name"], url=r["url"], title=r["title"],
+        last_success_at=from_ts(r["last_success_at"]), last_error=r["last_error"],
+        last_error_at=from_ts(r["last_error_at"]), next_poll_at=from_ts(r["next_poll_at"]),
+        consecutive_failures=r["consecutive_failures"],
+        failing_since=from_ts(r["failing_since"]),
+        unhealthy_since=from_ts(r["unhealthy_since"]), gone_at=from_ts(r["gone_at"]),
+        conditional=bool(r["conditional"]), items_7d=r["items_7d"])
