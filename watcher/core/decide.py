@@ -54,7 +54,8 @@ def plan_entries(feed: str, fresh: Sequence[Entry], canonical: Mapping[str, str 
     build: list[Entry] = []
     sources: list[NewSource] = []
     for e in fresh:
-        article_id = stored.get(canonical.get(e.entry_id) or "")
+        key = canonical.get(e.entry_id)
+        article_id = stored.get(key) if key else None
         if article_id is None:
             build.append(e)
         else:
