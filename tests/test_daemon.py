@@ -11,7 +11,7 @@ import yaml
 from tests.servers import LoopbackServer, Request, Response
 from watcher.rules import compile_rules, load_rules
 from watcher.service.daemon import Daemon
-from watcher.settings.config import load_settings
+from watcher.settings import load_settings
 
 FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title>'
         b"<item><guid>1</guid><title>One</title></item></channel></rss>")

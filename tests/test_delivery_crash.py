@@ -218,7 +218,7 @@ import asyncio, sys
 from datetime import UTC, datetime
 from watcher.delivery.channels import build_channels
 from watcher.delivery.dispatch import Dispatcher
-from watcher.settings.config import load_settings
+from watcher.settings import load_settings
 from watcher.store.sqlite import SqliteStore as Store
 
 async def main():

@@ -303,7 +303,7 @@ def test_config_templates_are_the_shipped_defaults() -> None:
 def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> None:
     bad = tmp_path / "subject.txt"
     bad.write_text("{{ alert.title }")
-    from watcher.settings.config import TemplatePaths
+    from watcher.settings.model import TemplatePaths
 
     with pytest.raises(ConfigError, match=r"channel 'mail': template .*subject.txt:1"):
         load_templates("mail", TemplatePaths(subject=bad))
@@ -317,7 +317,7 @@ def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> Non
 
 
 def test_custom_template_is_used(tmp_path: Path) -> None:
-    from watcher.settings.config import TemplatePaths
+    from watcher.settings.model import TemplatePaths
 
     (tmp_path / "s.txt").write_text("ALERT {{ rule }} / {{ count }}")
     templates = load_templates("mail", TemplatePaths(subject=tmp_path / "s.txt"))
@@ -335,7 +335,7 @@ def test_apprise_channel_without_the_package_is_a_config_error(
 
     import yaml
 
-    from watcher.settings.config import load_settings
+    from watcher.settings import load_settings
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -350,7 +350,7 @@ def test_apprise_channel_without_the_package_is_a_config_error(
 def test_webhook_secret_must_be_valid_whsec(tmp_path: Path) -> None:
     import yaml
 
-    from watcher.settings.config import load_settings
+    from watcher.settings import load_settings
 
     (tmp_path / "w.yaml").write_text(yaml.safe_dump({
         "database": "db", "rules": "r.yaml",

@@ -18,8 +18,8 @@ from tests.servers import LoopbackServer, Request, Response
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, Undecoded
 from watcher.fetch.client import Fetcher, HttpLimits
-from watcher.fetch.connections import is_public_address
 from watcher.fetch.decoding import BoundedDecoder, content_coding, decode_body
+from watcher.fetch.guard import is_public_address
 
 
 @pytest.fixture

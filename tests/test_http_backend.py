@@ -11,7 +11,7 @@ import httpcore
 import pytest
 import trustme
 
-import watcher.fetch.connections as connections
+import watcher.fetch.transport as transport
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed
 from watcher.fetch.client import Fetcher, HttpLimits
@@ -81,7 +81,7 @@ def trusting(ca: trustme.CA, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         ctx = default(*args, **kw)
         ca.configure_trust(ctx)
         return ctx
-    monkeypatch.setattr(connections.ssl, "create_default_context", create)
+    monkeypatch.setattr(transport.ssl, "create_default_context", create)
     yield
 
 
@@ -127,15 +127,15 @@ def test_guarded_client_goes_through_the_same_pool_and_streams(
     def public(ip: str) -> bool:
         checked.append(ip)
         return True
-    monkeypatch.setattr(connections, "is_public_address", public)
+    monkeypatch.setattr(transport, "is_public_address", public)
     streams: list[object] = []
-    opened = connections._open
+    opened = transport._open
 
-    async def tracking_open(*args: Any) -> connections._Stream:
+    async def tracking_open(*args: Any) -> transport._Stream:
         stream = await opened(*args)
         streams.append(stream)
         return stream
-    monkeypatch.setattr(connections, "_open", tracking_open)
+    monkeypatch.setattr(transport, "_open", tracking_open)
 
     async def go() -> None:
         async with MiniServer() as server, Fetcher() as fetcher:
@@ -145,13 +145,13 @@ def test_guarded_client_goes_through_the_same_pool_and_streams(
                 assert result.status == 200
             assert server.connections == 1
     asyncio.run(go())
-    assert len(streams) == 1 and isinstance(streams[0], connections._Stream)
+    assert len(streams) == 1 and isinstance(streams[0], transport._Stream)
     assert checked == ["127.0.0.1", "127.0.0.1"]  # the resolved address, then the peer
 
 
 def test_peer_is_checked_after_connecting(monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter([True, False])  # the resolved address passes, the peer does not
-    monkeypatch.setattr(connections, "is_public_address", lambda ip: next(answers))
+    monkeypatch.setattr(transport, "is_public_address", lambda ip: next(answers))
 
     async def go() -> None:
         async with MiniServer() as server, Fetcher() as fetcher:
@@ -202,7 +202,7 @@ def test_stream_timeouts_and_errors_are_httpcore_ones() -> None:
         await asyncio.sleep(30)
 
     async def go() -> None:
-        backend = connections.AsyncioBackend(guarded=False)
+        backend = transport.AsyncioBackend(guarded=False)
         async with MiniServer(silent) as server:
             stream = await backend.connect_tcp("127.0.0.1", server.port, timeout=5)
             await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
@@ -231,14 +231,14 @@ def test_unread_body_stops_the_socket_reads() -> None:
             await writer.drain()
 
     async def go() -> None:
-        backend = connections.AsyncioBackend(guarded=False)
+        backend = transport.AsyncioBackend(guarded=False)
         async with MiniServer(flood) as server:
             stream = await backend.connect_tcp("127.0.0.1", server.port, timeout=5)
-            assert isinstance(stream, connections._Stream)
+            assert isinstance(stream, transport._Stream)
             await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
             await asyncio.sleep(0.3)
             # Held: what arrived before the pause (one read of up to 256 KB past it).
-            assert stream._protocol.buffered <= 2 * connections._READ_AHEAD
+            assert stream._protocol.buffered <= 2 * transport._READ_AHEAD
             assert len(await stream.read(65536, timeout=5)) == 65536
             await stream.aclose()
     asyncio.run(go())
@@ -247,7 +247,7 @@ def test_unread_body_stops_the_socket_reads() -> None:
 def test_next_address_is_tried_when_one_refuses() -> None:
     async def go() -> None:
         async with MiniServer() as server:  # 127.0.0.1 only: 127.0.0.2 refuses
-            stream = await connections._open_first(["127.0.0.2", "127.0.0.1"], server.port,
+            stream = await transport._open_first(["127.0.0.2", "127.0.0.1"], server.port,
                                                    None, None)
             assert stream.peer_ip == "127.0.0.1"
             await stream.aclose()
@@ -255,23 +255,23 @@ def test_next_address_is_tried_when_one_refuses() -> None:
 
 
 def test_slow_address_gets_company_after_250ms(monkeypatch: pytest.MonkeyPatch) -> None:
-    opened = connections._open
+    opened = transport._open
     abandoned = asyncio.Event()
 
-    async def open_slowly(ip: str, *args: Any) -> connections._Stream:
+    async def open_slowly(ip: str, *args: Any) -> transport._Stream:
         if ip == "127.0.0.2":  # stands in for an address that never answers
             try:
                 await asyncio.sleep(30)
             finally:
                 abandoned.set()
         return await opened(ip, *args)
-    monkeypatch.setattr(connections, "_open", open_slowly)
+    monkeypatch.setattr(transport, "_open", open_slowly)
 
     async def go() -> None:
         async with MiniServer() as server:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            stream = await connections._open_first(["127.0.0.2", "127.0.0.1"], server.port,
+            stream = await transport._open_first(["127.0.0.2", "127.0.0.1"], server.port,
                                                    None, None)
             assert 0.2 < loop.time() - started < 2
             assert stream.peer_ip == "127.0.0.1"

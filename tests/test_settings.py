@@ -1,4 +1,4 @@
-"""watcher.settings.config: config file + environment -> validated Settings, or a precise error."""
+"""watcher.settings: config file + environment -> validated Settings, or a precise error."""
 
 from __future__ import annotations
 
@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 from watcher.core.errors import ConfigError
-from watcher.settings.config import (
-    DEFAULT_CONFIG,
-    JsonlChannel,
-    WebhookChannel,
-    config_path,
-    load_settings,
-    parse_duration,
-    parse_size,
-)
+from watcher.settings import config_path, load_settings, parse_duration, parse_size
+from watcher.settings.model import DEFAULT_CONFIG, JsonlChannel, WebhookChannel
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from watcher.core.errors import ConfigError
 from watcher.core.intents import Retention
 from watcher.core.records import ArticleRecord
 from watcher.service.lock import holder
-from watcher.settings.config import parse_duration
+from watcher.settings import parse_duration
 from watcher.store import prune
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from watcher.rules import RuleSet, load_rules
-from watcher.settings.config import Settings, config_path, load_settings
+from watcher.settings import Settings, config_path, load_settings
 from watcher.store import Store, open_store
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")

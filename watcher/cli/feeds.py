@@ -15,7 +15,7 @@ from watcher.core.errors import ConfigError, FetchError, ParseError
 from watcher.core.models import Feed, ParsedFeed
 from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
 from watcher.fetch.client import Fetcher, HttpLimits
-from watcher.settings.config import config_path, load_settings, parse_duration
+from watcher.settings import config_path, load_settings, parse_duration
 from watcher.settings.opml import Subscription, read_opml, slug, write_opml
 
 

@@ -14,7 +14,7 @@ from watcher.rules import RuleSet, compile_rules, load_rules
 from watcher.rules.backtest import backtest
 from watcher.rules.examples import run_examples
 from watcher.rules.schema import rules_schema_text
-from watcher.settings.config import Settings, config_path, load_settings, parse_duration
+from watcher.settings import Settings, config_path, load_settings, parse_duration
 from watcher.store import open_store
 
 

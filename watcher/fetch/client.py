@@ -4,7 +4,7 @@ Everything fetched on behalf of feed content is untrusted: a link may point at
 an internal service, a file, or a body that never ends. So every download has
 a total deadline and a cap on decoded bytes, every redirect hop is checked
 like the first request, and the address actually connected to (after DNS) is
-checked inside the connection layer (connections.py), which leaves no
+checked inside the connection layer (transport.py, guard.py), which leaves no
 DNS-rebinding gap.
 """
 
@@ -27,8 +27,9 @@ import httpx
 from watcher import __version__
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, FetchResult, Undecoded
-from watcher.fetch.connections import AsyncioBackend, Body, Pool
 from watcher.fetch.decoding import BoundedDecoder, content_coding
+from watcher.fetch.pool import Body, Pool
+from watcher.fetch.transport import AsyncioBackend
 
 USER_AGENT = f"watcher/{__version__} (news keyword alerts; +https://github.com/watcher-alerts/watcher)"
 MAX_REDIRECTS = 5
@@ -52,7 +53,7 @@ def _pool(limits: HttpLimits, guarded: bool) -> Pool:
     return Pool(AsyncioBackend(guarded), ssl.create_default_context(), pool_limits)
 
 
-# httpcore's exceptions (ours in connections.py are among them): one request's
+# httpcore's exceptions (those of transport.py and pool.py are among them): one request's
 # failure, never the daemon's.
 _REQUEST_ERRORS = (httpcore.TimeoutException, httpcore.NetworkError, httpcore.ProtocolError,
                    httpcore.UnsupportedProtocol, httpcore.ProxyError)

@@ -205,11 +205,108 @@ class _Located:
         return self.marks.get(())
 
 
+class _Parser:
+    """Collects every problem of one rules file, each as file:line:col."""
+
+    def __init__(self, source: str, located: _Located, channels: Iterable[str] | None,
+                 unusable: dict[str, str]) -> None:
+        self.source, self.located = source, located
+        self.known = set(channels) if channels is not None else None
+        self.unusable = unusable
+        self.problems: list[str] = []
+        self.seen: dict[str, int] = {}  # rule name -> line
+
+    def at(self, path: tuple[Any, ...], msg: str, key: bool = False) -> None:
+        pos = self.located.where(path, key)
+        self.problems.append(f"{self.source}:{pos[0]}:{pos[1]}: {msg}" if pos
+                             else f"{self.source}: {msg}")
+
+    def at_query(self, path: tuple[Any, ...], pos: int | None, msg: str) -> None:
+        """A problem inside a rule's query: point at the character when we can."""
+        qpath = (*path, "query")
+        where = self.located.where(qpath)
+        style = self.located.inline.get(qpath)
+        if where and pos is not None and style is not None and qpath in self.located.marks:
+            where = (where[0], where[1] + pos + (1 if style else 0))
+        elif pos is not None:
+            msg += f" (at character {pos + 1} of the query)"
+        self.problems.append(f"{self.source}:{where[0]}:{where[1]}: {msg}" if where
+                             else f"{self.source}: {msg}")
+
+    def model(self, path: tuple[Any, ...], raw: Any, prefix: str) -> _RuleModel | None:
+        if not isinstance(raw, dict):
+            self.at(path, f"{prefix}expected a mapping with name, any/all/none and notify")
+            return None
+        try:
+            model = _RuleModel.model_validate(raw)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                field = ".".join(str(p) for p in loc) or "rule"
+                if err["type"] == "extra_forbidden":
+                    self.at((*path, *loc), f"{prefix}unknown key {loc[-1]!r}", key=True)
+                elif err["type"] == "missing":
+                    self.at(path, f"{prefix}missing required key {field!r}")
+                else:
+                    self.at((*path, *loc), f"{prefix}{field}: {err['msg']}")
+            return None
+        if not model.query and not model.any and not model.all:
+            self.at(path, f"{prefix}needs at least one phrase in 'any' or 'all', or a 'query'")
+            return None
+        if model.name in self.seen:
+            self.at((*path, "name"), f"{prefix}duplicate rule name (first defined at line "
+                                     f"{self.seen[model.name]})")
+            return None
+        return model
+
+    def rule(self, i: int, raw: Any) -> tuple[Rule, Node, list[Example]] | None:
+        """One rule with its query tree and examples; None after reporting why not."""
+        path: tuple[Any, ...] = ("rules", i)
+        label = raw.get("name") if isinstance(raw, dict) else None
+        prefix = f"rule {label!r}: " if isinstance(label, str) else f"rules[{i}]: "
+        model = self.model(path, raw, prefix)
+        if model is None:
+            return None
+        self.seen[model.name] = (self.located.where((*path, "name")) or (0, 0))[0]
+        rule = Rule(
+            name=model.name, any=model.any, all=model.all, none=model.none,
+            fields=model.fields, feeds=model.feeds, notify=model.notify,
+            line=self.seen[model.name], cooldown_s=model.cooldown, digest=model.digest,
+            query=model.query, default_operator=model.default_operator, tags=model.tags,
+            languages=model.languages, min_hits=model.min_hits, stem=model.stem,
+            accents=model.accents,
+        )
+        tree = _check_query(rule, lambda pos, msg: self.at_query(path, pos, prefix + msg))
+        for j, ch in enumerate(model.notify):
+            if ch in self.unusable:
+                self.at((*path, "notify", j),
+                        f"{prefix}channel {ch!r} is unusable: {self.unusable[ch]}")
+            elif self.known is not None and ch not in self.known:
+                options = ", ".join(sorted(self.known)) or "none configured"
+                self.at((*path, "notify", j),
+                        f"{prefix}unknown channel {ch!r} (known: {options})")
+        if tree is None:
+            return None
+        return rule, tree, self.examples(path, rule, model)
+
+    def examples(self, path: tuple[Any, ...], rule: Rule, model: _RuleModel) -> list[Example]:
+        out: list[Example] = []
+        if not model.examples:
+            return out
+        for expect, specs in ((True, model.examples.match), (False, model.examples.no_match)):
+            key = "match" if expect else "no_match"
+            for j, spec in enumerate(specs):
+                pos = self.located.where((*path, "examples", key, j)) or (0, 0)
+                out.append(Example(
+                    rule=rule.name, expect_match=expect, article=_example_article(spec, rule),
+                    where=f"{self.source}:{pos[0]}:{pos[1]}", label=_label(spec)))
+        return out
+
+
 def parse_rules(text: str, source: str = "rules.yaml",
                 channels: Iterable[str] | None = None,
                 unusable_channels: dict[str, str] | None = None) -> RuleSet:
     """Validate rules text; raise RuleError listing every problem as file:line:col."""
-    problems: list[str] = []
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
@@ -220,94 +317,24 @@ def parse_rules(text: str, source: str = "rules.yaml",
         raise RuleError(f"{source}: the file is empty; expected 'rules:' with a list of rules")
     located = _Located()
     data = located.build(root)
-
-    def at(path: tuple[Any, ...], msg: str, key: bool = False) -> None:
-        pos = located.where(path, key)
-        problems.append(f"{source}:{pos[0]}:{pos[1]}: {msg}" if pos else f"{source}: {msg}")
-
+    parser = _Parser(source, located, channels, unusable_channels or {})
     if not isinstance(data, dict) or not isinstance(data.get("rules"), list):
-        at((), "expected a mapping with a 'rules:' list at the top level")
-        raise RuleError("\n".join(problems))
+        parser.at((), "expected a mapping with a 'rules:' list at the top level")
+        raise RuleError("\n".join(parser.problems))
     for key in data:
         if key != "rules":
-            at((key,), f"unknown top-level key {key!r}", key=True)
-
-    known = set(channels) if channels is not None else None
-    unusable = unusable_channels or {}
+            parser.at((key,), f"unknown top-level key {key!r}", key=True)
     rules: list[Rule] = []
     trees: dict[str, Node] = {}
     examples: list[Example] = []
-    seen: dict[str, int] = {}
-
-    def at_query(path: tuple[Any, ...], pos: int | None, msg: str) -> None:
-        """A problem inside a rule's query: point at the character when we can."""
-        qpath = (*path, "query")
-        where = located.where(qpath)
-        style = located.inline.get(qpath)
-        if where and pos is not None and style is not None and qpath in located.marks:
-            where = (where[0], where[1] + pos + (1 if style else 0))
-        elif pos is not None:
-            msg += f" (at character {pos + 1} of the query)"
-        problems.append(f"{source}:{where[0]}:{where[1]}: {msg}" if where
-                        else f"{source}: {msg}")
     for i, raw in enumerate(data["rules"]):
-        path: tuple[Any, ...] = ("rules", i)
-        label = raw.get("name") if isinstance(raw, dict) else None
-        prefix = f"rule {label!r}: " if isinstance(label, str) else f"rules[{i}]: "
-        if not isinstance(raw, dict):
-            at(path, f"{prefix}expected a mapping with name, any/all/none and notify")
-            continue
-        try:
-            model = _RuleModel.model_validate(raw)
-        except ValidationError as exc:
-            for err in exc.errors():
-                loc = tuple(err["loc"])
-                field = ".".join(str(p) for p in loc) or "rule"
-                if err["type"] == "extra_forbidden":
-                    at((*path, *loc), f"{prefix}unknown key {loc[-1]!r}", key=True)
-                elif err["type"] == "missing":
-                    at(path, f"{prefix}missing required key {field!r}")
-                else:
-                    at((*path, *loc), f"{prefix}{field}: {err['msg']}")
-            continue
-        if not model.query and not model.any and not model.all:
-            at(path, f"{prefix}needs at least one phrase in 'any' or 'all', or a 'query'")
-            continue
-        if model.name in seen:
-            at((*path, "name"), f"{prefix}duplicate rule name (first defined at line "
-                                f"{seen[model.name]})")
-            continue
-        seen[model.name] = (located.where((*path, "name")) or (0, 0))[0]
-        rule = Rule(
-            name=model.name, any=model.any, all=model.all, none=model.none,
-            fields=model.fields, feeds=model.feeds, notify=model.notify,
-            line=seen[model.name], cooldown_s=model.cooldown, digest=model.digest,
-            query=model.query, default_operator=model.default_operator, tags=model.tags,
-            languages=model.languages, min_hits=model.min_hits, stem=model.stem,
-            accents=model.accents,
-        )
-        tree = _check_query(rule, lambda pos, msg, p=path, pre=prefix: at_query(p, pos,
-                                                                                 pre + msg))
-        for j, ch in enumerate(model.notify):
-            if ch in unusable:
-                at((*path, "notify", j), f"{prefix}channel {ch!r} is unusable: {unusable[ch]}")
-            elif known is not None and ch not in known:
-                options = ", ".join(sorted(known)) or "none configured"
-                at((*path, "notify", j), f"{prefix}unknown channel {ch!r} (known: {options})")
-        if tree is None:
-            continue
-        trees[rule.name] = tree
-        rules.append(rule)
-        if model.examples:
-            for expect, specs in ((True, model.examples.match), (False, model.examples.no_match)):
-                key = "match" if expect else "no_match"
-                for j, spec in enumerate(specs):
-                    pos = located.where((*path, "examples", key, j)) or (0, 0)
-                    examples.append(Example(
-                        rule=rule.name, expect_match=expect, article=_example_article(spec, rule),
-                        where=f"{source}:{pos[0]}:{pos[1]}", label=_label(spec)))
-    if problems:
-        raise RuleError("\n".join(problems))
+        parsed = parser.rule(i, raw)
+        if parsed is not None:
+            rule, trees[parsed[0].name], found = parsed
+            rules.append(rule)
+            examples += found
+    if parser.problems:
+        raise RuleError("\n".join(parser.problems))
     return RuleSet(rules=tuple(rules), source=source, digest=digest_of(text),
                    examples=tuple(examples), trees=trees)
 

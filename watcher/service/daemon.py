@@ -31,7 +31,7 @@ from watcher.service import metrics
 from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.service.metrics import MetricsServer
 from watcher.service.workers import ExtractPool
-from watcher.settings.config import Settings, load_settings
+from watcher.settings import Settings, load_settings
 from watcher.store import open_store, prune
 
 log = logging.getLogger("watcher.service.daemon")

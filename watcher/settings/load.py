@@ -1,0 +1,191 @@
+"""config/watcher.yaml + environment -> validated, frozen Settings.
+
+Relative paths in the file are relative to the file's own folder, so the same
+config works whatever directory the daemon is started from.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import ValidationError
+
+from watcher.core.errors import ConfigError
+from watcher.settings.model import DEFAULT_CONFIG, NAME_PATTERN, Settings
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def config_path(cli_value: str | os.PathLike[str] | None,
+                env: Mapping[str, str] | None = None) -> Path:
+    """--config, else $WATCHER_CONFIG, else config/watcher.yaml."""
+    env = os.environ if env is None else env
+    if cli_value:
+        return Path(cli_value)
+    if env.get("WATCHER_CONFIG"):
+        return Path(env["WATCHER_CONFIG"])
+    return DEFAULT_CONFIG
+
+
+def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
+                missing: list[tuple[tuple[Any, ...], str]], secrets: list[str]) -> Any:
+    if isinstance(node, dict):
+        return {k: _substitute(v, env, (*loc, str(k)), missing, secrets) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, env, (*loc, i), missing, secrets) for i, v in enumerate(node)]
+    if not isinstance(node, str) or "${" not in node:
+        return node
+
+    def repl(m: re.Match[str]) -> str:
+        name, default = m.group(1), m.group(2)
+        value = env.get(name)
+        if value is None or (value == "" and default is not None):
+            if default is None:
+                missing.append((loc, name))
+                return ""
+            value = default
+        if loc[:1] == ("channels",) and value:
+            secrets.append(value)
+        return value
+
+    return _ENV_REF.sub(repl, node)
+
+
+def _resolve_path(base: Path, value: str | Path) -> Path:
+    p = Path(os.path.expanduser(str(value)))
+    return p if p.is_absolute() else (base / p).resolve()
+
+
+def _resolve_feed_url(base: Path, url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https", "file"):
+        return url
+    if scheme and len(scheme) > 1:  # one letter would be a Windows drive
+        raise ValueError(f"scheme {scheme!r} is not supported (use http, https or a file path)")
+    return _resolve_path(base, url).as_uri()
+
+
+def _loc(parts: tuple[Any, ...]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    try:
+        # libyaml when the wheel has it: the pure-Python loader's node objects take
+        # far more memory for a config of thousands of feeds.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw
+
+
+def _unusable_channels(path: Path, missing: list[tuple[tuple[Any, ...], str]]
+                       ) -> dict[str, str]:
+    """Channels naming an unset variable are unusable (an error only if a rule uses
+    one); an unset variable anywhere else is an error now."""
+    unusable: dict[str, str] = {}
+    errors: list[str] = []
+    for loc, var in missing:
+        if len(loc) >= 2 and loc[0] == "channels":
+            unusable.setdefault(
+                loc[1], f"environment variable {var} is not set (used at {_loc(loc)})")
+        else:
+            errors.append(f"{path}: {_loc(loc)}: environment variable {var} is not set")
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return unusable
+
+
+def _resolve_paths(path: Path, data: dict[str, Any]) -> None:
+    """Paths and local feed URLs, relative to the config file's folder."""
+    base = path.resolve().parent
+    data.setdefault("database", "../data/watcher.db")
+    data.setdefault("rules", "../rules.yaml")
+    for key in ("database", "rules"):
+        if isinstance(data.get(key), str):
+            data[key] = _resolve_path(base, data[key])
+    for i, feed in enumerate(data.get("feeds") or []):
+        if isinstance(feed, dict) and isinstance(feed.get("url"), str):
+            try:
+                feed["url"] = _resolve_feed_url(base, feed["url"])
+            except ValueError as exc:
+                raise ConfigError(f"{path}: feeds[{i}].url: {exc}") from None
+    for ch in (data.get("channels") or {}).values():
+        if isinstance(ch, dict) and ch.get("type") == "jsonl" \
+                and isinstance(ch.get("path"), str):
+            ch["path"] = _resolve_path(base, ch["path"])
+        _resolve_channel_files(base, ch)
+
+
+def _validation_message(path: Path, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        parts = tuple(err["loc"])
+        if len(parts) > 2 and parts[0] == "channels":
+            parts = parts[:2] + parts[3:]  # drop pydantic's union tag ("webhook")
+        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"{path}: {_loc(parts)}: {msg}")
+    return "; ".join(lines)
+
+
+def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Settings:
+    """Read, substitute, validate. Raises ConfigError naming the file, key and reason."""
+    env = os.environ if env is None else env
+    path = Path(path)
+    missing: list[tuple[tuple[Any, ...], str]] = []
+    secrets: list[str] = []
+    data = _substitute(_read_yaml(path), env, (), missing, secrets)
+    unusable = _unusable_channels(path, missing)
+    if isinstance(data.get("channels"), dict):
+        # An unusable channel is set aside whole: validating a half-substituted
+        # URL would only produce a second, more confusing error.
+        data["channels"] = {k: v for k, v in data["channels"].items() if k not in unusable}
+    _resolve_paths(path, data)
+    try:
+        settings = Settings.model_validate(
+            {**data, "source": path.resolve(), "unusable_channels": unusable,
+             "secrets": tuple(sorted(set(secrets), key=len, reverse=True))})
+    except ValidationError as exc:
+        raise ConfigError(_validation_message(path, exc)) from None
+    names = [f.name for f in settings.feeds]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{path}: feeds: duplicate feed name(s) {', '.join(dupes)}")
+    for name in list(settings.channels) + list(unusable):
+        if not re.match(NAME_PATTERN, name):
+            raise ConfigError(f"{path}: channels.{name}: invalid channel name")
+    return settings
+
+
+def _resolve_channel_files(base: Path, ch: Any) -> None:
+    """Template paths and an SMTP ca_file are relative to the config file."""
+    if not isinstance(ch, dict):
+        return
+    if isinstance(ch.get("templates"), dict):
+        ch["templates"] = {k: _resolve_path(base, v) if isinstance(v, str) else v
+                           for k, v in ch["templates"].items()}
+    smtp = ch.get("smtp")
+    if isinstance(smtp, dict) and isinstance(smtp.get("ca_file"), str):
+        smtp["ca_file"] = _resolve_path(base, smtp["ca_file"])
