@@ -125,3 +125,23 @@ def test_daemon_retries_failed_delivery_while_running(
     ids_ok = {r.headers["webhook-id"] for r in receiver.accepted[2:]}
     ids_first = {r.headers["webhook-id"] for r in receiver.accepted[:2]}
     assert ids_ok == ids_first  # the same id on every retry
+
+
+def test_templates_export_writes_the_shipped_defaults_once(tmp_path: Path) -> None:
+    from watcher.delivery.channels import DEFAULT_TEMPLATES
+
+    out = tmp_path / "my-templates"
+    first = run_watcher("templates", "export", str(out))
+    assert first.returncode == 0, first.stderr
+    shipped = sorted(p.name for p in DEFAULT_TEMPLATES.glob("*.j2"))
+    assert sorted(p.name for p in out.iterdir()) == shipped and len(shipped) == 4
+    for name in shipped:
+        assert (out / name).read_bytes() == (DEFAULT_TEMPLATES / name).read_bytes()
+    (out / "subject.txt.j2").write_text("mine")
+    again = run_watcher("templates", "export", str(out))
+    assert again.returncode == 2 and "already has" in again.stderr and "--force" in again.stderr
+    assert (out / "subject.txt.j2").read_text() == "mine"
+    forced = run_watcher("templates", "export", str(out), "--force")
+    assert forced.returncode == 0
+    assert (out / "subject.txt.j2").read_bytes() == (DEFAULT_TEMPLATES / "subject.txt.j2"
+                                                     ).read_bytes()

@@ -14,7 +14,7 @@ from watcher.delivery.channels.jsonl import JsonlChannel
 from watcher.delivery.channels.webhook import WebhookChannel
 from watcher.delivery.templating import FILES, NAMES, TemplateError, Templates, compile_templates
 
-# The shipped defaults (config/templates/ holds copies to start your own from).
+# The shipped defaults, package data (`watcher templates export DIR` copies them).
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 _TEMPLATED = ("email", "webhook", "apprise")
 

@@ -1,0 +1,44 @@
+"""`watcher templates export DIR`: copies of the default templates, to start your own from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from watcher.core.errors import ConfigError
+from watcher.delivery.channels import DEFAULT_TEMPLATES
+from watcher.delivery.templating import FILES
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("templates", parents=[common],
+                       help="the default email and webhook templates")
+    ts = p.add_subparsers(dest="templates_command", required=True)
+    export = ts.add_parser("export", parents=[common],
+                           help="write copies of the default templates to customise")
+    export.add_argument("dir", help="folder to write them into (created if missing)")
+    export.add_argument("--force", action="store_true", help="overwrite files already there")
+    export.set_defaults(func=cmd_export)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    target = Path(args.dir)
+    names = [FILES[key] for key in FILES]
+    taken = [n for n in names if (target / n).exists()]
+    if taken and not args.force:
+        raise ConfigError(f"templates export: {target} already has {', '.join(taken)}; "
+                          "use --force to overwrite")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (target / name).write_bytes((DEFAULT_TEMPLATES / name).read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"templates export: cannot write to {target}: "
+                          f"{exc.strerror or exc}") from None
+    print(f"wrote {len(names)} template(s) to {target}:")
+    for key, name in FILES.items():
+        print(f"  {name}  (channel setting templates.{key})")
+    print("point a channel at them: templates: {subject: "
+          f"{target / FILES['subject']}, ...}} (paths relative to the config file)")
+    return 0
