@@ -121,3 +121,13 @@ def test_the_daemon_runs_on_uvloop_unless_told_otherwise(monkeypatch: pytest.Mon
         loop.close()
     monkeypatch.setenv("WATCHER_EVENT_LOOP", "asyncio")
     assert event_loop_factory() is None
+
+
+def test_package_data_names_the_shipped_templates() -> None:
+    """The default templates live once, inside the package: the wheel must carry them."""
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = meta["tool"]["setuptools"]["package-data"]["watcher"]
+    shipped = {p for g in globs for p in (ROOT / "watcher").glob(g)}
+    assert {p.name for p in shipped} == {"subject.txt.j2", "text.txt.j2", "html.html.j2",
+                                         "generic.json.j2"}
+    assert not (ROOT / "config" / "templates").exists()

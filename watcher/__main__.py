@@ -2,8 +2,8 @@
 
 Extraction workers (multiprocessing's forkserver) start by importing the main
 module again. Through the `watcher` script that was `watcher.cli` and everything
-it imports: 0.3 s of CPU and 15 MB in every worker, at each start. Importing this
-module costs nothing; the CLI is imported when `main()` runs.
+it imports, paid in CPU and memory by every worker at each start. Importing
+this module costs nothing; the CLI is imported when `main()` runs.
 """
 
 import sys

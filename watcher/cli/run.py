@@ -53,8 +53,8 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop's event loop when it is installed, else asyncio's (None).
 
     The daemon's process is the busier one in a cycle, and asyncio's own loop and
-    socket transports were an eighth of its CPU; uvloop's, in C, cut that process's
-    CPU by 2 to 5%. WATCHER_EVENT_LOOP=asyncio keeps the standard loop.
+    socket transports were a visible share of its CPU; uvloop's are in C
+    (benchmarks/RESULTS.md). WATCHER_EVENT_LOOP=asyncio keeps the standard loop.
     """
     if os.environ.get("WATCHER_EVENT_LOOP", "").strip().lower() == "asyncio":
         return None

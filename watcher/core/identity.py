@@ -93,8 +93,8 @@ _BASE_INV = pow(_BASE, -1, 2**64)
 _WEIGHTS = [np.uint64(k | 1) for k in _CONSTANTS[1:1 + SHINGLE]]
 _MIX = np.uint64(_CONSTANTS[1 + SHINGLE] | 1)
 # MinHash with 128 odd multipliers modulo 2**32 (x -> a*x is a permutation): on
-# well-mixed inputs its estimates are as good as multiply-shift in 64 bits, at
-# a third of the cost. The shingle hashes are made odd so that none is a fixed
+# well-mixed inputs its estimates are as good as multiply-shift in 64 bits, and
+# cheaper. The shingle hashes are made odd so that none is a fixed
 # point (0) that would be the minimum under every multiplier.
 _A = np.array([k & 0xFFFFFFFF | 1 for k in _CONSTANTS[2 + SHINGLE:]], dtype=np.uint32)[:, None]
 _SPACE = ord(" ")

@@ -77,8 +77,8 @@ _CLEANED_WITH_CARE = frozenset({"form", "figure", "math", "head", "script"})
 def parse_page(text: str) -> Any:
     """Decoded page -> lxml tree, repaired as trafilatura's load_html repairs it.
 
-    lxml is handed UTF-8 bytes rather than the str: parsing bytes takes under half
-    the time, and the characters XML cannot hold go with one C-level `translate`
+    lxml is handed UTF-8 bytes rather than the str: parsing bytes is much faster,
+    and the characters XML cannot hold go with one C-level `translate`
     instead of a regex over the whole page.
     """
     import lxml.html
@@ -112,8 +112,8 @@ def _html_parser() -> Any:
     """trafilatura's HTML parser, with lxml.html's element classes chosen in C.
 
     lxml.html picks each element's class in a Python method, called whenever an
-    element is first touched from Python: 2% of a benchmark page's instructions,
-    5% of the CPU on real pages. The classes that lookup adds for form fields
+    element is first touched from Python, a measurable share of a page's CPU
+    (benchmarks/RESULTS.md). The classes that lookup adds for form fields
     (`.value` and the like) are not used by the extraction; every element is still
     an HtmlElement.
     """
@@ -140,8 +140,7 @@ def drop_boilerplate_elements(tree: Any) -> None:
 
     trafilatura copies the whole tree twice before it cleans it; removing navigation,
     asides, footers and scripts first makes those copies and every later pass work on
-    a smaller tree: 31% fewer instructions a page on the benchmark's news pages, with
-    the same text.
+    a smaller tree, with the same text.
     """
     import lxml.etree
 
@@ -165,7 +164,7 @@ def _base_options() -> Any:
 def _prune_in_python() -> int:
     """trafilatura's boilerplate-pruning XPath expressions, run in Python instead
     (see watcher.extract.prune_xpath): libxml2 calling back into Python for their regular
-    expressions took a quarter of a page's extraction."""
+    expressions were a large share of a page's extraction."""
     from watcher.extract import prune_xpath
 
     return prune_xpath.install()

@@ -32,7 +32,7 @@ class BoundedDecoder:
         self.parts: list[bytes] = []
         self.coding = coding
         # wbits 47 reads gzip or zlib headers; deflate may also come raw (no header).
-        # ISA-L inflates at more than twice zlib's speed, with zlib's interface.
+        # ISA-L inflates much faster than zlib, with zlib's interface.
         self._z = isal_zlib.decompressobj(47) if coding else None
         self._raw_deflate_tried = False
 

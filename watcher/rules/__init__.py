@@ -16,10 +16,9 @@ _MODULE_OF = {"RuleSet": "load", "load_rules": "load", "parse_rules": "load",
 
 
 def __getattr__(name: str) -> Any:
-    """The exports load on first use. The extraction workers import only
-    watcher.core.text (the words of a text's signature); importing the rule
-    language's validation and compiler as well cost each start of the workers
-    about 0.1 s of CPU."""
+    """The exports load on first use: a command that needs only part of the rule
+    language (or none of it) does not pay for importing its validation and
+    compiler at start-up."""
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

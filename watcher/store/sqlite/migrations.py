@@ -186,8 +186,8 @@ def m006_fts_only_on_text_changes(db: sqlite_utils.Database) -> None:
 def m007_story_keys(db: sqlite_utils.Database) -> None:
     """The near-duplicate index on disk: one row per (LSH band key, article).
 
-    Held in memory it took about 10 KB per recent article (700 MB at 10,000
-    feeds). Signatures stored before this version used other hashes, so they
+    Held in memory it grew with every recent article, too large at thousands of
+    feeds. Signatures stored before this version used other hashes, so they
     are not indexed: their copies simply do not fold.
     """
     db.executescript("""
