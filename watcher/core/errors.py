@@ -1,4 +1,24 @@
-"""One tree of errors. Every message starts with the stage that raised it."""
+"""One tree of errors. Every message starts with the stage that raised it, then
+names the thing (the file, feed, rule or channel) and the reason:
+"fetch: feed 'upi-world' answered 503; next try 12:04".
+
+Our exception hierarchy:
+
+* WatcherError
+  + ConfigError - config/watcher.yaml or a command's arguments (file, key, reason)
+  + RuleError - rules.yaml (file:line:column, reason); the last good rules stay
+  + FetchError - a feed or page could not be fetched (`status`, `retry_after`)
+  + ParseError - the bytes are not a feed
+  + ExtractError - a page's text could not be extracted (in time)
+  + StoreError - the database refused or is unreachable
+  + DeliveryError - a channel did not take an alert (`permanent`, `retry_after`,
+    `disable_channel`)
+
+Inside a package, some steps raise a ValueError subclass that the package turns
+into one of the above with the context it knows: TemplateError (delivery),
+QueryError and RegexError (rules), prune_xpath's Unsupported (extract: an
+expression left to libxml2, never an error for the user).
+"""
 
 
 class WatcherError(Exception):
