@@ -25,7 +25,7 @@ from watcher.core.digest import (
 from watcher.core.errors import ConfigError
 from watcher.core.models import Digest
 from watcher.delivery import signing
-from watcher.delivery.channels import DEFAULT_TEMPLATES, load_templates
+from watcher.delivery.channels import load_templates
 from watcher.delivery.channels.email import build_message
 from watcher.delivery.channels.webhook import ntfy_target
 from watcher.delivery.render import (
@@ -36,7 +36,7 @@ from watcher.delivery.render import (
     slack_payload,
     teams_payload,
 )
-from watcher.delivery.templating import FILES, TemplateError, compile_templates
+from watcher.delivery.templating import TemplateError, compile_templates
 
 ROOT = Path(__file__).resolve().parents[1]
 UTC_TZ = ZoneInfo("UTC")
@@ -293,11 +293,6 @@ def test_group_keeps_first_seen_order() -> None:
 
 
 # -- templates --------------------------------------------------------------------
-
-def test_config_templates_are_the_shipped_defaults() -> None:
-    for name in FILES.values():
-        assert (ROOT / "config" / "templates" / name).read_text() == \
-            (DEFAULT_TEMPLATES / name).read_text(), name
 
 
 def test_template_errors_are_found_before_the_first_alert(tmp_path: Path) -> None:
