@@ -39,6 +39,48 @@ def test_canonical_url(url: str | None, expected: str | None) -> None:
     assert canonical_url(url) == expected
 
 
+# Copies of one page that must fold into one article: (link, link).
+SAME_PAGE = [
+    ("https://news.example.com/news.asp?NewsID=1001",
+     "https://NEWS.example.com/news.asp?NewsID=1001&utm_source=rss&utm_medium=feed"),
+    ("https://www.example.com/world/story-1", "https://www.example.com:443/world/story-1#comments"),
+    ("https://example.com/a?id=3&page=2", "https://example.com/a?page=2&id=3&fbclid=XyZ"),
+    ("https://blog.example.org/?p=123", "https://blog.example.org/?p=123&mc_cid=1&mc_eid=2"),
+    ("https://video.example.com/watch?v=abc", "https://video.example.com/watch?v=abc&gclid=9"),
+    ("https://example.com/s", "https://example.com/s?ref=rss&ocid=msn&xtor=RSS-1"),
+    ("https://example.com/s", "https://example.com/s?at_medium=x&at_campaign=y&_ga=2.1"),
+    ("https://example.com/s", "https://example.com/s?pk_campaign=a&mtm_source=b&igshid=c"),
+    ("http://example.com/x", "http://example.com:80/x?msclkid=1&yclid=2"),
+    ("https://example.com/story?id=7", "https://example.com/story?id=7&__twitter_impression=true"),
+]
+# Different articles that must stay apart: (link, link).
+DIFFERENT_PAGES = [
+    ("https://news.example.com/news.asp?NewsID=1001",
+     "https://news.example.com/news.asp?NewsID=1002"),
+    ("https://example.com/article.php?id=1", "https://example.com/article.php?id=2"),
+    ("https://example.com/index.php?story=abc", "https://example.com/index.php?story=abd"),
+    ("https://example.com/show?sid=5", "https://example.com/show?sid=6"),
+    ("https://example.com/node?nid=10", "https://example.com/node?nid=11"),
+    ("https://blog.example.org/?p=123", "https://blog.example.org/?p=124"),
+    ("https://video.example.com/watch?v=abc", "https://video.example.com/watch?v=abd"),
+    ("https://example.com/read?article=9", "https://example.com/read?article=10"),
+    ("https://example.com/a?page=1", "https://example.com/a?page=2"),
+    ("https://example.com/news", "https://example.com/news?id=1"),
+    ("https://example.com/x", "https://example.org/x"),
+    ("https://example.com/x", "http://example.com:8080/x"),
+]
+
+
+@pytest.mark.parametrize(("a", "b"), SAME_PAGE)
+def test_copies_of_one_page_have_one_canonical_url(a: str, b: str) -> None:
+    assert canonical_url(a) == canonical_url(b)
+
+
+@pytest.mark.parametrize(("a", "b"), DIFFERENT_PAGES)
+def test_different_articles_keep_different_canonical_urls(a: str, b: str) -> None:
+    assert canonical_url(a) != canonical_url(b)
+
+
 @pytest.mark.parametrize(("page", "canonical", "expected"), [
     ("https://news.example.com/a?utm_source=x", "https://news.example.com/a",
      "https://news.example.com/a"),

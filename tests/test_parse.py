@@ -263,3 +263,43 @@ def test_rss_syndication_update_period() -> None:
     assert feed.sy_period_s == 900.0
     assert feed.ttl_minutes is None
     assert parse_feed(RSS, RSS_HEADERS).sy_period_s is None
+
+
+BAD_BYTE_FEED = (b'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel>'
+                 b"<title>x</title><item><guid>1</guid><title>broken \xff byte</title>"
+                 b"<description>fine</description></item><item><guid>2</guid>"
+                 b"<title>other</title><description>Stra\xc3\x9fe closed</description>"
+                 b"</item></channel></rss>")
+
+
+@pytest.mark.parametrize("headers", [
+    {"content-type": "application/rss+xml; charset=utf-8"},
+    {"content-type": "application/rss+xml"},
+    {},
+])
+def test_one_invalid_byte_costs_only_its_own_entry(headers: dict[str, str]) -> None:
+    parsed = parse_feed(BAD_BYTE_FEED, headers)
+    assert [(e.title, e.summary) for e in parsed.entries] == [
+        ("broken \ufffd byte", "fine"), ("other", "Straße closed")]
+
+
+@pytest.mark.parametrize(("body", "headers", "titles"), [
+    # declared single-byte encodings are read as declared
+    (BAD_BYTE_FEED.replace(b'encoding="UTF-8"', b'encoding="windows-1252"'), {},
+     ["broken ÿ byte", "other"]),
+    # the HTTP charset wins over the declaration, as feedparser reads it
+    (BAD_BYTE_FEED, {"content-type": "text/xml; charset=iso-8859-1"},
+     ["broken ÿ byte", "other"]),
+    # UTF-16 with a byte-order mark and an odd trailing byte
+    ('<?xml version="1.0" encoding="UTF-16"?><rss version="2.0"><channel><title>x</title>'
+     "<item><guid>1</guid><title>Straße</title></item></channel></rss>".encode("utf-16")
+     + b"\x00", {}, ["Straße"]),
+    # JSON Feed: JSON is UTF-8
+    (b'{"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": ['
+     b'{"id": "1", "title": "bad \xff", "content_text": "x"},'
+     b'{"id": "2", "title": "Stra\xc3\x9fe", "content_text": "y"}]}',
+     {"content-type": "application/feed+json"}, ["bad \ufffd", "Straße"]),
+])
+def test_documents_are_read_in_their_declared_encoding(body: bytes, headers: dict[str, str],
+                                                       titles: list[str]) -> None:
+    assert [e.title for e in parse_feed(body, headers).entries] == titles

@@ -14,7 +14,7 @@ under a new guid. Two signals bring the copies together:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import courlan
 import numpy as np
@@ -27,17 +27,44 @@ SHINGLE = 4
 MIN_SHINGLES = 12
 
 
+# Query parameters that say how a reader arrived, never which page: dropped. Every
+# other parameter is kept, since many sites name the article in the query
+# (?NewsID=1001, ?p=123, ?v=abc, ?story=...).
+_TRACKING = frozenset({
+    "fbclid", "gclid", "gclsrc", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid",
+    "igshid", "ttclid", "li_fat_id", "mc_cid", "mc_eid", "_ga", "_gl", "_hsenc", "_hsmi",
+    "mkt_tok", "ocid", "cmpid", "icid", "ito", "smid", "sr_share", "soc_src", "soc_trk",
+    "wt.mc_id", "wt_mc", "s_cid", "ref", "ref_src", "ref_url", "referrer", "spm",
+    "rss", "fromrss", "from_rss", "rssfeed", "xtor",
+    "__twitter_impression", "vero_id", "vero_conv", "rb_clickid", "guccounter", "guce_referrer",
+    "guce_referrer_sig", "mbid", "sc_cid", "ns_campaign", "ns_mchannel", "ns_source",
+    "ns_linkname", "ns_fee", "at_medium", "at_campaign", "at_custom1", "at_custom2",
+})
+_TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "piwik_", "hsa_", "oly_", "matomo_")
+
+
+def is_tracking_parameter(name: str) -> bool:
+    key = name.lower()
+    return key in _TRACKING or key.startswith(_TRACKING_PREFIXES)
+
+
 def canonical_url(url: str | None) -> str | None:
-    """The form of a link that two feeds pointing at one page agree on."""
+    """The form of a link that two feeds pointing at one page agree on: lower-case
+    host, no default port, no fragment, parameters sorted, tracking ones dropped."""
     if not url:
         return None
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         return url  # file: seeds and the like: kept as they are
     try:
-        return courlan.normalize_url(url, strict=True)
+        # courlan's strict mode would keep only the few parameters it knows,
+        # folding ?NewsID=1001 and ?NewsID=1002 into one article.
+        parts = urlsplit(courlan.normalize_url(url, strict=False))
     except (ValueError, AttributeError):
         return url
+    kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            if not is_tracking_parameter(k)]
+    return urlunsplit(parts._replace(query=urlencode(sorted(kept)), fragment=""))
 
 
 def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import codecs
 import hashlib
 import html
 import json
@@ -171,6 +172,56 @@ def parse_json_feed(body: bytes, base_url: str = "") -> ParsedFeed:
     return ParsedFeed(title=str(doc.get("title") or ""), entries=tuple(entries))
 
 
+_XML_DECLARATION = re.compile(rb"^\s*<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._:-]+)[\"']",
+                              re.IGNORECASE)
+_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
+_BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"),
+         (b"\x00\x00\xfe\xff", "utf-32-be"), (b"\xff\xfe", "utf-16-le"),
+         (b"\xfe\xff", "utf-16-be"))
+
+
+def declared_encoding(body: bytes, headers: Mapping[str, str]) -> str:
+    """The encoding the document says it is in: byte-order mark, then the HTTP charset,
+    then the XML declaration; UTF-8 (XML's default) when none says."""
+    for bom, name in _BOMS:
+        if body.startswith(bom):
+            return name
+    for found in (_CHARSET.search(headers.get("content-type", "")),
+                  _XML_DECLARATION.search(body[:512])):
+        if found:
+            name = found.group(1)
+            name = name.decode("ascii") if isinstance(name, bytes) else name
+            try:
+                return codecs.lookup(name).name
+            except LookupError:
+                continue
+    return "utf-8"
+
+
+def repair_encoding(body: bytes, headers: Mapping[str, str]
+                    ) -> tuple[bytes, dict[str, str]]:
+    """A document with bytes invalid in its declared encoding, made valid UTF-8 with
+    U+FFFD in their place (and declared as such), so that one bad byte costs the
+    entry holding it, not its neighbours: given invalid bytes, feedparser decodes
+    the whole document with another encoding. Valid documents pass unchanged."""
+    encoding = declared_encoding(body, headers)
+    try:
+        body.decode(encoding)
+        return body, dict(headers)
+    except (UnicodeDecodeError, LookupError):
+        pass
+    text = body.decode(encoding, errors="replace").lstrip("\ufeff")
+    fixed = text.encode("utf-8")
+    fixed = _XML_DECLARATION.sub(
+        lambda m: m.group(0).replace(m.group(1), b"utf-8"), fixed, count=1)
+    out = dict(headers)
+    ctype = out.get("content-type", "")
+    out["content-type"] = (_CHARSET.sub("charset=utf-8", ctype) if _CHARSET.search(ctype)
+                           else (ctype + "; charset=utf-8" if ctype else
+                                 "application/xml; charset=utf-8"))
+    return fixed, out
+
+
 def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> ParsedFeed:
     """Parse a feed document. `headers` are the response headers, lower-cased.
 
@@ -181,6 +232,7 @@ def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> P
         raise ParseError("empty document")
     if declares_entities(body):
         raise ParseError("document declares XML entities (<!ENTITY); refused")
+    body, headers = repair_encoding(body, headers)
     if looks_like_json_feed(body, headers):
         return parse_json_feed(body, base_url)
     # feedparser only reads these headers; give them so charset detection
