@@ -6,6 +6,8 @@ time and memory, and the good feed in the same cycle must still alert.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import sqlite3
 import subprocess
 import sys
@@ -21,6 +23,8 @@ import yaml
 from tests.conftest import ROOT, run_watcher
 from tests.servers import LoopbackServer, Request, Response, WebhookReceiver
 from tests.test_e2e import SEED_TITLE
+from watcher.core.models import Feed
+from watcher.fetch.client import Fetcher
 
 LAUGHS = (b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
           + b"".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">\n'.encode()
@@ -243,3 +247,25 @@ def test_feed_failing_past_the_limit_is_flagged_and_reported_once(tmp_path: Path
         assert "unhealthy" in listed
     finally:
         server.close()
+
+
+def test_a_local_feed_rewritten_within_the_same_second_is_read_again(tmp_path: Path) -> None:
+    path = tmp_path / "feed.xml"
+    path.write_bytes(b"<rss version='2.0'><channel><title>a</title></channel></rss>")
+    stamp = path.stat().st_mtime_ns
+    feed = Feed(name="local", url=path.as_uri(), interval_s=60)
+
+    async def go() -> None:
+        async with Fetcher(local_feeds=[feed]) as fetcher:
+            first = await fetcher.fetch_feed(feed)
+            assert first.status == 200 and first.etag
+            again = await fetcher.fetch_feed(feed, etag=first.etag)
+            assert again.not_modified
+            # Same size, same modification time (to the nanosecond): new content.
+            path.write_bytes(b"<rss version='2.0'><channel><title>b</title></channel></rss>")
+            os.utime(path, ns=(stamp, stamp))
+            changed = await fetcher.fetch_feed(feed, etag=first.etag)
+            assert not changed.not_modified and b"<title>b</title>" in changed.body
+            assert changed.etag != first.etag
+            assert (await fetcher.fetch_feed(feed, etag=changed.etag)).not_modified
+    asyncio.run(go())

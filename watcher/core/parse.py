@@ -180,37 +180,37 @@ _BOMS = ((b"\xef\xbb\xbf", "utf-8"), (b"\xff\xfe\x00\x00", "utf-32-le"),
          (b"\xfe\xff", "utf-16-be"))
 
 
-def declared_encoding(body: bytes, headers: Mapping[str, str]) -> str:
-    """The encoding the document says it is in: byte-order mark, then the HTTP charset,
-    then the XML declaration; UTF-8 (XML's default) when none says."""
-    for bom, name in _BOMS:
-        if body.startswith(bom):
-            return name
-    for found in (_CHARSET.search(headers.get("content-type", "")),
+def declared_encodings(body: bytes, headers: Mapping[str, str]) -> list[str]:
+    """The encodings the document says it is in, in feedparser's order of belief:
+    byte-order mark, HTTP charset, XML declaration; UTF-8 (XML's default) when none."""
+    found: list[str] = [name for bom, name in _BOMS if body.startswith(bom)][:1]
+    for match in (_CHARSET.search(headers.get("content-type", "")),
                   _XML_DECLARATION.search(body[:512])):
-        if found:
-            name = found.group(1)
+        if match:
+            name = match.group(1)
             name = name.decode("ascii") if isinstance(name, bytes) else name
             try:
-                return codecs.lookup(name).name
+                found.append(codecs.lookup(name).name)
             except LookupError:
                 continue
-    return "utf-8"
+    return list(dict.fromkeys(found)) or ["utf-8"]
 
 
 def repair_encoding(body: bytes, headers: Mapping[str, str]
                     ) -> tuple[bytes, dict[str, str]]:
-    """A document with bytes invalid in its declared encoding, made valid UTF-8 with
-    U+FFFD in their place (and declared as such), so that one bad byte costs the
-    entry holding it, not its neighbours: given invalid bytes, feedparser decodes
-    the whole document with another encoding. Valid documents pass unchanged."""
-    encoding = declared_encoding(body, headers)
-    try:
-        body.decode(encoding)
-        return body, dict(headers)
-    except (UnicodeDecodeError, LookupError):
-        pass
-    text = body.decode(encoding, errors="replace").lstrip("\ufeff")
+    """A document whose bytes are invalid in every encoding it declares, made valid
+    UTF-8 with U+FFFD in their place (and declared as such), so that one bad byte
+    costs the entry holding it, not its neighbours: given invalid bytes, feedparser
+    decodes the whole document with another encoding. A document valid in one of
+    its declared encodings passes unchanged."""
+    declared = declared_encodings(body, headers)
+    for encoding in declared:
+        try:
+            body.decode(encoding)
+            return body, dict(headers)
+        except UnicodeDecodeError:
+            continue
+    text = body.decode(declared[0], errors="replace").lstrip("\ufeff")
     fixed = text.encode("utf-8")
     fixed = _XML_DECLARATION.sub(
         lambda m: m.group(0).replace(m.group(1), b"utf-8"), fixed, count=1)

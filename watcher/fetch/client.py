@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import mimetypes
+import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -140,7 +142,7 @@ class Fetcher:
             if feed.url != url or url not in self._configured_files:
                 raise FetchError(f"feed {feed.name!r}: file URL {url} is not a configured feed")
             return await self._read_file(_file_path(url), url, self.limits.max_feed_bytes,
-                                         last_modified)
+                                         etag)
         if scheme not in ("http", "https"):
             raise FetchError(f"feed {feed.name!r}: scheme {scheme!r} is not allowed")
         headers = {"Accept": "application/rss+xml, application/atom+xml, application/feed+json, "
@@ -303,23 +305,25 @@ class Fetcher:
                 return  # a large error page: not worth keeping the connection for
 
     async def _read_file(self, path: Path, url: str, cap: int,
-                         last_modified: str | None) -> FetchResult:
+                         etag: str | None) -> FetchResult:
+        """A local file. Its validator is a hash of its content, not its time: a file
+        rewritten within the same second (or with its old time put back) is new."""
         def read() -> FetchResult:
             try:
-                st = path.stat()
-                stamp = formatdate(st.st_mtime, usegmt=True)
-                ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-                headers = {"last-modified": stamp, "content-type": ctype}
-                if last_modified == stamp:
-                    return FetchResult(url, 304, headers, b"", not_modified=True)
                 with path.open("rb") as fh:
                     body = fh.read(cap + 1)
+                    stamp = formatdate(os.fstat(fh.fileno()).st_mtime, usegmt=True)
             except FileNotFoundError:
                 raise FetchError(f"{url}: no such file", status=404) from None
             except OSError as exc:
                 raise FetchError(f"{url}: cannot read: {exc.strerror or exc}") from None
             if len(body) > cap:
                 raise FetchError(f"{url}: file over the {cap} byte cap")
+            ctype = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            tag = '"' + hashlib.blake2b(body, digest_size=16).hexdigest() + '"'
+            headers = {"last-modified": stamp, "content-type": ctype, "etag": tag}
+            if etag == tag:
+                return FetchResult(url, 304, headers, b"", not_modified=True)
             return FetchResult(url, 200, headers, body)
 
         return await asyncio.to_thread(read)
