@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -353,3 +355,48 @@ def test_webhook_secret_must_be_valid_whsec(tmp_path: Path) -> None:
                               "secret": "whsec_not base64!"}}}))
     with pytest.raises(ConfigError, match="whsec_ secret must be base64"):
         load_settings(tmp_path / "w.yaml")
+
+
+# A child process whose file-size limit cuts the second record mid-write, as a full
+# disk would: the record is rolled back, a retry after the limit is lifted appends
+# it whole, and a partial line left by a crash is cut off before the next append.
+_FULL_DISK = """
+import asyncio, json, resource, signal, sys
+from pathlib import Path
+from tests.delivery_helpers import alert
+from watcher.core.errors import DeliveryError
+from watcher.delivery.channels.jsonl import JsonlChannel
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of death, like ENOSPC
+path = Path(sys.argv[1])
+channel = JsonlChannel("file", path)
+asyncio.run(channel.send(alert(1)))
+size = path.stat().st_size
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (size + 40, hard))
+try:
+    asyncio.run(channel.send(alert(2)))
+    print("sent?!")
+except DeliveryError as exc:
+    print("failed:", exc)
+after_failure = path.read_bytes()
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+asyncio.run(channel.send(alert(2)))
+with path.open("ab") as fh:
+    fh.write(b'{"id": "half a rec')  # a crash in the middle of a write
+asyncio.run(channel.send(alert(3)))
+print(json.dumps({"size": size, "after_failure": len(after_failure),
+                  "lines": path.read_text().splitlines()}))
+"""
+
+
+def test_jsonl_writes_whole_lines_or_nothing_when_the_disk_fills(tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path / "alerts.jsonl")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    first, last = out.stdout.splitlines()[0], out.stdout.splitlines()[-1]
+    assert first.startswith("failed: deliver: channel 'file': cannot write"), out.stdout
+    result = json.loads(last)
+    assert result["after_failure"] == result["size"]  # the partial record was cut back
+    ids = [json.loads(line)["id"] for line in result["lines"]]  # every line parses
+    assert ids == [alert(1).delivery_id, alert(2).delivery_id, alert(3).delivery_id]
