@@ -42,6 +42,8 @@ class LoopbackServer:
     routes: dict[str, Handler | Response] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     default_status: int = 404
+    # Another loopback address (127.0.0.2 ...) stands for another site.
+    host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
         owner = self
@@ -92,7 +94,7 @@ class LoopbackServer:
 
             do_GET = do_POST = do_HEAD = _handle
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), _H)
+        self.httpd = _QuietServer((self.host, 0), _H)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
@@ -102,7 +104,7 @@ class LoopbackServer:
         return self.httpd.server_address[1]
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"http://{self.host}:{self.port}{path}"
 
     def respond(self, req: Request) -> Response:
         route = self.routes.get(req.path.split("?")[0])

@@ -61,3 +61,55 @@ def page(title: str, paragraphs: list[str], site: str, canonical: str | None = N
             f"{extra_boilerplate}<footer>© {site} 2024. All rights reserved. "
             f"<a href='/privacy'>Privacy</a> <a href='/terms'>Terms</a></footer>"
             f"</body></html>").encode()
+
+
+# One press office, six statements: each about 30 words of its own news, then the
+# office's standard paragraph of about 190 words (which names its tactical missile
+# work, so a rule on "tactical missile" matches every statement).
+PRESS_ABOUT = (
+    "About the press office: The Vellmark Defence Procurement Agency press office "
+    "publishes statements on behalf of the agency and its programme offices. The agency "
+    "manages the acquisition, testing and sustainment of land, air and maritime systems for "
+    "the armed forces, including the tactical missile programme, air defence radars, armoured "
+    "vehicles, training simulators and the logistics contracts that keep them in service. "
+    "Statements are issued in Vellmarkish and English and may be reproduced in full or in "
+    "part with attribution. Journalists with questions about a statement should contact the "
+    "duty press officer by telephone between 08:00 and 18:00 on working days, or by email at "
+    "any time; requests are answered in the order received. The agency does not comment on "
+    "classified programmes, on ongoing tenders before contract award, or on the operational "
+    "use of equipment, which is a matter for the armed forces. Photographs and video released "
+    "with a statement may be used free of charge for editorial purposes. Earlier statements, "
+    "annual reports and the procurement plan are available in the agency's online archive, "
+    "which is updated every working day and searchable by programme, date and keyword."
+)
+PRESS_STATEMENTS = [
+    ("Tactical missile trial completed at Harnskog range",
+     "The agency completed a tactical missile trial at the Harnskog range on Tuesday, "
+     "firing four rounds against moving sea targets in poor weather; all four struck, and "
+     "the data now goes to the evaluation board."),
+    ("First tram-mounted radar delivered to Brennmoor",
+     "The first of twelve mobile radar units was delivered to the Brennmoor air base "
+     "on Wednesday, three weeks ahead of schedule, and crews begin their conversion "
+     "course there next month under instructors from the manufacturer."),
+    ("Contract signed for coastal patrol boat engines",
+     "A contract worth 310 million kroner for replacement engines for the coastal patrol "
+     "fleet was signed in Osterhavn on Thursday with a consortium of two shipyards, covering "
+     "eighteen hulls and ten years of maintenance."),
+    ("Cold-weather test of armoured vehicles in Nordfjell",
+     "Armoured vehicles of the mechanised brigade finished a three-week cold-weather test "
+     "near Nordfjell, driving more than four thousand kilometres at temperatures down to "
+     "minus thirty-eight degrees without a single engine failure."),
+    ("Air defence battery deployed to Lindvik harbour",
+     "A medium-range air defence battery was deployed to protect Lindvik harbour during the "
+     "allied naval exercise next week, the first such deployment on the west coast since the "
+     "battery entered service two years ago."),
+    ("Training simulators upgraded at Kastellholm academy",
+     "The helicopter training simulators at the Kastellholm academy have been upgraded with "
+     "new visual systems and motion platforms, letting student pilots practise night "
+     "landings on ships before their first flight at sea."),
+]
+
+
+def press_statement(i: int) -> list[str]:
+    return ["VELLMARK DEFENCE PROCUREMENT AGENCY, press statement.",
+            PRESS_STATEMENTS[i][1], PRESS_ABOUT]

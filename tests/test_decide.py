@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.stories import OTHER, WIRE
+from tests.stories import OTHER, PRESS_STATEMENTS, WIRE, WIRE_TITLE, press_statement
 from watcher.core.alerts import delivery_id, new_deliveries
 from watcher.core.decide import (
     AddArticle,
@@ -18,7 +18,13 @@ from watcher.core.decide import (
     plan_entries,
 )
 from watcher.core.digest import Policy, classify, digest_id
-from watcher.core.identity import signature, to_bytes
+from watcher.core.identity import (
+    distinct_content,
+    from_bytes,
+    signature,
+    similarity,
+    to_bytes,
+)
 from watcher.core.intents import HoldCandidate, NewSource
 from watcher.core.models import Article, Entry, Hit, Match, StoryRef
 from watcher.core.records import StoryCandidate
@@ -164,3 +170,65 @@ def test_held_deliveries_of_one_window_share_a_digest() -> None:
     d = classify(candidates, {}, {"r": Policy(cooldown_s=600)}, UTC)
     assert d[1].digest_id == d[2].digest_id == digest_id("r", "c", NOW + timedelta(minutes=10))
     assert d[0].digest_id is None
+
+
+def _site_candidate(article_id: int, site: str, paragraphs: list[str]) -> StoryCandidate:
+    text = "\n".join(paragraphs)
+    sig = signature(text)
+    assert sig is not None
+    return StoryCandidate(article_id, StoryRef(article_id, "f", f"e{article_id}"),
+                          to_bytes(sig), site, text)
+
+
+def test_a_sites_different_statements_sharing_its_boilerplate_stay_apart() -> None:
+    """Six statements of one press office, each with its standard paragraph: six stories."""
+    placed: list[StoryCandidate] = []
+    for i in range(len(PRESS_STATEMENTS)):
+        text = "\n".join(press_statement(i))
+        sig = signature(text)
+        assert sig is not None
+        # Similar enough to fold at the threshold if text alone decided ...
+        assert all(similarity(sig, from_bytes(c.signature)) >= 0.5 for c in placed)
+        # ... but each has news of its own.
+        assert place_in_story(sig, placed, 0.5, "press.example", text) is None
+        placed.append(_site_candidate(i + 1, "press.example", press_statement(i)))
+
+
+@pytest.mark.parametrize("copy", [
+    WIRE,  # the same text again on the same site (another URL)
+    WIRE[:4] + WIRE[5:],  # a paragraph cut
+    WIRE[:-2],  # the end cut
+    [WIRE[0].replace("reported Wednesday", "reported on Wednesday"), *WIRE[1:]],  # an edit
+])
+@pytest.mark.parametrize("same_site", [True, False])
+def test_true_copies_still_fold_on_any_site(copy: list[str], same_site: bool) -> None:
+    original = _site_candidate(1, "wire.example", WIRE)
+    text = "\n".join(copy)
+    sig = signature(text)
+    assert sig is not None
+    hit = place_in_story(sig, [original], 0.5, "wire.example" if same_site else "paper.example",
+                         text)
+    assert hit is not None and hit.story.id == 1
+
+
+@pytest.mark.parametrize(("a", "b", "distinct"), [
+    ("\n".join(WIRE), "\n".join(WIRE[1:]), False),
+    ("\n".join(press_statement(0)), "\n".join(press_statement(1)), True),
+    ("short text", "a longer text holding the short text inside it", False),
+    ("one two three four five six seven eight nine", "ten eleven twelve", True),
+])
+def test_distinct_content(a: str, b: str, distinct: bool) -> None:
+    assert distinct_content(a, b) is distinct
+
+
+def test_a_re_headlined_copy_on_the_same_site_folds_though_its_text_starts_with_it() -> None:
+    original = StoryCandidate(1, StoryRef(1, "f", "e1"), to_bytes(signature(
+        "\n".join([WIRE_TITLE, *WIRE]))), "wire.example", "\n".join([WIRE_TITLE, *WIRE]),
+        WIRE_TITLE)
+    headline = "North Korea unveils new tactical missile, vows more production"
+    text = "\n".join([headline, *WIRE[:-1]])
+    sig = signature(text)
+    assert sig is not None
+    hit = place_in_story(sig, [original], 0.5, "wire.example", text, headline)
+    assert hit is not None and hit.story.id == 1
+    assert place_in_story(sig, [original], 0.5, "wire.example", text) is None  # headline counted

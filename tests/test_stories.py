@@ -10,7 +10,15 @@ import yaml
 
 from tests.conftest import run_watcher
 from tests.servers import LoopbackServer, WebhookReceiver
-from tests.stories import OTHER, OTHER_TITLE, WIRE, WIRE_TITLE, page
+from tests.stories import (
+    OTHER,
+    OTHER_TITLE,
+    PRESS_STATEMENTS,
+    WIRE,
+    WIRE_TITLE,
+    page,
+    press_statement,
+)
 
 
 def rss(items: list[tuple[str, str, str]]) -> bytes:
@@ -120,3 +128,44 @@ def test_one_alert_per_story_across_feeds_and_variants(
                                                                   "agg-1", "p1-77", "p2-5"}
     finally:
         s.close()
+
+
+def test_a_sites_boilerplate_does_not_fold_its_different_statements(
+        tmp_path: Path, receiver: WebhookReceiver) -> None:
+    """Six press statements sharing the office's standard paragraph are six alerts;
+    one wire story reprinted by four other sites (re-headlined, a paragraph cut) is one."""
+    office = LoopbackServer(host="127.0.0.2")
+    sites = [LoopbackServer(host=f"127.0.0.{3 + i}") for i in range(4)]
+    try:
+        items = []
+        for i, (title, _) in enumerate(PRESS_STATEMENTS):
+            serve(office, f"/statements/{i}", page(title, press_statement(i), "Vellmark DPA"))
+            items.append((f"dpa-{i}", title, office.url(f"/statements/{i}")))
+        serve(office, "/feed.xml", rss(items), "application/rss+xml")
+        variants = [(WIRE_TITLE, WIRE), ("North Korea unveils tactical missile system", WIRE),
+                    (WIRE_TITLE, WIRE[:3] + WIRE[4:]),
+                    ("Kim tours missile units as arms output rises", WIRE[:-1])]
+        for n, (site, (title, paragraphs)) in enumerate(zip(sites, variants, strict=True)):
+            serve(site, "/world/kim", page(title, paragraphs, f"Paper {n}"))
+            serve(site, "/feed.xml", rss([(f"p{n}-1", title, site.url("/world/kim"))]),
+                  "application/rss+xml")
+        feeds = [{"name": "dpa", "url": office.url("/feed.xml"), "allow_private": True}]
+        feeds += [{"name": f"paper{n}", "url": s.url("/feed.xml"), "allow_private": True}
+                  for n, s in enumerate(sites)]
+        cfg = {"database": "w.db", "rules": "rules.yaml", "feeds": feeds,
+               "channels": {"hook": {"type": "webhook", "url": receiver.url("/hook")}}}
+        (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+        (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"rules": [
+            {"name": "tactical-missile", "query": '"tactical missile"', "notify": ["hook"]}]}))
+        result = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
+        assert result.returncode == 0, result.stderr
+        titles = [r.json()["article"]["title"] for r in receiver.accepted]
+        statements = [t for t, _ in PRESS_STATEMENTS]
+        assert sorted(t for t in titles if t in statements) == sorted(statements)
+        assert len([t for t in titles if t not in statements]) == 1, titles
+        with sqlite3.connect(tmp_path / "w.db") as db:
+            assert db.execute("SELECT count(DISTINCT story_id) FROM articles").fetchone()[0] == 7
+    finally:
+        office.close()
+        for s in sites:
+            s.close()

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from watcher.core.identity import from_bytes, similarity
+from watcher.core.identity import distinct_content, from_bytes, similarity
 from watcher.core.intents import NewSource
 from watcher.core.models import Article, Entry, StoryRef
 from watcher.core.records import StoryCandidate
@@ -121,12 +121,22 @@ class StoryHit:
 
 
 def place_in_story(sig: np.ndarray, candidates: Iterable[StoryCandidate],
-                   threshold: float) -> StoryHit | None:
+                   threshold: float, site: str | None = None, text: str = "",
+                   title: str = "") -> StoryHit | None:
     """The most similar candidate at or above the threshold, if any: the new article
-    joins its story; None: it starts its own."""
-    best: StoryHit | None = None
-    for c in candidates:
-        sim = similarity(sig, from_bytes(c.signature))
-        if sim >= threshold and (best is None or sim > best.similarity):
-            best = StoryHit(c.story, c.article_id, sim)
-    return best
+    joins its story; None: it starts its own.
+
+    A candidate from the article's own `site` must also be a copy in substance (see
+    watcher.core.identity.distinct_content): a site's articles share its
+    boilerplate, which can make two different ones as similar as two copies.
+    """
+    scored = sorted(((similarity(sig, from_bytes(c.signature)), c) for c in candidates),
+                    key=lambda pair: -pair[0])
+    for sim, c in scored:
+        if sim < threshold:
+            break
+        if site is not None and c.site == site \
+                and distinct_content(text, c.body, titles=(title, c.title)):
+            continue
+        return StoryHit(c.story, c.article_id, sim)
+    return None

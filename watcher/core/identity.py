@@ -87,6 +87,67 @@ def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None
     return canonical_url(canonical)
 
 
+def site_of(url: str | None, feed: str) -> str:
+    """Which site an article is from: its link's registered domain (or host), else
+    its feed (a local file)."""
+    if url:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            parts = None
+        if parts is not None and parts.scheme.lower() in ("http", "https") and parts.hostname:
+            try:
+                domain = courlan.extract_domain(url)
+            except (ValueError, AttributeError):
+                domain = None
+            return (domain or parts.hostname).lower()
+    return f"feed:{feed}"
+
+
+# A run of this many words of its own makes a text more than a copy of another.
+DISTINCT_RUN = 8
+
+
+def _without_lines(text: str, drop: set[tuple[str, ...]]) -> list[str]:
+    """The words of `text` without its lines whose words are one of `drop`'s."""
+    words: list[str] = []
+    for line in text.splitlines():
+        keys = word_keys(line)
+        if tuple(keys) not in drop:
+            words += keys
+    return words
+
+
+def distinct_content(a: str, b: str, run: int = DISTINCT_RUN,
+                     titles: Sequence[str] = ()) -> bool:
+    """Whether the shorter text says something the longer does not: a stretch of at
+    least `run` words none of whose 4-word shingles the longer has. Lines that are
+    one of `titles` do not count (a page's text often starts with its headline,
+    and a copy may be re-headlined).
+
+    A site repeats its own boilerplate (an "About us" block, a disclaimer) under
+    each of its different articles; their shingle sets can then overlap more than
+    a trimmed copy's does. A true copy, trimmed or re-headlined, has no text of its
+    own; a different article sharing only boilerplate has its own lead.
+    """
+    drop = {tuple(word_keys(t)) for t in titles if t.strip()}
+    wa, wb = _without_lines(a, drop), _without_lines(b, drop)
+    short, long_ = (wa, wb) if len(wa) <= len(wb) else (wb, wa)
+    if len(short) < SHINGLE:
+        return bool(short) and " ".join(short) not in " ".join(long_)
+    known = {tuple(long_[i:i + SHINGLE]) for i in range(len(long_) - SHINGLE + 1)}
+    covered = [False] * len(short)
+    for i in range(len(short) - SHINGLE + 1):
+        if tuple(short[i:i + SHINGLE]) in known:
+            for j in range(i, i + SHINGLE):
+                covered[j] = True
+    longest = current = 0
+    for c in covered:
+        current = 0 if c else current + 1
+        longest = max(longest, current)
+    return longest >= run
+
+
 # LSH: 32 bands of 4 rows find pairs above about (1/32)**(1/4) = 0.42 similarity.
 BANDS, ROWS = 32, 4
 

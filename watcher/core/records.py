@@ -16,6 +16,9 @@ class StoryCandidate:
     article_id: int
     story: StoryRef
     signature: bytes
+    site: str = ""  # watcher.core.identity.site_of
+    body: str = ""
+    title: str = ""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,13 @@ from watcher.core.decide import (
     plan_entries,
 )
 from watcher.core.errors import ExtractError, FetchError, ParseError, StoreError
-from watcher.core.identity import band_keys, canonical_url, from_bytes, trusted_canonical
+from watcher.core.identity import (
+    band_keys,
+    canonical_url,
+    from_bytes,
+    site_of,
+    trusted_canonical,
+)
 from watcher.core.intents import FeedFailed, FeedFetched, FeedGone, Matched, NewArticle, NewSource
 from watcher.core.models import (
     Article,
@@ -226,7 +232,9 @@ def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | No
     sig = from_bytes(article.signature)
     keys = tuple(band_keys(sig))
     candidates = ctx.store.story_candidates(keys, article.fetched_at - ctx.stories.window)
-    hit = place_in_story(sig, candidates, ctx.stories.threshold)
+    hit = place_in_story(sig, candidates, ctx.stories.threshold,
+                         site_of(article.canonical_url or article.url, article.feed),
+                         article.body, article.title)
     if hit is not None:
         log.info("ingest: %r is a copy of story #%d (similarity %.2f)", article.title,
                  hit.story.id, hit.similarity)

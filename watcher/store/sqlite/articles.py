@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
+from watcher.core.identity import site_of
 from watcher.core.intents import NewArticle, NewSource
 from watcher.core.models import Article, StoryRef
 from watcher.core.records import SourceRecord, StoryCandidate
@@ -90,8 +91,11 @@ class ArticlesStore(SqliteBase):
         if not keys:
             return []
         return [StoryCandidate(r["id"], StoryRef(r["story_id"], r["feed"], r["entry_id"]),
-                               r["signature"]) for r in self._rows(
-            "SELECT a.id, a.signature, r.id AS story_id, r.feed, r.entry_id FROM articles a "
+                               r["signature"], site_of(r["link"], r["own_feed"]), r["body"],
+                               r["title"])
+                for r in self._rows(
+            "SELECT a.id, a.signature, a.body, a.title, COALESCE(a.canonical_url, a.url) AS link, "
+            "a.feed AS own_feed, r.id AS story_id, r.feed, r.entry_id FROM articles a "
             "JOIN articles r ON r.id = a.story_id WHERE a.id IN "
             f"(SELECT article_id FROM story_keys WHERE key IN ({marks(keys)})) "
             "AND a.fetched_at >= ? AND a.signature IS NOT NULL", [*keys, ts(since)])]
