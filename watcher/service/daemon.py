@@ -19,19 +19,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
-from watcher.core.errors import RuleError, WatcherError
+from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
 from watcher.delivery.channels import Channel, build_channels
 from watcher.delivery.dispatch import Dispatcher, DispatchReport
 from watcher.fetch.client import Fetcher, HttpLimits
-from watcher.rules import CompiledRules, RuleSet, compile_rules, parse_rules
-from watcher.rules.load import digest_of
+from watcher.rules import CompiledRules
 from watcher.service import metrics
 from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.service.metrics import MetricsServer
+from watcher.service.polling import FeedQueue, StorageHealth
+from watcher.service.reload import Reloading
 from watcher.service.workers import ExtractPool
-from watcher.settings import Settings, load_settings
+from watcher.settings import Settings
 from watcher.store import open_store, prune
 
 log = logging.getLogger("watcher.service.daemon")
@@ -61,7 +62,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-class Daemon:
+class Daemon(Reloading):
     def __init__(self, settings: Settings, rules: CompiledRules,
                  channels: Mapping[str, Channel] | None = None) -> None:
         self.settings = settings
@@ -69,7 +70,15 @@ class Daemon:
         self._rules_refused: str | None = None  # digest of the last rules.yaml refused
         self.feeds: dict[str, Feed] = {f.name: f for f in settings.feed_models()}
         self.store = open_store(settings.database)
+        # Refuse to start on a database that cannot take writes (read-only, full):
+        # polling would fetch everything and store nothing.
+        self.store.check_writable()
         self.store.sync_feeds(self.feeds.values())
+        self.storage = StorageHealth(utcnow)
+        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2)
+        self._exit_code = 0
+        self._channel_map: tuple[object, tuple[str, ...], Mapping[str, Sequence[str]]] = (
+            None, (), {})
         self.channels = dict(channels) if channels is not None else build_channels(
             settings.channels)
         fetch = settings.fetch
@@ -87,7 +96,6 @@ class Daemon:
             max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages,
             extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
             on_unhealthy=self._feed_unhealthy, stories=self._story_policy())
-        self._in_flight: set[str] = set()
         self._notices: set[asyncio.Task[object]] = set()
         self._scheduler: AsyncIOScheduler | None = None
         self._stopping = asyncio.Event()
@@ -139,46 +147,66 @@ class Daemon:
     def _policies(self) -> dict[str, Policy]:
         return {r.name: Policy(r.cooldown_s, r.digest) for r in self.rules.rules}
 
-    def _channels_by_rule(self) -> dict[str, Sequence[str]]:
-        return {r.name: [c for c in r.notify if c in self.channels] for r in self.rules.rules}
+    def _channels_by_rule(self) -> Mapping[str, Sequence[str]]:
+        """Rule -> its usable channels; built once per rules and channels in force,
+        not per article (thousands of rules times a feed's articles)."""
+        rules, channels, built = self._channel_map
+        if rules is not self.rules or channels != tuple(self.channels):
+            built = {r.name: [c for c in r.notify if c in self.channels]
+                     for r in self.rules.rules}
+            self._channel_map = (self.rules, tuple(self.channels), built)
+        return built
 
-    # -- jobs ---------------------------------------------------------------
+    async def tick(self) -> None:
+        """The scheduler's job: hand the due feeds to the feed workers, and return."""
+        if not self.storage.may_try():
+            return
+        try:
+            self.store.check_intact()
+        except StoreError as exc:
+            self._fatal(exc)
+            return
+        try:
+            names = self.store.due_feeds(utcnow(), self.feeds)
+        except StoreError as exc:
+            self.storage.failed(exc)
+            return
+        self.feed_queue.submit(names)
 
-    async def poll(self, names: Sequence[str] | None = None,
-                   dispatch_now: bool = True) -> list[FeedOutcome]:
-        """Poll the named feeds (default: the due ones), skipping any still in flight."""
+    async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
+        """Poll the named feeds (default: the due ones) and wait for them; a feed
+        already queued or being polled is left to that poll."""
         if names is None:
             names = self.store.due_feeds(utcnow(), self.feeds)
-        todo = [n for n in names if n not in self._in_flight and n in self.feeds]
-        if not todo:
-            return []
-        self._in_flight.update(todo)
+        futures = self.feed_queue.submit(n for n in names if n in self.feeds)
+        done = await asyncio.gather(*futures, return_exceptions=True)
+        return [o for o in done if isinstance(o, FeedOutcome)]
 
-        async def one(name: str) -> FeedOutcome:
-            try:
-                return await ingest_feed(self.feeds[name], self.ctx)
-            except Exception as exc:  # a bug on one feed must not stop the others
-                log.exception("ingest: feed %r: unexpected error", name)
-                return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r}: {exc}")
-            finally:
-                self._in_flight.discard(name)
+    async def _poll_one(self, name: str) -> FeedOutcome:
+        feed = self.feeds.get(name)
+        if feed is None:  # removed by a reload while it waited
+            return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r} is not configured")
+        try:
+            outcome = await ingest_feed(feed, self.ctx)
+        except StoreError as exc:
+            self.storage.failed(exc)
+            return FeedOutcome(name, ok=False, error=str(exc))
+        except Exception as exc:  # a bug on one feed must not stop the others
+            log.exception("ingest: feed %r: unexpected error", name)
+            return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r}: {exc}")
+        self.storage.succeeded()
+        if outcome.deliveries:
+            self._wake_dispatch.set()  # new alerts leave now, not at the next tick
+        return outcome
 
-        # A fixed set of workers rather than a task per feed: with thousands of
-        # feeds due at once, memory stays bounded, and the HTTP limits still
-        # decide how many requests are in flight.
-        queue = list(reversed(todo))
-        outcomes: list[FeedOutcome] = []
-
-        async def worker() -> None:
-            while queue:
-                outcome = await one(queue.pop())
-                outcomes.append(outcome)
-                if dispatch_now and outcome.deliveries:
-                    self._wake_dispatch.set()  # new alerts leave now, not at the next tick
-
-        workers = min(len(todo), self.settings.poll.concurrency * 2)
-        await asyncio.gather(*(worker() for _ in range(workers)))
-        return outcomes
+    def _fatal(self, exc: StoreError) -> None:
+        """The database is gone from under us: stop, and say so (exit status 3,
+        which the systemd unit does not restart on: a restart would begin with an
+        empty database and alert on everything again)."""
+        if self._exit_code == 0:
+            log.error("%s", exc)
+        self._exit_code = 3
+        self._stop()
 
     async def dispatch(self, ignore_schedule: bool = False) -> DispatchReport:
         """One pass over the outbox: the only way anything is sent. A pass at a time."""
@@ -194,8 +222,12 @@ class Daemon:
             self._wake_dispatch.clear()
             if self._stopping.is_set():
                 return
+            if not self.storage.may_try():
+                continue
             try:
                 await self.dispatch()
+            except StoreError as exc:
+                self.storage.failed(exc)
             except Exception:  # a bug in one pass must not end delivery for good
                 log.exception("deliver: dispatch pass failed; the next one retries")
 
@@ -217,7 +249,7 @@ class Daemon:
             self.dispatcher.release_orphans(pid_alive)
             # Every feed, except those gone or whose server said to wait (Retry-After).
             names = self.store.pollable_feeds(utcnow(), self.feeds)
-            outcomes = await self.poll(names, dispatch_now=False)
+            outcomes = await self.poll(names)
             report = await self.dispatch(ignore_schedule=True)
             failed = [o for o in outcomes if not o.ok]
             log.info("cycle: %d feed(s) polled, %d failed, %d new article(s), %d match(es); "
@@ -251,7 +283,7 @@ class Daemon:
         self._scheduler = scheduler
         await rematch_unmatched(self.ctx)
         self.dispatcher.release_orphans(pid_alive)
-        scheduler.add_job(self.poll, "interval", seconds=self.settings.poll.tick,
+        scheduler.add_job(self.tick, "interval", seconds=self.settings.poll.tick,
                           id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
                           misfire_grace_time=None)
         scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
@@ -273,6 +305,7 @@ class Daemon:
             await self._stopping.wait()
         finally:
             log.info("daemon: stopping")
+            self.feed_queue.cancel_queued()
             # Pause, drain, then shut down: shutting down the scheduler first would
             # cancel jobs mid-send (APScheduler 3 cancels its running futures).
             scheduler.pause()
@@ -281,7 +314,7 @@ class Daemon:
             # Alerts matched by the fetches that just finished go out now, within
             # what is left of the grace period; any that cannot stay in the outbox.
             left = GRACE_S - (time.monotonic() - started)
-            if left > 1:
+            if left > 1 and self._exit_code == 0:
                 try:
                     await asyncio.wait_for(self.dispatch(), left)
                 except TimeoutError:
@@ -293,7 +326,7 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
         log.info("daemon: stopped")
-        return 0
+        return self._exit_code
 
     # -- health, metrics, upkeep ---------------------------------------------
 
@@ -302,7 +335,10 @@ class Daemon:
         scheduler = self._scheduler
         if scheduler is None or not scheduler.running or self._stopping.is_set():
             return False, "scheduler not running"
+        if self.storage.problem is not None:
+            return False, self.storage.problem
         try:
+            self.store.check_intact()
             self.store.ping()
         except Exception as exc:
             return False, f"database not answering: {exc}"
@@ -326,83 +362,6 @@ class Daemon:
             prune, self.store, utcnow(), Retention(retention.days, retention.matched_days))
         log.info("store: retention removed %d article(s)", removed)
         return removed
-
-    def _on_sighup(self) -> None:
-        task = asyncio.get_running_loop().create_task(self.reload_config())
-        self._notices.add(task)  # kept alive until done, awaited at close
-        task.add_done_callback(self._notices.discard)
-
-    async def reload_config(self) -> bool:
-        """SIGHUP: read config and rules again; a bad file is refused, the old kept."""
-        source = self.settings.source
-        try:
-            settings = await asyncio.to_thread(load_settings, source)
-            ruleset, compiled = await asyncio.to_thread(
-                lambda: self._compile_rules_for(settings))
-            channels = build_channels(settings.channels)
-        except WatcherError as exc:
-            log.error("%s\nconfig: reload of %s refused; the running configuration stays",
-                      exc, source)
-            return False
-        async with self._dispatch_lock:  # no send is under way while channels change
-            old = dict(self.channels)
-            self.channels.clear()
-            self.channels.update(channels)
-            self.settings = settings
-            self.feeds = {f.name: f for f in settings.feed_models()}
-            self.store.sync_feeds(self.feeds.values())
-            self.fetcher.configure_local_feeds(self.feeds.values())
-            self.rules = compiled
-        for ch in old.values():
-            await ch.aclose()
-        log.info("config: reloaded %s: %d feed(s), %d channel(s), %d rule(s)", source,
-                 len(self.feeds), len(self.channels), len(ruleset.rules))
-        return True
-
-    def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
-        text = Path(settings.rules).read_text(encoding="utf-8")
-        ruleset = parse_rules(text, str(settings.rules), channels=settings.channels.keys(),
-                              unusable_channels=settings.unusable_channels)
-        compiled = compile_rules(ruleset)
-        compiled.warm()
-        return ruleset, compiled
-
-    async def reload_rules_if_changed(self) -> bool:
-        """Swap in rules.yaml when its content changed and it is valid, in one step.
-
-        A file that does not validate is logged with every problem, once per
-        version, and the last good rules stay in force.
-        """
-        path = Path(self.settings.rules)
-        try:
-            text = path.read_bytes().decode("utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problem = f"rules: {path}: cannot read: {exc}"
-            if problem != self._rules_refused:
-                self._rules_refused = problem
-                log.error("%s; the %d rule(s) in force stay", problem, len(self.rules.rules))
-            return False
-        digest = digest_of(text)
-        if digest in (self.rules.ruleset.digest, self._rules_refused):
-            return False
-        try:
-            ruleset, compiled = await asyncio.to_thread(self._compile_rules, text, str(path))
-        except RuleError as exc:
-            self._rules_refused = digest
-            log.error("%s\nrules: %s changed but was refused; the %d rule(s) in force stay",
-                      exc, path, len(self.rules.rules))
-            return False
-        self.rules = compiled
-        self._rules_refused = None
-        log.info("rules: reloaded %s: %d rule(s)", path, len(ruleset.rules))
-        return True
-
-    def _compile_rules(self, text: str, source: str) -> tuple[RuleSet, CompiledRules]:
-        ruleset = parse_rules(text, source, channels=self.settings.channels.keys(),
-                              unusable_channels=self.settings.unusable_channels)
-        compiled = compile_rules(ruleset)
-        compiled.warm()
-        return ruleset, compiled
 
     async def _drain(self, grace_s: float = GRACE_S) -> None:
         """Let fetches and deliveries already under way finish, up to a grace period."""

@@ -25,7 +25,7 @@ from watcher.core.decide import (
     plan_articles,
     plan_entries,
 )
-from watcher.core.errors import ExtractError, FetchError, ParseError, StoreError
+from watcher.core.errors import ExtractError, FetchError, ParseError
 from watcher.core.identity import (
     band_keys,
     canonical_url,
@@ -208,11 +208,9 @@ def _apply(step: StoreStep, ids: dict[str, int], ctx: IngestContext,
                         ctx, outcome)
         return
     hit, keys = _place_in_story(a, ctx)
-    try:
-        article_id = ctx.store.add_article(NewArticle(a, hit.story if hit else None, keys))
-    except StoreError as exc:
-        log.error("%s", exc)
-        return
+    # A StoreError (a full disk) ends the feed's transaction: nothing of it is kept,
+    # and its entries are new again at the next poll.
+    article_id = ctx.store.add_article(NewArticle(a, hit.story if hit else None, keys))
     if article_id is None:
         return
     ids[a.entry_id] = article_id

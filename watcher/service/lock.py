@@ -22,8 +22,16 @@ class DaemonLock:
         self._fh: IO[str] | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fh = self.path.open("a+", encoding="utf-8")
+        folder = self.path.parent
+        if folder.exists() and not folder.is_dir():
+            raise StoreError(f"database {self.path.with_suffix('')}: {folder} is a file, "
+                             "not a folder")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fh = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(f"database {self.path.with_suffix('')}: cannot create its lock "
+                             f"file {self.path}: {exc.strerror or exc}") from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -34,10 +42,15 @@ class DaemonLock:
                 f"database {self.path.with_suffix('')} is in use by another watcher daemon "
                 f"(pid {pid}); stop it first. Read-only commands (feeds, search, status, "
                 "deliveries) work alongside it.") from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"{os.getpid()}\n")
-        fh.flush()
+        try:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+        except OSError as exc:
+            fh.close()
+            raise StoreError(f"database {self.path.with_suffix('')}: cannot write its lock "
+                             f"file {self.path}: {exc.strerror or exc}") from None
         self._fh = fh
 
     def release(self) -> None:

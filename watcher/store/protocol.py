@@ -140,6 +140,12 @@ class ArchiveStore(Protocol):
 
 class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, Protocol):
     def ping(self) -> None:
-        """Raises if the database does not answer."""
+        """Raises StoreError if the database does not answer."""
+
+    def check_writable(self) -> None:
+        """Raises StoreError unless a write can be committed now."""
+
+    def check_intact(self) -> None:
+        """Raises StoreError when the database opened is gone or was replaced."""
 
     def close(self) -> None: ...

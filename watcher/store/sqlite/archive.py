@@ -52,7 +52,10 @@ class ArchiveStore(ArticlesStore, OutboxStore):
         sql += " ORDER BY COALESCE(a.published_at, a.fetched_at) DESC, a.id DESC LIMIT ?"
         params.append(limit)
         try:
-            rows = self._rows(sql, params)
+            with self._lock:
+                cur = self.db.execute(sql, params)
+                cols = [c[0] for c in cur.description]
+                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
         except sqlite3.OperationalError as exc:
             raise StoreError(f"search: cannot run query {query!r}: {exc}") from None
         return [SearchHit(id=r["id"], feed=r["feed"], title=r["title"], url=r["url"],
@@ -142,7 +145,7 @@ class ArchiveStore(ArticlesStore, OutboxStore):
         # transaction, and the daemon's polls would wait for it (FTS5: a negative
         # 'merge' until it changes nothing is the same as 'optimize').
         while True:
-            with self._lock:
+            with self._lock, self._errors():
                 before = self.db.conn.total_changes
                 self._exec("INSERT INTO articles_fts(articles_fts, rank) VALUES ('merge', -500)")
                 self.db.conn.commit()

@@ -6,6 +6,7 @@ compare as strings and stay readable in the sqlite3 shell.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -43,6 +44,12 @@ def must_ts(value: str | None) -> datetime:
     return parsed
 
 
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return str(exc)
+
+
 def marks(values: Sequence[Any]) -> str:
     return ",".join("?" * len(values))
 
@@ -66,8 +73,43 @@ class SqliteBase:
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
             migrations.apply(self.db)
+            st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"database {self.path}: {exc}") from None
+            raise StoreError(f"database {self.path}: {_reason(exc)}") from None
+        self._identity = (st.st_dev, st.st_ino)
+
+    def check_writable(self) -> None:
+        """Raises StoreError unless a write can be committed now (the daemon's start)."""
+        with self._write():
+            self._exec("CREATE TABLE IF NOT EXISTS watcher_meta "
+                       "(key TEXT PRIMARY KEY, value TEXT)")
+            self._exec("INSERT OR REPLACE INTO watcher_meta (key, value) "
+                       "VALUES ('writable_check', datetime('now'))")
+
+    def check_intact(self) -> None:
+        """Raises StoreError when the file opened is no longer at its path: removed
+        (with its folder, say) or replaced. Writes would go to a file nobody can
+        open again, and a restart would begin with an empty database."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreError(f"database {self.path} was removed while watcher had it "
+                             "open; stopping so that nothing is written to a deleted file"
+                             ) from None
+        except OSError as exc:
+            raise StoreError(f"database {self.path}: {_reason(exc)}") from None
+        if (st.st_dev, st.st_ino) != self._identity:
+            raise StoreError(f"database {self.path} was replaced by another file while "
+                             "watcher had it open; stopping")
+
+    @contextmanager
+    def _errors(self) -> Iterator[None]:
+        """SQLite's errors (a full disk, a read-only file) as StoreError, naming the
+        database; whatever else the code inside a transaction raises passes as it is."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise StoreError(f"database {self.path}: {_reason(exc)}") from None
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -86,7 +128,7 @@ class SqliteBase:
         several times an article. Nested savepoints may share a name: RELEASE and
         ROLLBACK TO act on the innermost one.
         """
-        with self._lock:
+        with self._lock, self._errors():
             conn = self.db.conn
             if not conn.in_transaction:
                 with self.db.atomic():
@@ -107,7 +149,7 @@ class SqliteBase:
         """A write transaction taken up front (BEGIN IMMEDIATE), so that two
         processes reading then updating the outbox never interleave; under the
         lock, like every other transaction on this connection."""
-        with self._lock:
+        with self._lock, self._errors():
             conn = self.db.conn
             if conn.in_transaction:
                 with self._atomic():
@@ -122,8 +164,8 @@ class SqliteBase:
             conn.execute("COMMIT")
 
     def ping(self) -> None:
-        """Raises if the database does not answer."""
-        with self._lock:
+        """Raises StoreError if the database does not answer."""
+        with self._lock, self._errors():
             self.db.execute("SELECT 1").fetchone()
 
     def close(self) -> None:
@@ -131,17 +173,17 @@ class SqliteBase:
             self.db.close()
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
-        with self._lock:  # not in the middle of another thread's transaction
+        with self._lock, self._errors():  # not inside another thread's transaction
             cur = self.db.execute(sql, params)  # type: ignore[arg-type]
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
     def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
         """The first column of the first row (None when there is no row)."""
-        with self._lock:
+        with self._lock, self._errors():
             row = self.db.execute(sql, params).fetchone()
         return row[0] if row else None
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> sqlite3.Cursor:
-        with self._lock:
+        with self._lock, self._errors():
             return self.db.execute(sql, params)

@@ -1,0 +1,112 @@
+"""The daemon's feed workers, and what it knows of the database's health.
+
+A scheduler tick only hands due feeds to the queue and returns: a feed whose
+pages hang, or that brings thousands of entries, holds one worker, never the
+tick, and never the other feeds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from watcher.core.errors import StoreError
+
+log = logging.getLogger("watcher.service.polling")
+
+
+class FeedQueue:
+    """Feeds waiting to be polled and the workers polling them, at most `workers`
+    at once. A feed already queued or being polled is not queued again."""
+
+    def __init__(self, run: Callable[[str], Awaitable[object]], workers: int) -> None:
+        self._run = run
+        self._workers = max(workers, 1)
+        self._queue: deque[tuple[str, asyncio.Future[object]]] = deque()
+        self._pending: set[str] = set()  # queued or being polled
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def pending(self) -> frozenset[str]:
+        return frozenset(self._pending)
+
+    def submit(self, names: Iterable[str]) -> list[asyncio.Future[object]]:
+        """Queue the feeds not already pending; the futures of those queued."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        for name in names:
+            if name in self._pending:
+                continue
+            self._pending.add(name)
+            future: asyncio.Future[object] = loop.create_future()
+            self._queue.append((name, future))
+            futures.append(future)
+        while self._queue and len(self._tasks) < self._workers:
+            task = loop.create_task(self._work())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return futures
+
+    async def _work(self) -> None:
+        while self._queue:
+            name, future = self._queue.popleft()
+            try:
+                outcome = await self._run(name)
+            except BaseException as exc:  # cancelled at shutdown, or a bug in `run`
+                if not future.done():
+                    future.set_exception(exc)
+                raise
+            finally:
+                self._pending.discard(name)
+            if not future.done():
+                future.set_result(outcome)
+
+    def cancel_queued(self) -> None:
+        """Stopping: feeds not yet started are not started (they stay due)."""
+        while self._queue:
+            name, future = self._queue.popleft()
+            self._pending.discard(name)
+            future.cancel()
+
+
+@dataclass
+class StorageHealth:
+    """Whether the database takes writes, as the daemon last found it.
+
+    A failure is logged once when it starts and once when it ends, not once per
+    feed and tick; while it lasts, polls wait with a growing backoff (work fetched
+    but not stored is fetched again: a feed's poll is recorded only once its
+    articles are stored), and /healthz answers 503 with the reason.
+    """
+
+    clock: Callable[[], datetime]
+    base_s: float = 5.0
+    max_s: float = 300.0
+    problem: str | None = None
+    since: datetime | None = None
+    retry_at: datetime | None = None
+    _failures: int = field(default=0, repr=False)
+
+    def failed(self, exc: StoreError) -> None:
+        now = self.clock()
+        self._failures += 1
+        wait = min(self.base_s * 2 ** (self._failures - 1), self.max_s)
+        self.retry_at = now + timedelta(seconds=wait)
+        if self.problem is None:
+            self.since = now
+            log.error("%s; polling paused, retrying with backoff (next in %gs)", exc, wait)
+        self.problem = str(exc)
+
+    def succeeded(self) -> None:
+        if self.problem is not None:
+            log.warning("store: the database takes writes again (failing since %s); "
+                        "polling resumes", self.since.strftime("%H:%M:%S") if self.since
+                        else "?")
+        self.problem, self.since, self.retry_at, self._failures = None, None, None, 0
+
+    def may_try(self) -> bool:
+        return self.retry_at is None or self.clock() >= self.retry_at
