@@ -67,6 +67,24 @@ class NewArticle:
 
 
 @dataclass(frozen=True)
+class PageArrived:
+    """The page of an article stored from its feed's text has come: the text it keeps
+    now (`body` None: the feed's text stays), what the page said of itself, and the
+    story it joins when its own story holds nothing else (`story`)."""
+
+    article_id: int
+    body: str | None = None
+    text_source: str | None = None
+    signature: bytes | None = None
+    story_keys: tuple[int, ...] = ()
+    story: StoryRef | None = None
+    author: str | None = None
+    language: str | None = None
+    sitename: str | None = None
+    page_error: str | None = None
+
+
+@dataclass(frozen=True)
 class NewSource:
     """A feed entry that is another copy of a stored article: a source, not an article."""
 

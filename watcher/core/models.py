@@ -148,6 +148,7 @@ class Article:
     canonical_url: str | None = None
     story_id: int | None = None  # the id of the story's first article
     signature: bytes | None = None  # MinHash of the text, for near-duplicates
+    page_pending: bool = False  # stored with the feed's text; its page is still to come
 
     def field_text(self, name: str) -> str:
         return {"title": self.title, "summary": self.summary, "body": self.body}.get(name, "")

@@ -113,8 +113,12 @@ class Fetcher:
                           "pool": timeout}
         self._headers = [(b"User-Agent", self.limits.user_agent.encode()),
                          (b"Accept-Encoding", b"gzip, deflate"), (b"Connection", b"keep-alive")]
-        self._global = asyncio.Semaphore(self.limits.concurrency)
-        self._hosts: dict[str, asyncio.Semaphore] = {}
+        # Feeds and pages have slots of their own, globally and per host: pages that
+        # hang (or a feed bringing thousands of them) never keep another feed of the
+        # same site, or any other, from being polled. At most `per_host` of each.
+        self._global = {kind: asyncio.Semaphore(self.limits.concurrency)
+                        for kind in ("feed", "page")}
+        self._hosts: dict[tuple[str, str], asyncio.Semaphore] = {}
         # file: URLs may only be read for feeds the operator named in config.
         self._configured_files = {f.url for f in local_feeds if f.url.startswith("file:")}
 
@@ -151,7 +155,7 @@ class Fetcher:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        return await self._follow(feed, url, headers, self.limits.max_feed_bytes,
+        return await self._follow(feed, url, headers, "feed", self.limits.max_feed_bytes,
                                f"feed {feed.name!r}")
 
     # -- pages --------------------------------------------------------------
@@ -174,16 +178,16 @@ class Fetcher:
             return await self._read_file(path, url, self.limits.max_page_bytes, None)
         if scheme not in ("http", "https"):
             raise FetchError(f"{what}: scheme {scheme!r} is not allowed")
-        return await self._follow(feed, url, {"Accept": _PAGE_ACCEPT},
+        return await self._follow(feed, url, {"Accept": _PAGE_ACCEPT}, "page",
                                   self.limits.max_page_bytes, what, decode=decode)
 
     # -- the work -----------------------------------------------------------
 
-    def _host_slot(self, url: str) -> asyncio.Semaphore:
-        host = _host(url)
-        if host not in self._hosts:
-            self._hosts[host] = asyncio.Semaphore(self.limits.per_host)
-        return self._hosts[host]
+    def _host_slot(self, url: str, kind: str) -> asyncio.Semaphore:
+        key = (_host(url), kind)
+        if key not in self._hosts:
+            self._hosts[key] = asyncio.Semaphore(self.limits.per_host)
+        return self._hosts[key]
 
     def _pool_for(self, feed: Feed, url: str) -> Pool:
         """Private addresses only for a feed the config trusts, and only on its own host."""
@@ -191,7 +195,7 @@ class Fetcher:
             return self._trusted
         return self._public
 
-    async def _follow(self, feed: Feed, url: str, headers: dict[str, str],
+    async def _follow(self, feed: Feed, url: str, headers: dict[str, str], kind: str,
                       cap: int, what: str, *, decode: bool = True) -> FetchResult:
         seen: set[str] = set()
         permanent: str | None = None
@@ -206,7 +210,7 @@ class Fetcher:
             if _scheme(url, what) not in ("http", "https"):
                 raise FetchError(f"{what}: redirect to non-HTTP URL {url} refused")
             pool = self._pool_for(feed, url)  # each hop is checked like the first
-            async with self._global, self._host_slot(url):
+            async with self._global[kind], self._host_slot(url, kind):
                 started = loop_time()
                 try:
                     async with asyncio.timeout(budget):

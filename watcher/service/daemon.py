@@ -11,6 +11,7 @@ import resource
 import signal
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -88,18 +89,24 @@ class Daemon(Reloading):
                             per_host=settings.poll.per_host,
                             **({"user_agent": fetch.user_agent} if fetch.user_agent else {}))
         self.fetcher = Fetcher(limits, local_feeds=self.feeds.values())
-        self.extractor = ExtractPool(fetch.extract_workers or None, fetch.extract_timeout)
+        # Always in processes (spawn_at=0): a page that hangs in extraction is cut off
+        # only where a process can be killed.
+        self.extractor = ExtractPool(fetch.extract_workers or None, fetch.extract_timeout,
+                                     spawn_at=0, max_workers=fetch.extract_max_workers or None)
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()  # set with _stopping: pages are no longer waited for
+        self._wake_dispatch = asyncio.Event()
         self.ctx = IngestContext(
             fetcher=self.fetcher, store=self.store, rules=lambda: self.rules,
             channels_by_rule=self._channels_by_rule, clock=utcnow,
             max_backoff_s=settings.poll.max_backoff,
             max_server_wait_s=settings.poll.max_server_wait, fetch_pages=fetch.fetch_pages,
             extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
-            on_unhealthy=self._feed_unhealthy, stories=self._story_policy())
+            on_unhealthy=self._feed_unhealthy, stories=self._story_policy(),
+            max_pages=fetch.max_pages_per_poll, hurry=self._hurry,
+            on_alerts=self._wake_dispatch.set)
         self._notices: set[asyncio.Task[object]] = set()
         self._scheduler: AsyncIOScheduler | None = None
-        self._stopping = asyncio.Event()
-        self._wake_dispatch = asyncio.Event()
         self._dispatching: asyncio.Task[None] | None = None
         self._dispatch_lock = asyncio.Lock()
         delivery = settings.delivery
@@ -233,6 +240,7 @@ class Daemon(Reloading):
 
     def _stop(self) -> None:
         self._stopping.set()
+        self._hurry.set()
         self._wake_dispatch.set()
 
     # -- modes --------------------------------------------------------------
@@ -250,6 +258,7 @@ class Daemon(Reloading):
             # Every feed, except those gone or whose server said to wait (Retry-After).
             names = self.store.pollable_feeds(utcnow(), self.feeds)
             outcomes = await self.poll(names)
+            await self.ctx.jobs.wait()  # pages still to come (over a feed's cap: next run)
             report = await self.dispatch(ignore_schedule=True)
             failed = [o for o in outcomes if not o.ok]
             log.info("cycle: %d feed(s) polled, %d failed, %d new article(s), %d match(es); "
@@ -281,6 +290,10 @@ class Daemon(Reloading):
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         self._scheduler = scheduler
+        # The daemon waits for a feed's pages only so long (run --once waits for all).
+        self.ctx = replace(self.ctx, page_wait_s=self.settings.fetch.page_wait)
+        if self.settings.fetch.fetch_pages and self.feeds:
+            self.extractor.expect(1)  # the workers start now, not with the first page
         await rematch_unmatched(self.ctx)
         self.dispatcher.release_orphans(pid_alive)
         scheduler.add_job(self.tick, "interval", seconds=self.settings.poll.tick,
@@ -306,6 +319,7 @@ class Daemon(Reloading):
         finally:
             log.info("daemon: stopping")
             self.feed_queue.cancel_queued()
+            self.ctx.jobs.cancel()  # pages to come stay marked: fetched after the restart
             # Pause, drain, then shut down: shutting down the scheduler first would
             # cancel jobs mid-send (APScheduler 3 cancels its running futures).
             scheduler.pause()

@@ -13,9 +13,11 @@ import pickle
 import signal
 import socket
 import struct
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from watcher.core.errors import ExtractError, FetchError
@@ -95,3 +97,17 @@ def serve(sock: socket.socket, func: ExtractFunc) -> None:
                 wfile.flush()
         except OSError:
             return  # the daemon went away mid-answer: nothing left to do
+
+
+# `close()`, on its own thread, and the loop, seeing the killed worker's socket
+# end, may stop the same process at once: Process.close() is not safe twice at once.
+_KILL_LOCK = threading.Lock()
+
+
+def kill(process: BaseProcess) -> None:
+    """Stop a worker process (the pool's side): at once, and once."""
+    with _KILL_LOCK, contextlib.suppress(ValueError):  # ValueError: already closed
+        if process.is_alive():
+            process.kill()
+        process.join(timeout=5)
+        process.close()

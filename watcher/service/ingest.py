@@ -25,7 +25,7 @@ from watcher.core.decide import (
     plan_articles,
     plan_entries,
 )
-from watcher.core.errors import ExtractError, FetchError, ParseError
+from watcher.core.errors import FetchError, ParseError
 from watcher.core.identity import (
     band_keys,
     canonical_url,
@@ -37,7 +37,6 @@ from watcher.core.intents import FeedFailed, FeedFetched, FeedGone, Matched, New
 from watcher.core.models import (
     Article,
     Entry,
-    Extracted,
     Feed,
     FeedState,
     FetchResult,
@@ -56,6 +55,7 @@ from watcher.extract.choose import keep_text
 from watcher.fetch.client import Fetcher
 from watcher.rules import CompiledRules
 from watcher.service import metrics
+from watcher.service.pages import Page, PageBatch, PageJobs, resume_pages
 from watcher.service.workers import ExtractPool
 from watcher.store import Store
 
@@ -90,6 +90,13 @@ class IngestContext:
     stories: StoryPolicy | None = None  # near-duplicate detection; None: off
     # Called once when a feed is flagged unhealthy: (feed name, message).
     on_unhealthy: Callable[[str, str], None] | None = None
+    # How long new entries wait for their pages before they are stored with the
+    # feed's text (None: for every page, each within its own deadlines).
+    page_wait_s: float | None = None
+    max_pages: int = 50  # per feed and poll
+    hurry: asyncio.Event | None = None  # set when the daemon stops: no more waiting
+    on_alerts: Callable[[], None] | None = None  # a late page made new deliveries
+    jobs: PageJobs = field(default_factory=PageJobs)
 
 
 def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
@@ -145,6 +152,7 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             feed.name, now, next_poll_after_success(now, policy, server_wait_s=wait),
             etag=result.etag or (state.etag if state else None),
             last_modified=result.last_modified or (state.last_modified if state else None)))
+        resume_pages(feed, ctx, ctx.max_pages)
         return FeedOutcome(feed.name, ok=True, not_modified=True)
 
     outcome = await _ingest_entries(feed, parsed, ctx)
@@ -163,7 +171,8 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
 
 
 async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
-    """The feed's new entries: copies recorded, the rest built, stored and matched."""
+    """The feed's new entries: copies recorded, the rest stored (with their page's
+    text when it came in time) and matched."""
     store, outcome = ctx.store, FeedOutcome(feed.name, ok=True)
     fresh = fresh_entries(parsed.entries,
                           store.known_entries(feed.name, (e.entry_id for e in parsed.entries)))
@@ -172,21 +181,50 @@ async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) ->
                         store.articles_at(c for c in canonical.values() if c), ctx.clock())
     for source in plan.sources:
         _add_source(source, ctx, outcome)
-    if ctx.fetch_pages:
-        ctx.extractor.expect(sum(1 for e in plan.build if e.link))
-    articles = await asyncio.gather(*(_build_article(feed, e, ctx, outcome)
-                                      for e in plan.build))
-    # The feed's new articles, their matches and deliveries: one commit (and one
-    # full-text index segment) rather than several per article.
-    with store.transaction():
-        stored = store.articles_at(a.canonical_url for a in articles if a.canonical_url)
-        ids: dict[str, int] = {}
-        for step in plan_articles(articles, stored):
-            _apply(step, ids, ctx, outcome)
-            # The loop cannot run until the commit: the extraction workers get
-            # their next pages from here meanwhile.
-            ctx.extractor.pump()
+    pages = PageBatch(feed, plan.build, ctx)
+    resume_pages(feed, ctx, ctx.max_pages - len(pages.tasks))
+    await pages.wait(ctx.page_wait_s, ctx.hurry)
+    articles = [_build_article(feed, e, pages.page(e), pages.to_come(e), ctx, outcome)
+                for e in plan.build]
+    ids = await _store_articles(articles, ctx, outcome)
+    pages.hand_over(feed, ids, ctx)
     return outcome
+
+
+# A slice of a feed's store-and-match work holds the event loop (and the database)
+# for about this long; then it commits and lets deliveries, other feeds and the
+# extraction workers' sockets run.
+_SLICE_S = 0.005
+
+
+async def _store_articles(articles: list[Article], ctx: IngestContext,
+                          outcome: FeedOutcome) -> dict[str, int]:
+    """Store, place and match the built articles, a slice at a time; entry id -> id
+    of each article stored."""
+    ids: dict[str, int] = {}
+    own: dict[str, int] = {}  # canonical URL -> article stored in this batch
+    remaining = articles
+    while remaining:
+        done = 0
+        with ctx.store.transaction():
+            stored = {**ctx.store.articles_at(a.canonical_url for a in remaining
+                                              if a.canonical_url), **own}
+            started = time.perf_counter()
+            for step in plan_articles(remaining, stored):
+                _apply(step, ids, ctx, outcome)
+                done += 1
+                a = step.article
+                if a.canonical_url and a.entry_id in ids:
+                    own.setdefault(a.canonical_url, ids[a.entry_id])
+                ctx.extractor.pump()
+                if time.perf_counter() - started > _SLICE_S:
+                    break
+        remaining = remaining[done:]
+        if outcome.deliveries and ctx.on_alerts is not None:
+            ctx.on_alerts()  # the slice's alerts go out while the next one is matched
+        if remaining:
+            await asyncio.sleep(0)
+    return ids
 
 
 def _add_source(source: NewSource, ctx: IngestContext, outcome: FeedOutcome) -> None:
@@ -254,28 +292,15 @@ def match_and_enqueue(article: Article, story: StoryRef, ctx: IngestContext
     return len(matches), created
 
 
-async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
-                         outcome: FeedOutcome) -> Article:
-    extracted: Extracted | None = None
-    page_error: str | None = None
-    page_url: str | None = None
-    if entry.link and ctx.fetch_pages:
-        try:
-            # Kept compressed: the extraction worker inflates it, off this process.
-            page = await ctx.fetcher.fetch_page(feed, entry.link, decode=False)
-            page_url = page.url
-            started = time.perf_counter()
-            extracted = await ctx.extractor.extract(page.body, page.url,
-                                                    page.headers.get("content-type"),
-                                                    page.undecoded, entry)
-            metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
-        except (FetchError, ExtractError) as exc:
-            page_error = str(exc)
-            outcome.page_errors.append(page_error)
-            log.warning("%s; using the feed's own text", page_error)
+def _build_article(feed: Feed, entry: Entry, page: Page | None, to_come: bool,
+                   ctx: IngestContext, outcome: FeedOutcome) -> Article:
+    extracted = page.extracted if page is not None else None
+    if page is not None and page.error:
+        outcome.page_errors.append(page.error)
     kept = extracted.kept if extracted is not None and extracted.kept is not None \
         else keep_text(extracted, entry, sign=ctx.stories is not None)
-    page_canonical = trusted_canonical(page_url, extracted.canonical if extracted else None)
+    page_canonical = trusted_canonical(page.url if page else None,
+                                       extracted.canonical if extracted else None)
     return Article(
         canonical_url=page_canonical or canonical_url(entry.link),
         feed=feed.name, entry_id=entry.entry_id, url=entry.link,
@@ -285,7 +310,8 @@ async def _build_article(feed: Feed, entry: Entry, ctx: IngestContext,
         author=entry.author or (extracted.author if extracted else None),
         language=extracted.language if extracted else None,
         sitename=extracted.sitename if extracted else None,
-        tags=feed.tags, page_error=page_error, signature=kept.signature)
+        tags=feed.tags, page_error=page.error if page else None, signature=kept.signature,
+        page_pending=to_come)
 
 
 def _fetch_failed(feed: Feed, url: str, state: FeedState | None,
@@ -326,12 +352,16 @@ def _fetch_failed(feed: Feed, url: str, state: FeedState | None,
 async def rematch_unmatched(ctx: IngestContext) -> int:
     """Finish articles stored before a crash but never matched."""
     done = 0
+    started = time.perf_counter()
     for article in ctx.store.unmatched_articles():
         assert article.id is not None
         story = ctx.store.story_of(article.id) or StoryRef(article.id, article.feed,
                                                            article.entry_id)
         match_and_enqueue(article, story, ctx)
         done += 1
+        if time.perf_counter() - started > _SLICE_S:
+            await asyncio.sleep(0)
+            started = time.perf_counter()
     if done:
         log.info("match: finished %d article(s) stored before an interruption", done)
     return done

@@ -15,13 +15,11 @@ batch, while the event loop cannot run.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import multiprocessing
 import os
 import pickle
 import socket
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.process import BaseProcess
@@ -35,6 +33,7 @@ from watcher.service.extract_worker import (
     decode_and_run,
     serve,
 )
+from watcher.service.extract_worker import kill as _kill
 
 log = logging.getLogger("watcher.service.workers")
 
@@ -49,6 +48,12 @@ _SEND_BUFFER = 4 << 20
 # A worker imports trafilatura before it says it is ready; a page's time limit
 # starts only then. A worker that never gets ready is given up after this long.
 _START_TIMEOUT_S = 120.0
+# A page still being extracted after this long is slow: the pages sent behind it go
+# to other workers too (whichever answers first counts), and more workers start if
+# none is free, so that several slow pages are cut off side by side, not in turn.
+_SLOW_S = 1.0
+# A worker started for slow pages stops after this long without a page.
+_IDLE_S = 30.0
 
 
 @dataclass(eq=False)
@@ -56,6 +61,7 @@ class _Job:
     frame: bytes  # the request, length-prefixed
     url: str | None
     future: asyncio.Future[Extracted]
+    copied: bool = False  # also sent to another worker (it waited behind a slow page)
 
 
 @dataclass(eq=False)
@@ -71,6 +77,9 @@ class _Worker:
     received: bytearray = field(default_factory=bytearray)  # not yet a whole frame
     unsent: bytearray = field(default_factory=bytearray)  # no room in the kernel yet
     retired: bool = False
+    slow: bool = False  # its current page has run longer than _SLOW_S
+    slow_timer: asyncio.TimerHandle | None = None
+    idle_timer: asyncio.TimerHandle | None = None
 
 
 class ExtractPool:
@@ -78,9 +87,11 @@ class ExtractPool:
 
     def __init__(self, workers: int | None = None, timeout_s: float = 20.0,
                  in_process: bool = False, spawn_at: int = 8,
-                 func: ExtractFunc = extract_page) -> None:
+                 func: ExtractFunc = extract_page, max_workers: int | None = None) -> None:
         self.func = func  # a module-level function: workers import it by name
         self.workers = workers or max(os.cpu_count() or 1, 1)
+        # while pages are slow, up to this many (the extra ones stop when idle)
+        self.max_workers = max(max_workers or 4 * self.workers, self.workers)
         self.timeout_s = timeout_s
         # in_process: always extract on a thread of this process.
         self.in_process = in_process
@@ -164,17 +175,57 @@ class ExtractPool:
 
     def _dispatch(self) -> None:
         while self._queue:
-            ready = [w for w in self._pool if w.ready and len(w.inflight) < _DEPTH]
+            ready = [w for w in self._pool
+                     if w.ready and not w.slow and len(w.inflight) < _DEPTH]
             if not ready:
+                self._grow()
                 return
             worker = min(ready, key=lambda w: len(w.inflight))
             job = self._queue.popleft()
             if job.future.done():  # its caller gave up waiting
                 continue
             worker.inflight.append(job)
+            if worker.idle_timer is not None:
+                worker.idle_timer.cancel()
+                worker.idle_timer = None
             _send(worker, job.frame)
             if len(worker.inflight) == 1:
                 self._arm(worker)
+
+    def _grow(self) -> None:
+        """Pages wait and every worker is busy on a slow one: start one more."""
+        busy = [w for w in self._pool if w.ready]
+        if (self._closed or not busy or not all(w.slow for w in busy) or self._spawning
+                or len(self._pool) >= self.max_workers):
+            return
+        self._spawning += 1
+
+        async def start() -> None:
+            try:
+                self._pool.append(await self._spawn())
+            finally:
+                self._spawning -= 1
+        task = asyncio.get_running_loop().create_task(start())
+        task.add_done_callback(_log_failure)
+
+    def _slow(self, worker: _Worker, job: _Job) -> None:
+        """The worker's page has run long: what it holds behind it goes elsewhere too."""
+        worker.slow_timer = None
+        if not worker.inflight or worker.inflight[0] is not job:
+            return
+        worker.slow = True
+        behind = [j for j in list(worker.inflight)[1:] if not j.copied and not j.future.done()]
+        for j in reversed(behind):
+            j.copied = True
+            self._queue.appendleft(_Job(j.frame, j.url, j.future, copied=True))
+        self._dispatch()
+        if not self._queue:
+            self._grow()  # a second slow page should not have to wait for a worker
+
+    def _retire_idle(self, worker: _Worker) -> None:
+        worker.idle_timer = None
+        if not worker.inflight and len(self._pool) > self.workers:
+            self._retire(worker, restart=False)
 
     def pump(self) -> None:
         """Take in the answers waiting on the workers' sockets and send them more
@@ -189,13 +240,20 @@ class ExtractPool:
         self._dispatch()
 
     def _arm(self, worker: _Worker) -> None:
-        """Start the time limit of the page the worker is now on."""
-        if worker.timer is not None:
-            worker.timer.cancel()
-            worker.timer = None
+        """Start the time limit of the page the worker is now on: its deadline counts
+        from when its extraction starts, not from when it was queued."""
+        for timer in (worker.timer, worker.slow_timer):
+            if timer is not None:
+                timer.cancel()
+        worker.timer = worker.slow_timer = None
+        worker.slow = False
         if worker.inflight:
             worker.timer = worker.loop.call_later(
                 self.timeout_s, self._expire, worker, self.timeout_s)
+            worker.slow_timer = worker.loop.call_later(
+                _SLOW_S, self._slow, worker, worker.inflight[0])
+        elif len(self._pool) > self.workers and worker.ready:
+            worker.idle_timer = worker.loop.call_later(_IDLE_S, self._retire_idle, worker)
 
     def _expire(self, worker: _Worker, limit_s: float) -> None:
         worker.timer = None
@@ -311,13 +369,15 @@ class ExtractPool:
         worker.retired = True
         if worker in self._pool:
             self._pool.remove(worker)
-        if worker.timer is not None:
-            worker.timer.cancel()
+        for timer in (worker.timer, worker.slow_timer, worker.idle_timer):
+            if timer is not None:
+                timer.cancel()
         _kill(worker.process)
         worker.loop.remove_reader(worker.sock.fileno())
         worker.loop.remove_writer(worker.sock.fileno())
         worker.sock.close()
-        self._queue.extendleft(reversed(worker.inflight))
+        # A page also sent elsewhere (behind a slow one) and answered there is done.
+        self._queue.extendleft(reversed([j for j in worker.inflight if not j.future.done()]))
         worker.inflight.clear()
         if self._closed:
             self._fail_queue("the extraction pool is closed")
@@ -374,19 +434,6 @@ def _drain(worker: _Worker) -> None:
 def _fail(job: _Job, message: str) -> None:
     if not job.future.done():
         job.future.set_exception(ExtractError(message))
-
-
-# `close()`, on its own thread, and the loop, seeing the killed worker's socket
-# end, may stop the same process at once: Process.close() is not safe twice at once.
-_KILL_LOCK = threading.Lock()
-
-
-def _kill(process: BaseProcess) -> None:
-    with _KILL_LOCK, contextlib.suppress(ValueError):  # ValueError: already closed
-        if process.is_alive():
-            process.kill()
-        process.join(timeout=5)
-        process.close()
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -230,9 +230,16 @@ class FetchConfig(_Model):
     user_agent: str | None = None
     allow_private_networks: bool = False
     fetch_pages: bool = True
-    # Page extraction runs in this many processes (0: the number of cores) once a
-    # backlog builds; a page taking longer than extract_timeout falls back to feed text.
+    # A feed's new entries wait at most this long for their pages, then are stored
+    # and matched with the feed's own text; a page that comes later improves them.
+    page_wait: Duration = 10.0
+    # Pages one feed may fetch in one poll; the rest come in its later polls.
+    max_pages_per_poll: int = Field(default=50, ge=1, le=10000)
+    # Page extraction runs in this many processes (0: the number of cores), more (up
+    # to extract_max_workers, 0: four times as many) while pages are slow; a page
+    # taking longer than extract_timeout is cut off and its feed's text is kept.
     extract_workers: int = Field(default=0, ge=0, le=64)
+    extract_max_workers: int = Field(default=0, ge=0, le=256)
     extract_timeout: Duration = 20.0
 
 

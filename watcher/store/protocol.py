@@ -21,6 +21,7 @@ from watcher.core.intents import (
     Matched,
     NewArticle,
     NewSource,
+    PageArrived,
     PollResult,
     Retention,
 )
@@ -69,6 +70,13 @@ class ArticleStore(Protocol):
         """The new article's id; None when its feed entry is already known."""
 
     def add_source(self, new: NewSource) -> bool: ...
+
+    def pending_pages(self, feed: str, limit: int) -> list[Article]:
+        """The feed's articles stored from its text whose page is still to come."""
+
+    def page_arrived(self, arrived: PageArrived) -> None: ...
+
+    def story_size(self, story_id: int) -> int: ...
 
     def story_candidates(self, keys: Sequence[int], since: datetime
                          ) -> list[StoryCandidate]: ...

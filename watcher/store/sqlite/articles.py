@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
 from watcher.core.identity import site_of
-from watcher.core.intents import NewArticle, NewSource
+from watcher.core.intents import NewArticle, NewSource, PageArrived
 from watcher.core.models import Article, StoryRef
 from watcher.core.records import SourceRecord, StoryCandidate
 from watcher.store.sqlite.base import Row, SqliteBase, from_ts, marks, must_ts, ts
@@ -51,13 +51,13 @@ class ArticlesStore(SqliteBase):
             cur = self._exec(
                 "INSERT INTO articles (feed, entry_id, url, title, summary, body, text_source, "
                 "page_error, author, language, sitename, tags, published_at, fetched_at, "
-                "canonical_url, story_id, signature) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "canonical_url, story_id, signature, page_pending) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(feed, entry_id) DO NOTHING",
                 [a.feed, a.entry_id, a.url, a.title, a.summary, a.body, a.text_source,
                  a.page_error, a.author, a.language, a.sitename, json.dumps(list(a.tags)),
                  ts(a.published), ts(a.fetched_at), a.canonical_url,
-                 new.story.id if new.story else None, a.signature])
+                 new.story.id if new.story else None, a.signature, int(a.page_pending)])
             if not cur.rowcount:
                 return None
             article_id = cur.lastrowid
@@ -76,6 +76,36 @@ class ArticlesStore(SqliteBase):
                     "INSERT OR IGNORE INTO story_keys (key, article_id) VALUES (?, ?)",
                     [(k, article_id) for k in new.story_keys])
             return article_id
+
+    def pending_pages(self, feed: str, limit: int) -> list[Article]:
+        """The feed's articles whose page is still to come, newest first."""
+        return [_article(r) for r in self._rows(
+            "SELECT * FROM articles WHERE feed = ? AND page_pending = 1 ORDER BY id DESC "
+            "LIMIT ?", [feed, limit])]
+
+    def page_arrived(self, arrived: PageArrived) -> None:
+        """The article's page came (or failed for good): its text, story and keys."""
+        with self._atomic():
+            if arrived.body is not None:
+                self._exec(
+                    "UPDATE articles SET body = ?, text_source = ?, signature = ?, "
+                    "author = COALESCE(author, ?), language = COALESCE(?, language), "
+                    "sitename = COALESCE(?, sitename) WHERE id = ?",
+                    [arrived.body, arrived.text_source, arrived.signature, arrived.author,
+                     arrived.language, arrived.sitename, arrived.article_id])
+            if arrived.story is not None:
+                self._exec("UPDATE articles SET story_id = ? WHERE id = ?",
+                           [arrived.story.id, arrived.article_id])
+            if arrived.story_keys:
+                self.db.conn.executemany(
+                    "INSERT OR IGNORE INTO story_keys (key, article_id) VALUES (?, ?)",
+                    [(k, arrived.article_id) for k in arrived.story_keys])
+            self._exec("UPDATE articles SET page_pending = 0, page_error = ? WHERE id = ?",
+                       [arrived.page_error, arrived.article_id])
+
+    def story_size(self, story_id: int) -> int:
+        """How many stored articles the story holds."""
+        return int(self._value("SELECT count(*) FROM articles WHERE story_id = ?", [story_id]))
 
     def add_source(self, new: NewSource) -> bool:
         """Another copy of a stored article; False when the entry was known already."""
@@ -152,4 +182,5 @@ def _article(r: Row) -> Article:
         text_source=r["text_source"], page_error=r["page_error"], author=r["author"],
         language=r["language"], sitename=r["sitename"], tags=tuple(json.loads(r["tags"])),
         published=from_ts(r["published_at"]), fetched_at=must_ts(r["fetched_at"]),
-        canonical_url=r.get("canonical_url"), story_id=r.get("story_id"))
+        canonical_url=r.get("canonical_url"), story_id=r.get("story_id"),
+        page_pending=bool(r.get("page_pending")))

@@ -198,3 +198,13 @@ def m007_story_keys(db: sqlite_utils.Database) -> None:
     ) WITHOUT ROWID;
     CREATE INDEX story_keys_article ON story_keys(article_id);
     """)
+
+
+@migrations()
+def m008_pages_to_come(db: sqlite_utils.Database) -> None:
+    """Articles stored from their feed's text whose page is still to come: a page that
+    was slow, or over the pages a feed may fetch in one poll. Taken in later polls."""
+    db.executescript("""
+    ALTER TABLE articles ADD COLUMN page_pending INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX articles_page_pending ON articles(feed, id) WHERE page_pending = 1;
+    """)
