@@ -249,12 +249,12 @@ def _wait_for_line(path: Path, needle: str, offset: int, timeout_s: float) -> fl
 STAGES = (  # first match wins, checked leaf-side first within a stack
     ("extract (trafilatura)", ("extract_page",)),
     ("parse feeds (feedparser/json)", ("parse_feed",)),
-    ("store (sqlite)", ("watcher/store.py",)),
+    ("store (sqlite)", ("watcher/store/",)),
     ("match rules", ("watcher/rules/",)),
-    ("deliver", ("watcher/dispatch.py", "watcher/channels/")),
-    ("http (ours, httpx, httpcore, h11, gzip)", ("watcher/http.py", "watcher/connections.py",
+    ("deliver", ("watcher/delivery/",)),
+    ("http (ours, httpx, httpcore, h11, gzip)", ("watcher/fetch/",
                                                  "httpx/", "httpcore/", "anyio/", "h11/")),
-    ("extraction hand-off (worker sockets)", ("watcher/workers.py",)),
+    ("extraction hand-off (worker sockets)", ("watcher/service/workers.py",)),
     ("asyncio loop, scheduling, other", ("",)),
 )
 

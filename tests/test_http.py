@@ -9,6 +9,7 @@ import re
 import time
 import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -235,16 +236,22 @@ def test_per_host_and_global_limits_hold(server: LoopbackServer) -> None:
     for i in range(8):
         server.routes[f"/p{i}.html"] = slow
     f = feed(server.url("/f.xml"))
+    g = replace(f, name="other")
 
-    async def go(limits: HttpLimits) -> None:
+    async def go(limits: HttpLimits, feeds: tuple[Feed, ...] = (f,)) -> None:
         async with Fetcher(limits, local_feeds=[f]) as fetcher:
-            await asyncio.gather(*(fetcher.fetch_page(f, server.url(f"/p{i}.html"))
+            await asyncio.gather(*(fetcher.fetch_page(feeds[i % len(feeds)],
+                                                      server.url(f"/p{i}.html"))
                                    for i in range(8)))
 
     asyncio.run(go(HttpLimits(per_host=2, concurrency=16)))
     assert state["peak"] == 2
     state["peak"] = 0
-    asyncio.run(go(HttpLimits(per_host=8, concurrency=3)))
+    asyncio.run(go(HttpLimits(per_host=8, concurrency=3), (f, g)))
+    assert state["peak"] == 3  # the global limit
+    state["peak"] = 0
+    # One feed's pages take at most three quarters of the page slots.
+    asyncio.run(go(HttpLimits(per_host=8, concurrency=4)))
     assert state["peak"] == 3
 
 

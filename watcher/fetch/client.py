@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import mimetypes
 import os
@@ -50,8 +51,10 @@ class HttpLimits:
 
 
 def _pool(limits: HttpLimits, guarded: bool) -> Pool:
-    pool_limits = httpx.Limits(max_connections=limits.concurrency * 2,
-                               max_keepalive_connections=limits.concurrency)
+    # Feeds and pages each have `concurrency` requests in flight: connections for
+    # both kept alive, and room for the sites queued behind them.
+    pool_limits = httpx.Limits(max_connections=limits.concurrency * 4,
+                               max_keepalive_connections=limits.concurrency * 2)
     return Pool(AsyncioBackend(guarded), ssl.create_default_context(), pool_limits)
 
 
@@ -119,6 +122,8 @@ class Fetcher:
         self._global = {kind: asyncio.Semaphore(self.limits.concurrency)
                         for kind in ("feed", "page")}
         self._hosts: dict[tuple[str, str], asyncio.Semaphore] = {}
+        # and one feed's pages (hanging, say) at most three quarters of the page slots
+        self._feed_pages: dict[str, asyncio.Semaphore] = {}
         # file: URLs may only be read for feeds the operator named in config.
         self._configured_files = {f.url for f in local_feeds if f.url.startswith("file:")}
 
@@ -183,6 +188,14 @@ class Fetcher:
 
     # -- the work -----------------------------------------------------------
 
+    def _feed_slot(self, feed: Feed, kind: str) -> asyncio.Semaphore | contextlib.nullcontext[None]:
+        if kind != "page":
+            return contextlib.nullcontext()
+        if feed.name not in self._feed_pages:
+            share = max(self.limits.concurrency * 3 // 4, 1)
+            self._feed_pages[feed.name] = asyncio.Semaphore(share)
+        return self._feed_pages[feed.name]
+
     def _host_slot(self, url: str, kind: str) -> asyncio.Semaphore:
         key = (_host(url), kind)
         if key not in self._hosts:
@@ -210,7 +223,8 @@ class Fetcher:
             if _scheme(url, what) not in ("http", "https"):
                 raise FetchError(f"{what}: redirect to non-HTTP URL {url} refused")
             pool = self._pool_for(feed, url)  # each hop is checked like the first
-            async with self._global[kind], self._host_slot(url, kind):
+            async with self._feed_slot(feed, kind), self._global[kind], \
+                    self._host_slot(url, kind):
                 started = loop_time()
                 try:
                     async with asyncio.timeout(budget):

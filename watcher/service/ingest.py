@@ -194,7 +194,7 @@ async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) ->
 # A slice of a feed's store-and-match work holds the event loop (and the database)
 # for about this long; then it commits and lets deliveries, other feeds and the
 # extraction workers' sockets run.
-_SLICE_S = 0.005
+_SLICE_S = 0.01
 
 
 async def _store_articles(articles: list[Article], ctx: IngestContext,

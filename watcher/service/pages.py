@@ -48,7 +48,7 @@ async def fetch_and_extract(feed: Feed, url: str, entry: Entry, ctx: IngestConte
         started = time.perf_counter()
         extracted = await ctx.extractor.extract(page.body, page.url,
                                                 page.headers.get("content-type"),
-                                                page.undecoded, entry)
+                                                page.undecoded, entry, key=feed.name)
         metrics.EXTRACT_SECONDS.observe(time.perf_counter() - started)
         return Page(extracted, page.url)
     except (FetchError, ExtractError) as exc:

@@ -21,8 +21,6 @@ import os
 import pickle
 import socket
 from collections import deque
-from dataclasses import dataclass, field
-from multiprocessing.process import BaseProcess
 
 from watcher.core.errors import ExtractError
 from watcher.core.models import Entry, Extracted, Undecoded
@@ -34,12 +32,12 @@ from watcher.service.extract_worker import (
     serve,
 )
 from watcher.service.extract_worker import kill as _kill
+from watcher.service.frames import Job, Worker, fail, send
 
 log = logging.getLogger("watcher.service.workers")
 
 # Pages sent ahead to each worker: what it works on while the daemon's process is
-# busy elsewhere (a feed's batch pumps the sockets between articles, but the
-# process shares the cores with its workers and is not always running).
+# busy elsewhere. Those behind a page found slow are sent to other workers too.
 _DEPTH = 8
 # One recv() takes in whatever answers are waiting (an answer is a few KB).
 _RECV_SIZE = 1 << 18
@@ -54,32 +52,6 @@ _START_TIMEOUT_S = 120.0
 _SLOW_S = 1.0
 # A worker started for slow pages stops after this long without a page.
 _IDLE_S = 30.0
-
-
-@dataclass(eq=False)
-class _Job:
-    frame: bytes  # the request, length-prefixed
-    url: str | None
-    future: asyncio.Future[Extracted]
-    copied: bool = False  # also sent to another worker (it waited behind a slow page)
-
-
-@dataclass(eq=False)
-class _Worker:
-    process: BaseProcess
-    sock: socket.socket  # non-blocking, watched by `loop`
-    loop: asyncio.AbstractEventLoop
-    ready: bool = False
-    inflight: deque[_Job] = field(default_factory=deque)
-    # Until it is ready, the limit on its start; then the limit of its oldest page.
-    timer: asyncio.TimerHandle | None = None
-    expired: _Job | None = None  # the page it was killed over
-    received: bytearray = field(default_factory=bytearray)  # not yet a whole frame
-    unsent: bytearray = field(default_factory=bytearray)  # no room in the kernel yet
-    retired: bool = False
-    slow: bool = False  # its current page has run longer than _SLOW_S
-    slow_timer: asyncio.TimerHandle | None = None
-    idle_timer: asyncio.TimerHandle | None = None
 
 
 class ExtractPool:
@@ -101,8 +73,8 @@ class ExtractPool:
         self._pending = 0
         self._started = False
         self._closed = False
-        self._queue: deque[_Job] = deque()
-        self._pool: list[_Worker] = []
+        self._queue: deque[Job] = deque()
+        self._pool: list[Worker] = []
         self._spawning = 0
         # CPU seconds the workers spent inside `func`, and pages they answered:
         # what extraction itself costs, apart from the hand-off.
@@ -121,17 +93,19 @@ class ExtractPool:
 
     async def extract(self, body: bytes, url: str | None, content_type: str | None,
                       undecoded: Undecoded | None = None,
-                      entry: Entry | None = None) -> Extracted:
+                      entry: Entry | None = None, key: str | None = None) -> Extracted:
         """The page's text; `undecoded` when the fetcher kept the body compressed.
 
         With the feed's `entry`, the answer also says which text the article keeps
-        and carries its signature (`kept`), made where the page was extracted.
+        and carries its signature (`kept`), made where the page was extracted. Pages
+        of one `key` (a feed) hold at most half the workers, so that a feed of slow
+        pages never keeps the others' pages waiting.
         """
         self._pending += 1
         try:
             if self.in_process or (not self._started and self._pending < self.spawn_at):
                 return await self._in_thread(body, url, content_type, undecoded, entry)
-            return await self._in_worker(body, url, content_type, undecoded, entry)
+            return await self._in_worker(body, url, content_type, undecoded, entry, key)
         finally:
             self._pending -= 1
 
@@ -147,14 +121,15 @@ class ExtractPool:
                                f"{self.timeout_s:g}s; gave up") from None
 
     async def _in_worker(self, body: bytes, url: str | None, content_type: str | None,
-                         undecoded: Undecoded | None, entry: Entry | None) -> Extracted:
+                         undecoded: Undecoded | None, entry: Entry | None,
+                         key: str | None) -> Extracted:
         if self._closed:
             raise ExtractError(f"{url or 'page'}: the extraction pool is closed")
         self._started = True
         request = pickle.dumps((body, url, content_type, undecoded, entry),
                                protocol=pickle.HIGHEST_PROTOCOL)
-        job = _Job(HEADER.pack(len(request)) + request, url,
-                   asyncio.get_running_loop().create_future())
+        job = Job(HEADER.pack(len(request)) + request, url,
+                   asyncio.get_running_loop().create_future(), key=key)
         self._queue.append(job)
         await self._fill()
         return await job.future
@@ -173,22 +148,44 @@ class ExtractPool:
                 self._spawning -= 1
         self._dispatch()
 
+    def _next_job(self, take: bool) -> Job | None:
+        """The first queued page whose key is under its share of the workers; jobs
+        whose callers gave up are dropped on the way."""
+        share = max(self.max_workers // 2, 1)
+        held: dict[str | None, int] = {}  # key -> workers extracting one of its pages
+        for w in self._pool:
+            if w.inflight:
+                held[w.inflight[0].key] = held.get(w.inflight[0].key, 0) + 1
+        i = 0
+        while i < len(self._queue):
+            job = self._queue[i]
+            if job.future.done():
+                del self._queue[i]
+                continue
+            if job.key is None or held.get(job.key, 0) < share:
+                if take:
+                    del self._queue[i]
+                return job
+            i += 1
+        return None
+
     def _dispatch(self) -> None:
         while self._queue:
             ready = [w for w in self._pool
                      if w.ready and not w.slow and len(w.inflight) < _DEPTH]
             if not ready:
-                self._grow()
+                if self._next_job(take=False) is not None:
+                    self._grow()
                 return
             worker = min(ready, key=lambda w: len(w.inflight))
-            job = self._queue.popleft()
-            if job.future.done():  # its caller gave up waiting
-                continue
+            job = self._next_job(take=True)
+            if job is None:
+                return
             worker.inflight.append(job)
             if worker.idle_timer is not None:
                 worker.idle_timer.cancel()
                 worker.idle_timer = None
-            _send(worker, job.frame)
+            send(worker, job.frame)
             if len(worker.inflight) == 1:
                 self._arm(worker)
 
@@ -208,7 +205,7 @@ class ExtractPool:
         task = asyncio.get_running_loop().create_task(start())
         task.add_done_callback(_log_failure)
 
-    def _slow(self, worker: _Worker, job: _Job) -> None:
+    def _slow(self, worker: Worker, job: Job) -> None:
         """The worker's page has run long: what it holds behind it goes elsewhere too."""
         worker.slow_timer = None
         if not worker.inflight or worker.inflight[0] is not job:
@@ -216,13 +213,14 @@ class ExtractPool:
         worker.slow = True
         behind = [j for j in list(worker.inflight)[1:] if not j.copied and not j.future.done()]
         for j in reversed(behind):
+            # The copy answers for it now: if this worker dies, it is not queued again.
             j.copied = True
-            self._queue.appendleft(_Job(j.frame, j.url, j.future, copied=True))
+            self._queue.appendleft(Job(j.frame, j.url, j.future, key=j.key))
         self._dispatch()
         if not self._queue:
             self._grow()  # a second slow page should not have to wait for a worker
 
-    def _retire_idle(self, worker: _Worker) -> None:
+    def _retire_idle(self, worker: Worker) -> None:
         worker.idle_timer = None
         if not worker.inflight and len(self._pool) > self.workers:
             self._retire(worker, restart=False)
@@ -239,7 +237,7 @@ class ExtractPool:
             self._receive(worker)
         self._dispatch()
 
-    def _arm(self, worker: _Worker) -> None:
+    def _arm(self, worker: Worker) -> None:
         """Start the time limit of the page the worker is now on: its deadline counts
         from when its extraction starts, not from when it was queued."""
         for timer in (worker.timer, worker.slow_timer):
@@ -255,17 +253,17 @@ class ExtractPool:
         elif len(self._pool) > self.workers and worker.ready:
             worker.idle_timer = worker.loop.call_later(_IDLE_S, self._retire_idle, worker)
 
-    def _expire(self, worker: _Worker, limit_s: float) -> None:
+    def _expire(self, worker: Worker, limit_s: float) -> None:
         worker.timer = None
         worker.expired = worker.inflight[0]
         log.warning("extract: %s took longer than %gs; worker stopped",
                     worker.expired.url, limit_s)
         # The only way to stop a worker stuck on one page; its socket then ends.
         worker.process.kill()
-        _fail(worker.expired, f"{worker.expired.url or 'page'}: extraction took longer "
+        fail(worker.expired, f"{worker.expired.url or 'page'}: extraction took longer "
                               f"than {limit_s:g}s; cut off")
 
-    async def _spawn(self) -> _Worker:
+    async def _spawn(self) -> Worker:
         context = multiprocessing.get_context("forkserver")
         # forkserver: workers do not inherit the event loop's threads and sockets.
         # Preloaded there, trafilatura is imported once, not once per worker.
@@ -285,17 +283,17 @@ class ExtractPool:
             theirs.close()
         ours.setblocking(False)
         loop = asyncio.get_running_loop()
-        worker = _Worker(process, ours, loop)
+        worker = Worker(process, ours, loop)
         worker.timer = loop.call_later(_START_TIMEOUT_S, self._start_failed, worker,
                                        "timed out")
         loop.add_reader(ours.fileno(), self._readable, worker)
         return worker
 
-    def _readable(self, worker: _Worker) -> None:
+    def _readable(self, worker: Worker) -> None:
         self._receive(worker)
         self._dispatch()
 
-    def _receive(self, worker: _Worker) -> None:
+    def _receive(self, worker: Worker) -> None:
         """Read what the worker has sent and act on every whole frame in it."""
         while not worker.retired:
             try:
@@ -325,14 +323,14 @@ class ExtractPool:
             if len(data) < _RECV_SIZE:
                 return
 
-    def _start_failed(self, worker: _Worker, why: str) -> None:
+    def _start_failed(self, worker: Worker, why: str) -> None:
         """Without a working worker, waiting pages would wait forever: they fail
         now, and the next page tries to start a worker again."""
         worker.timer = None
         self._retire(worker, restart=False)
         self._fail_queue(f"the extraction worker {why} while starting")
 
-    def _lost(self, worker: _Worker) -> None:
+    def _lost(self, worker: Worker) -> None:
         """The worker's socket ended: it died, or was killed over a page."""
         if worker.retired:
             return
@@ -346,10 +344,10 @@ class ExtractPool:
                 worker.inflight.remove(worker.expired)
         elif worker.inflight and not self._closed:
             job = worker.inflight.popleft()
-            _fail(job, f"{job.url or 'page'}: the extraction worker died")
+            fail(job, f"{job.url or 'page'}: the extraction worker died")
         self._retire(worker, restart=not self._closed)
 
-    def _answered(self, worker: _Worker, answer: bytearray) -> None:
+    def _answered(self, worker: Worker, answer: bytearray) -> None:
         job = worker.inflight.popleft()
         self._arm(worker)
         status, value, cpu_s = pickle.loads(answer)
@@ -362,7 +360,7 @@ class ExtractPool:
         else:
             job.future.set_exception(ExtractError(value))
 
-    def _retire(self, worker: _Worker, restart: bool) -> None:
+    def _retire(self, worker: Worker, restart: bool) -> None:
         """Kill the worker; pages it had not begun go back to the front of the queue."""
         if worker.retired:
             return
@@ -376,8 +374,9 @@ class ExtractPool:
         worker.loop.remove_reader(worker.sock.fileno())
         worker.loop.remove_writer(worker.sock.fileno())
         worker.sock.close()
-        # A page also sent elsewhere (behind a slow one) and answered there is done.
-        self._queue.extendleft(reversed([j for j in worker.inflight if not j.future.done()]))
+        # A page also sent elsewhere (behind a slow one) is that copy's to answer.
+        self._queue.extendleft(reversed([j for j in worker.inflight
+                                         if not j.copied and not j.future.done()]))
         worker.inflight.clear()
         if self._closed:
             self._fail_queue("the extraction pool is closed")
@@ -388,7 +387,7 @@ class ExtractPool:
     def _fail_queue(self, reason: str) -> None:
         while self._queue:
             job = self._queue.popleft()
-            _fail(job, f"{job.url or 'page'}: {reason}")
+            fail(job, f"{job.url or 'page'}: {reason}")
 
     def close(self) -> None:
         """Stop the workers. Safe from any thread; pages still waiting fail."""
@@ -401,39 +400,6 @@ class ExtractPool:
                 worker.retired = True
                 worker.sock.close()
         self._pool = []
-
-
-def _send(worker: _Worker, frame: bytes) -> None:
-    """Hand a frame to the kernel; what does not fit waits for the socket to drain."""
-    if worker.unsent:
-        worker.unsent += frame
-        return
-    try:
-        sent = worker.sock.send(frame)
-    except (BlockingIOError, InterruptedError):
-        sent = 0
-    except OSError:
-        return  # the worker is gone: its socket's end is handled on the reading side
-    if sent < len(frame):
-        worker.unsent += memoryview(frame)[sent:]
-        worker.loop.add_writer(worker.sock.fileno(), _drain, worker)
-
-
-def _drain(worker: _Worker) -> None:
-    try:
-        sent = worker.sock.send(worker.unsent)
-    except (BlockingIOError, InterruptedError):
-        return
-    except OSError:
-        sent = len(worker.unsent)  # gone: the reading side handles it
-    del worker.unsent[:sent]
-    if not worker.unsent:
-        worker.loop.remove_writer(worker.sock.fileno())
-
-
-def _fail(job: _Job, message: str) -> None:
-    if not job.future.done():
-        job.future.set_exception(ExtractError(message))
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:
