@@ -17,6 +17,7 @@ from watcher.core.records import (
     SearchHit,
     StatusReport,
 )
+from watcher.core.search import parse_search, to_fts5
 from watcher.store.sqlite.articles import ArticlesStore, _article
 from watcher.store.sqlite.base import from_ts, must_ts, ts
 from watcher.store.sqlite.outbox import OutboxStore
@@ -37,12 +38,13 @@ def _cutoffs(now: datetime, retention: Retention) -> list[str | None]:
 class ArchiveStore(ArticlesStore, OutboxStore):
     def search(self, query: str, since: datetime | None = None, feed: str | None = None,
                limit: int = 20) -> list[SearchHit]:
-        """Full-text search (FTS5 syntax), newest first, with a highlighted snippet."""
+        """Full-text search (watcher.core.search's syntax), newest first, with a
+        highlighted snippet."""
         sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
                "snippet(articles_fts, -1, '[', ']', '…', 16) AS snippet "
                "FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "
                "WHERE articles_fts MATCH ?")
-        params: list[Any] = [query]
+        params: list[Any] = [to_fts5(parse_search(query))]
         if since is not None:
             sql += " AND a.fetched_at >= ?"
             params.append(ts(since))
