@@ -14,6 +14,23 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 
 
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[str]:
+    """A PostgreSQL server for the session (see tests/pg.py)."""
+    from tests.pg import cluster
+
+    with cluster() as url:
+        yield url
+
+
+@pytest.fixture
+def pg_url(pg_server: str) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    from tests.pg import new_database
+
+    return new_database(pg_server)
+
+
 @pytest.fixture
 def seed_server() -> Iterator[LoopbackServer]:
     server = LoopbackServer(root=SEEDS)

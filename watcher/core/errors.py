@@ -56,7 +56,14 @@ class ExtractError(WatcherError):
 
 
 class StoreError(WatcherError):
+    """`transient`: the same transaction may well succeed if tried again (a deadlock
+    between two daemons, a connection dropped mid-transaction)."""
+
     stage = "store"
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class DeliveryError(WatcherError):

@@ -136,3 +136,16 @@ class StatusReport:
     backlog_oldest: datetime | None
     feed_errors: tuple[ProblemRecord, ...]
     delivery_errors: tuple[ProblemRecord, ...]
+
+
+@dataclass(frozen=True)
+class DaemonInfo:
+    """A running daemon, as it registers itself: where, since when, with which rules."""
+
+    id: str
+    host: str
+    pid: int
+    started_at: datetime
+    heartbeat_at: datetime
+    rules_hash: str
+    config_hash: str

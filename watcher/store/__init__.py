@@ -10,12 +10,25 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.store.protocol import Store
 
 
+def is_server_url(database: str | Path) -> bool:
+    return str(database).startswith(("postgresql://", "postgres://"))
+
+
 def open_store(database: str | Path) -> Store:
-    """The store for `database`: a file path is SQLite."""
+    """The store for `database`: a postgresql:// URL is PostgreSQL, a path is SQLite."""
+    if is_server_url(database):
+        try:
+            from watcher.store.postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreError(f"database postgresql://{str(database).rpartition('@')[2]}: "
+                             "PostgreSQL needs the postgres extra (pip install "
+                             f"'watcher[postgres]'): {exc}") from None
+        return PostgresStore(str(database))
     from watcher.store.sqlite import SqliteStore
 
     return SqliteStore(database)

@@ -28,6 +28,7 @@ from watcher.core.intents import (
 from watcher.core.models import Article, Delivery, Feed, FeedState, StoryRef
 from watcher.core.records import (
     ArticleRecord,
+    DaemonInfo,
     DeliveryRecord,
     FeedHealth,
     SearchHit,
@@ -49,7 +50,22 @@ class FeedStore(Protocol):
     def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Of `names`, those that may be polled on demand: not gone, not held."""
 
-    def record_poll(self, result: PollResult) -> None: ...
+    def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
+                    due_only: bool = True) -> list[str]:
+        """Of `names`, take those due (or, not `due_only`, any not gone nor held) that no
+        other owner holds, for `lease_s`; soonest due first. Several daemons may ask."""
+
+    def renew_feed_leases(self, owner: str, names: Iterable[str], now: datetime,
+                          lease_s: float) -> None: ...
+
+    def release_feeds(self, owner: str, names: Iterable[str]) -> None: ...
+
+    def feed_lease_owners(self, now: datetime) -> list[str]: ...
+
+    def release_feed_leases_of(self, owner: str) -> int: ...
+
+    def record_poll(self, result: PollResult) -> None:
+        """What the poll came to; the feed's lease ends."""
 
     def flag_unhealthy(self, name: str, now: datetime, failing_for_s: float) -> bool:
         """True the first time a feed has been failing for longer than that."""
@@ -77,6 +93,10 @@ class ArticleStore(Protocol):
     def page_arrived(self, arrived: PageArrived) -> None: ...
 
     def story_size(self, story_id: int) -> int: ...
+
+    def lock_story_keys(self, keys: Sequence[int]) -> None:
+        """Until the transaction ends, no other writer places an article sharing one of
+        these band keys (the placement reads candidates, then writes)."""
 
     def story_candidates(self, keys: Sequence[int], since: datetime
                          ) -> list[StoryCandidate]: ...
@@ -146,7 +166,24 @@ class ArchiveStore(Protocol):
     def finish_prune(self, now: datetime, retention: Retention) -> None: ...
 
 
-class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, Protocol):
+class DaemonStore(Protocol):
+    def register_daemon(self, info: DaemonInfo) -> None: ...
+
+    def heartbeat(self, daemon_id: str, now: datetime, rules_hash: str,
+                  config_hash: str) -> None: ...
+
+    def deregister_daemon(self, daemon_id: str) -> None: ...
+
+    def live_daemons(self, since: datetime) -> list[DaemonInfo]: ...
+
+
+class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, DaemonStore, Protocol):
+    def schema_version(self) -> tuple[int, int]:
+        """(version of the database's schema, version this watcher knows)."""
+
+    def migrate(self) -> int:
+        """Apply the migrations not applied yet; how many."""
+
     def ping(self) -> None:
         """Raises StoreError if the database does not answer."""
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from watcher.store.sqlite.archive import ArchiveStore
 from watcher.store.sqlite.base import from_ts, ts
+from watcher.store.sqlite.daemons import DaemonsStore
 from watcher.store.sqlite.feeds import FeedsStore
 
 
-class SqliteStore(FeedsStore, ArchiveStore):
+class SqliteStore(FeedsStore, ArchiveStore, DaemonsStore):
     """Feeds, articles and stories, the outbox and the archive reads, in one file."""
 
 

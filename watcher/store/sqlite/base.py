@@ -72,11 +72,44 @@ class SqliteBase:
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
+            self._refuse_newer_schema()
             migrations.apply(self.db)
             st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"database {self.path}: {_reason(exc)}") from None
         self._identity = (st.st_dev, st.st_ino)
+
+    def _refuse_newer_schema(self) -> None:
+        """A database migrated by a newer watcher is not opened: this one would not
+        know its tables."""
+        known = [m.name for m in migrations._migrations]  # type: ignore[attr-defined]
+        table = migrations.migrations_table
+        if table not in self.db.table_names():
+            return
+        applied = [r[0] for r in self.db.execute(
+            f"SELECT name FROM [{table}] WHERE migration_set = ?", [migrations.name])]
+        unknown = [n for n in applied if n not in known]
+        if unknown:
+            raise StoreError(f"database {self.path}: its schema is at version {len(applied)} "
+                             f"({unknown[-1]}), newer than this watcher knows ({len(known)}, "
+                             f"{known[-1]}); upgrade watcher")
+
+    def schema_version(self) -> tuple[int, int]:
+        """(version applied, version this watcher knows)."""
+        table = migrations.migrations_table
+        applied = int(self._value(f"SELECT count(*) FROM [{table}] WHERE migration_set = ?",
+                                  [migrations.name]))
+        return applied, len(migrations._migrations)  # type: ignore[attr-defined]
+
+    def migrate(self) -> int:
+        """Apply pending migrations (done at open already); how many were pending."""
+        with self._lock:
+            pending = len(migrations.pending(self.db))
+            migrations.apply(self.db)
+        return pending
+
+    def lock_story_keys(self, keys: Sequence[int]) -> None:
+        """One writer at a time already (the daemon lock): nothing to lock."""
 
     def check_writable(self) -> None:
         """Raises StoreError unless a write can be committed now (the daemon's start)."""

@@ -54,9 +54,59 @@ class FeedsStore(SqliteBase):
             "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > ?", [ts(now)])}
         return [n for n in names if n not in blocked]
 
+    def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
+                    due_only: bool = True) -> list[str]:
+        """Take the feeds to poll for `lease_s`: due ones (or, not `due_only`, any not
+        gone or held by Retry-After), unless another owner's lease still runs."""
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return []
+        due = ("(next_poll_at IS NULL OR next_poll_at <= :now) AND gone_at IS NULL"
+               if due_only else "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= :now)")
+        claimed: list[tuple[str, str]] = []
+        with self._write():
+            for i in range(0, len(wanted), 400):
+                chunk = wanted[i:i + 400]
+                params: dict[str, object] = {f"n{j}": n for j, n in enumerate(chunk)}
+                params.update(now=ts(now), owner=owner,
+                              until=ts(now + timedelta(seconds=lease_s)))
+                claimed += [(r["next_poll_at"] or "", r["name"]) for r in self._rows(
+                    f"UPDATE feeds SET lease_owner = :owner, lease_until = :until WHERE {due} "
+                    "AND (lease_until IS NULL OR lease_until <= :now OR lease_owner = :owner) "
+                    f"AND name IN ({','.join(':' + k for k in params if k.startswith('n'))}) "
+                    "RETURNING name, next_poll_at", params)]
+        return [name for _, name in sorted(claimed)]  # never polled, then soonest due
+
+    def renew_feed_leases(self, owner: str, names: Iterable[str], now: datetime,
+                          lease_s: float) -> None:
+        with self._write():
+            self.db.conn.executemany(
+                "UPDATE feeds SET lease_until = ? WHERE name = ? AND lease_owner = ?",
+                [(ts(now + timedelta(seconds=lease_s)), n, owner) for n in names])
+
+    def feed_lease_owners(self, now: datetime) -> list[str]:
+        """Who holds live feed leases (to find those of processes that died)."""
+        return [r["lease_owner"] for r in self._rows(
+            "SELECT DISTINCT lease_owner FROM feeds WHERE lease_until > ? "
+            "AND lease_owner IS NOT NULL", [ts(now)])]
+
+    def release_feed_leases_of(self, owner: str) -> int:
+        """Give back every feed lease of an owner that is known to be gone."""
+        with self._write():
+            return self._exec("UPDATE feeds SET lease_owner = NULL, lease_until = NULL "
+                              "WHERE lease_owner = ?", [owner]).rowcount
+
+    def release_feeds(self, owner: str, names: Iterable[str]) -> None:
+        with self._write():
+            self.db.conn.executemany(
+                "UPDATE feeds SET lease_owner = NULL, lease_until = NULL "
+                "WHERE name = ? AND lease_owner = ?", [(n, owner) for n in names])
+
     def record_poll(self, result: PollResult) -> None:
-        """What a poll of one feed came to: fetched, failed, or gone."""
+        """What a poll of one feed came to: fetched, failed, or gone; its lease ends."""
         with self._atomic():
+            self._exec("UPDATE feeds SET lease_owner = NULL, lease_until = NULL WHERE name = ?",
+                       [result.name])
             if isinstance(result, FeedFetched):
                 self._exec(
                     "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "

@@ -208,3 +208,21 @@ def m008_pages_to_come(db: sqlite_utils.Database) -> None:
     ALTER TABLE articles ADD COLUMN page_pending INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX articles_page_pending ON articles(feed, id) WHERE page_pending = 1;
     """)
+
+
+@migrations()
+def m009_leases_and_daemons(db: sqlite_utils.Database) -> None:
+    """Feeds are claimed for a while by the daemon polling them; daemons say they live."""
+    db.executescript("""
+    ALTER TABLE feeds ADD COLUMN lease_owner TEXT;
+    ALTER TABLE feeds ADD COLUMN lease_until TEXT;
+    CREATE TABLE daemons (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        started_at TEXT NOT NULL,
+        heartbeat_at TEXT NOT NULL,
+        rules_hash TEXT NOT NULL,
+        config_hash TEXT NOT NULL
+    );
+    """)

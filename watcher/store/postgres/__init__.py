@@ -1,0 +1,17 @@
+"""The PostgreSQL store: several daemons, on one machine or many, sharing one database.
+
+Split by domain as the SQLite store is; `PostgresStore` is all of them over one
+connection pool. Needs the `postgres` extra (psycopg 3 and psycopg_pool).
+"""
+
+from __future__ import annotations
+
+from watcher.store.postgres.archive import ArchivePg
+from watcher.store.postgres.feeds import FeedsPg
+
+
+class PostgresStore(FeedsPg, ArchivePg):
+    """Feeds, articles and stories, the outbox, the archive and the daemons' registry."""
+
+
+__all__ = ["PostgresStore"]
