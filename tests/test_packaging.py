@@ -11,6 +11,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +47,12 @@ def test_dockerfile_copies_existing_paths_and_runs_the_daemon() -> None:
     assert docker.count("FROM ") >= 2  # multi-stage
     compose = (ROOT / "docker-compose.yml").read_text()
     assert "watcher-data:/data" in compose
+    services = yaml.safe_load(compose)["services"]
+    # --profile postgres --scale watcher=3: the daemons share the profile's database
+    assert services["postgres"]["profiles"] == ["postgres"]
+    assert "WATCHER_DATABASE" in services["watcher"]["environment"]
+    assert "${WATCHER_DATABASE" in (ROOT / "config" / "watcher.yaml").read_text()
+    assert "watcher[postgres]" in docker
     unit = (ROOT / "config" / "watcher.service").read_text()
     for option in ("Restart=on-failure", "ProtectSystem=strict", "NoNewPrivileges=true",
                    "ExecReload=/bin/kill -HUP $MAINPID"):

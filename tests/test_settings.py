@@ -96,6 +96,35 @@ channels:
     assert hook.headers == {"Authorization": "Bearer longer-secret"}
 
 
+def test_a_postgresql_url_selects_the_shared_store_and_hides_its_password(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, 'database: "postgresql://watcher:${PGPW}@db.example:5432/watcher"\n')
+    s = load_settings(path, env={"PGPW": "s3cret-pw"})
+    assert s.database == "postgresql://watcher:s3cret-pw@db.example:5432/watcher"
+    assert s.shared_database
+    assert s.database_shown == "postgresql://watcher:***@db.example:5432/watcher"
+    assert "s3cret-pw" in s.secrets  # redacted wherever secrets are
+
+
+def test_a_whole_url_from_one_variable_records_its_password_as_a_secret(
+        tmp_path: Path) -> None:
+    path = write(tmp_path, 'database: "${WATCHER_DATABASE:-w.db}"\n')
+    s = load_settings(path, env={"WATCHER_DATABASE": "postgresql://u:pw-123@db/w"})
+    assert s.secrets == ("pw-123",) and s.database_shown == "postgresql://u:***@db/w"
+    assert load_settings(path, env={}).database == tmp_path / "conf" / "w.db"
+
+
+def test_a_path_keeps_sqlite_and_is_shown_as_is(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "database: db/w.db\n"), env={})
+    assert not s.shared_database and s.database_shown == str(tmp_path / "conf" / "db" / "w.db")
+
+
+def test_a_postgresql_url_without_password_comes_from_libpq(tmp_path: Path) -> None:
+    s = load_settings(write(tmp_path, "database: postgres://watcher@db/w\n"), env={})
+    assert s.database == s.database_shown == "postgres://watcher@db/w"
+    assert s.secrets == ()
+
+
 # --- unknown keys, wrong types ---------------------------------------------------------
 
 

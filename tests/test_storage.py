@@ -133,7 +133,7 @@ def test_a_full_disk_is_one_error_a_503_and_nothing_lost(tmp_path: Path,
             assert wait_for(lambda: len(receiver.accepted) == 1, timeout=30), out.text()
             port = int(re.search(r"on 127\.0\.0\.1:(\d+)", out.text())[1])
             filler = state / "filler"
-            with filler.open("wb") as fh, contextlib.suppress(OSError):
+            with contextlib.suppress(OSError), filler.open("wb") as fh:
                 while True:
                     fh.write(b"\0" * 65536)
             feed_with(server, "A missile story", *(f"Missile story {i} " + "x" * 200
@@ -208,3 +208,38 @@ def test_check_intact_names_a_replaced_database(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="was replaced"):
         store.check_intact()
     store.close()
+
+
+def test_a_flapping_database_is_logged_once_per_lasting_state_change(
+        caplog: pytest.LogCaptureFixture) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from watcher.service.polling import StorageHealth
+
+    now = [datetime(2026, 1, 1, tzinfo=UTC)]
+    health = StorageHealth(clock=lambda: now[0])
+    err = StoreError("store: database postgresql://db/w: connection lost")
+
+    def step(seconds: float) -> None:
+        now[0] += timedelta(seconds=seconds)
+
+    with caplog.at_level(logging.WARNING):
+        for _ in range(10):  # fails and recovers every couple of seconds
+            health.failed(err)
+            step(1)
+            health.succeeded()
+            step(1)
+        messages = [r.message for r in caplog.records]
+        assert sum("polling paused" in m for m in messages) == 1
+        assert sum("polling resumes" in m for m in messages) == 1
+        health.failed(err)  # a flap that lasts is announced once it has lasted
+        for _ in range(12):
+            step(10)
+            health.failed(err)
+        assert sum("polling paused" in r.message for r in caplog.records) == 2
+        assert health.problem is not None
+        health.succeeded()
+        step(400)
+        health.failed(err)  # long after the last recovery: a new state, logged at once
+        assert sum("polling paused" in r.message for r in caplog.records) == 3
+        assert health.retry_at == now[0] + timedelta(seconds=5)

@@ -1,4 +1,4 @@
-"""`watcher search`, `show`, `status` and `db prune`: what the daemon stored."""
+"""`watcher search`, `show` and `status`: what the daemon stored."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import argparse
 import json
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from watcher.cli.common import Progress, jsonable, open_store_for, when
+from watcher.cli.common import jsonable, open_store_for, when
 from watcher.core.errors import ConfigError
-from watcher.core.intents import Retention
 from watcher.core.records import ArticleRecord
 from watcher.service.lock import holder
 from watcher.settings import parse_duration
-from watcher.store import prune
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     s = sub.add_parser("search", parents=[common], help="full-text search of stored articles")
-    s.add_argument("query", help='FTS5 query: words, "a phrase", AND/OR/NOT, prefix*')
+    s.add_argument("query", help='words (all of them), "a phrase", OR, -word or NOT word, '
+                   "prefix*, (groups)")
     s.add_argument("--since", help="only articles fetched in this period, e.g. 7d")
     s.add_argument("--feed", help="only this feed")
     s.add_argument("--limit", type=int, default=20)
@@ -34,12 +34,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     status = sub.add_parser("status", parents=[common], help="the daemon at a glance")
     status.add_argument("--json", action="store_true")
     status.set_defaults(func=cmd_status)
-
-    db = sub.add_parser("db", parents=[common], help="database maintenance")
-    dbs = db.add_subparsers(dest="db_command", required=True)
-    prune = dbs.add_parser("prune", parents=[common],
-                           help="remove articles older than the retention settings")
-    prune.set_defaults(func=cmd_prune)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -129,17 +123,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         report = store.status_report(now, midnight)
+        # alive: a heartbeat within three ticks (a minute at least)
+        daemons = store.live_daemons(now - timedelta(seconds=max(3 * settings.poll.tick, 60)))
     finally:
         store.close()
-    pid = holder(settings.database)
+    pid = None if settings.shared_database else holder(Path(settings.database))
+    differ = len({d.rules_hash for d in daemons}) > 1
+    config_differs = len({d.config_hash for d in daemons}) > 1
     if args.json:
         print(json.dumps({**jsonable(report), "daemon": {"running": pid is not None,
-                                                         "pid": pid}},
+                                                         "pid": pid},
+                          "daemons": jsonable(daemons), "rules_differ": differ,
+                          "config_differs": config_differs},
                          ensure_ascii=False, indent=2))
         return 0
     f, d = report.feeds, report.deliveries
-    print(f"daemon:     {'running (pid ' + str(pid) + ')' if pid else 'not running'}")
-    print(f"database:   {settings.database}")
+    if settings.shared_database:
+        print(f"daemons:    {len(daemons)} running")
+        for info in daemons:
+            print(f"  {info.host} pid {info.pid}, since {when(info.started_at)}, last seen "
+                  f"{when(info.heartbeat_at)}, rules {info.rules_hash[:12]}")
+        if differ:
+            print("  WARNING: the daemons run different rules.yaml versions")
+        if config_differs:
+            print("  WARNING: the daemons run different configurations (watcher.yaml)")
+    else:
+        print(f"daemon:     {'running (pid ' + str(pid) + ')' if pid else 'not running'}")
+    print(f"database:   {settings.database_shown}")
     print(f"feeds:      {f.total} total, {f.healthy} healthy, "
           f"{f.failing} failing ({f.unhealthy} unhealthy), {f.gone} gone")
     print(f"articles:   {report.articles_today} today, {report.articles_total} stored")
@@ -151,22 +161,4 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("last errors:")
         for e in (*report.feed_errors, *report.delivery_errors):
             print(f"  {when(e.at)}  {e.error}")
-    return 0
-
-
-def cmd_prune(args: argparse.Namespace) -> int:
-    settings, store = open_store_for(args)
-    retention = Retention(settings.retention.days, settings.retention.matched_days)
-    now = datetime.now(UTC)
-    try:
-        bar = Progress(store.count_prunable(now, retention), "pruning", "article(s)", 2000)
-        try:
-            removed = prune(store, now, retention, progress=bar)
-        finally:
-            bar.close()
-    finally:
-        store.close()
-    print(f"db prune: removed {removed} article(s) (unmatched older than "
-          f"{settings.retention.days:g} days, matched older than "
-          f"{settings.retention.matched_days:g} days)")
     return 0

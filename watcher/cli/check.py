@@ -19,7 +19,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     settings, ruleset = load_all(args)
     check_channels(settings.channels)  # templates compile and render, or exit 2
     print(f"config: {settings.source}")
-    print(f"database: {settings.database}")
+    print(f"database: {settings.database_shown}")
     print(f"rules: {settings.rules} ({len(ruleset.rules)} rule(s))")
     print(f"feeds ({len(settings.feeds)}):")
     for f in settings.feed_models():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -37,7 +38,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     setup_logging(args.verbose, settings.secrets, args.log_format)
     for name, why in settings.unusable_channels.items():
         log.warning("config: channel %r is unusable and no rule uses it: %s", name, why)
-    with DaemonLock(settings.database):
+    # One daemon per SQLite file; daemons sharing PostgreSQL claim their work there.
+    lock = (contextlib.nullcontext() if settings.shared_database
+            else DaemonLock(Path(settings.database)))
+    with lock:
         daemon = Daemon(settings, compile_rules(ruleset))
         # What start-up built (modules, the config, the compiled rules) lives as long as
         # the process: out of the collector's sight, a full collection no longer walks

@@ -9,6 +9,7 @@ import logging
 import os
 import resource
 import signal
+import socket
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
@@ -23,10 +24,12 @@ from watcher.core.digest import Policy
 from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
+from watcher.core.records import DaemonInfo
 from watcher.delivery.channels import Channel, build_channels
-from watcher.delivery.dispatch import Dispatcher, DispatchReport
+from watcher.delivery.dispatch import Dispatcher, DispatchReport, claim_owner, parse_owner
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.rules import CompiledRules
+from watcher.rules.load import digest_of
 from watcher.service import metrics
 from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
 from watcher.service.metrics import MetricsServer
@@ -39,6 +42,8 @@ from watcher.store import open_store, prune
 log = logging.getLogger("watcher.service.daemon")
 # How long a stopping daemon gives work under way (and the alerts it made) to finish.
 GRACE_S = 20.0
+# Feed leases (poll.lease) are renewed this often, for as long as the polls last.
+LEASE_RENEW_S = 10.0
 
 
 def utcnow() -> datetime:
@@ -77,6 +82,10 @@ class Daemon(Reloading):
         self.store.sync_feeds(self.feeds.values())
         self.storage = StorageHealth(utcnow)
         self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2)
+        # who this daemon is to the others sharing the database: its feed leases, its
+        # delivery claims and its row in the daemons' registry
+        self.owner = claim_owner(socket.gethostname(), os.getpid())
+        self.started_at = utcnow()
         self._exit_code = 0
         self._channel_map: tuple[object, tuple[str, ...], Mapping[str, Sequence[str]]] = (
             None, (), {})
@@ -116,7 +125,8 @@ class Daemon(Reloading):
             tz=ZoneInfo(delivery.timezone), limit=delivery.batch,
             failure_channels=[c for c in settings.alerts.delivery_failures
                               if c in self.channels],
-            counted=lambda channel, status, n: metrics.DELIVERIES.labels(channel, status).inc(n))
+            counted=lambda channel, status, n: metrics.DELIVERIES.labels(channel, status).inc(n),
+            owner=self.owner, lease_s=delivery.lease)
 
     def _story_policy(self) -> StoryPolicy | None:
         cfg = self.settings.stories
@@ -164,6 +174,43 @@ class Daemon(Reloading):
             self._channel_map = (self.rules, tuple(self.channels), built)
         return built
 
+    def _hashes(self) -> tuple[str, str]:
+        """(rules, config) as this daemon runs them: `watcher status` compares daemons."""
+        try:
+            config = digest_of(Path(self.settings.source).read_text(encoding="utf-8"))
+        except OSError:
+            config = "?"
+        return self.rules.ruleset.digest, config
+
+    def _register(self) -> None:
+        now = utcnow()
+        self.store.register_daemon(DaemonInfo(self.owner, socket.gethostname(), os.getpid(),
+                                              self.started_at, now, *self._hashes()))
+
+    def _release_orphans(self) -> None:
+        """Free the feed leases and delivery claims of processes on this host that
+        died (kill -9, power cut): a restart takes their work at once, not only once
+        their leases run out. Other hosts' leases run out by themselves."""
+        self.dispatcher.release_orphans(pid_alive)
+        host, freed = socket.gethostname(), 0
+        for owner in self.store.feed_lease_owners(utcnow()):
+            o_host, pid = parse_owner(owner)
+            if owner != self.owner and o_host == host and pid is not None \
+                    and (pid == os.getpid() or not pid_alive(pid)):
+                freed += self.store.release_feed_leases_of(owner)
+        if freed:
+            log.info("poll: %d feed lease(s) of a stopped process released", freed)
+
+    async def _renew_leases(self) -> None:
+        """The feeds this daemon is polling stay its own while the polls last."""
+        pending = self.feed_queue.pending
+        if pending:
+            try:
+                self.store.renew_feed_leases(self.owner, pending, utcnow(),
+                                             self.settings.poll.lease)
+            except StoreError as exc:
+                self.storage.failed(exc)
+
     async def tick(self) -> None:
         """The scheduler's job: hand the due feeds to the feed workers, and return."""
         if not self.storage.may_try():
@@ -174,18 +221,23 @@ class Daemon(Reloading):
             self._fatal(exc)
             return
         try:
-            names = self.store.due_feeds(utcnow(), self.feeds)
+            now = utcnow()
+            self.store.heartbeat(self.owner, now, *self._hashes())
+            names = self.store.claim_feeds(self.owner, now, self.settings.poll.lease, self.feeds)
         except StoreError as exc:
             self.storage.failed(exc)
             return
         self.feed_queue.submit(names)
 
     async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
-        """Poll the named feeds (default: the due ones) and wait for them; a feed
-        already queued or being polled is left to that poll."""
-        if names is None:
-            names = self.store.due_feeds(utcnow(), self.feeds)
-        futures = self.feed_queue.submit(n for n in names if n in self.feeds)
+        """Poll the named feeds (not gone nor held by Retry-After), or by default the due
+        ones, and wait for them. Each is claimed first: a feed another daemon holds is
+        left to it, one queued or being polled here is left to that poll."""
+        claimed = self.store.claim_feeds(
+            self.owner, utcnow(), self.settings.poll.lease,
+            [n for n in names if n in self.feeds] if names is not None else self.feeds,
+            due_only=names is None)
+        futures = self.feed_queue.submit(claimed)
         done = await asyncio.gather(*futures, return_exceptions=True)
         return [o for o in done if isinstance(o, FeedOutcome)]
 
@@ -253,8 +305,9 @@ class Daemon(Reloading):
         """
         started, cpu_started = time.perf_counter(), _cpu_seconds()
         try:
+            self._register()
             await rematch_unmatched(self.ctx)
-            self.dispatcher.release_orphans(pid_alive)
+            self._release_orphans()
             # Every feed, except those gone or whose server said to wait (Retry-After).
             names = self.store.pollable_feeds(utcnow(), self.feeds)
             outcomes = await self.poll(names)
@@ -294,8 +347,12 @@ class Daemon(Reloading):
         self.ctx = replace(self.ctx, page_wait_s=self.settings.fetch.page_wait)
         if self.settings.fetch.fetch_pages and self.feeds:
             self.extractor.expect(1)  # the workers start now, not with the first page
+        self._register()
         await rematch_unmatched(self.ctx)
-        self.dispatcher.release_orphans(pid_alive)
+        self._release_orphans()
+        scheduler.add_job(self._renew_leases, "interval",
+                          seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3), id="leases",
+                          max_instances=1, coalesce=True, misfire_grace_time=None)
         scheduler.add_job(self.tick, "interval", seconds=self.settings.poll.tick,
                           id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
                           misfire_grace_time=None)
@@ -313,7 +370,7 @@ class Daemon(Reloading):
         scheduler.start()
         self._dispatching = loop.create_task(self._dispatch_loop())
         log.info("daemon: watching %d feed(s) with %d rule(s); database %s",
-                 len(self.feeds), len(self.rules.rules), self.settings.database)
+                 len(self.feeds), len(self.rules.rules), self.settings.database_shown)
         try:
             await self._stopping.wait()
         finally:
@@ -390,6 +447,10 @@ class Daemon(Reloading):
     async def close(self) -> None:
         if self._notices:
             await asyncio.wait(list(self._notices), timeout=10)
+        if self._exit_code != 3:  # (3: the database is gone)
+            with contextlib.suppress(StoreError):
+                self.store.release_feeds(self.owner, self.feeds)
+                self.store.deregister_daemon(self.owner)
         await self.fetcher.aclose()
         await asyncio.to_thread(self.extractor.close)
         for ch in self.channels.values():

@@ -25,7 +25,7 @@ from watcher.core.decide import (
     plan_articles,
     plan_entries,
 )
-from watcher.core.errors import FetchError, ParseError
+from watcher.core.errors import FetchError, ParseError, StoreError
 from watcher.core.identity import (
     band_keys,
     canonical_url,
@@ -197,6 +197,11 @@ async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) ->
 _SLICE_S = 0.01
 
 
+# A slice rolled back by a transient store error (two daemons deadlocked, the
+# connection dropped) is tried again this many times before the feed's poll fails.
+_SLICE_TRIES = 3
+
+
 async def _store_articles(articles: list[Article], ctx: IngestContext,
                           outcome: FeedOutcome) -> dict[str, int]:
     """Store, place and match the built articles, a slice at a time; entry id -> id
@@ -205,26 +210,60 @@ async def _store_articles(articles: list[Article], ctx: IngestContext,
     own: dict[str, int] = {}  # canonical URL -> article stored in this batch
     remaining = articles
     while remaining:
-        done = 0
-        with ctx.store.transaction():
-            stored = {**ctx.store.articles_at(a.canonical_url for a in remaining
-                                              if a.canonical_url), **own}
-            started = time.perf_counter()
-            for step in plan_articles(remaining, stored):
-                _apply(step, ids, ctx, outcome)
-                done += 1
-                a = step.article
-                if a.canonical_url and a.entry_id in ids:
-                    own.setdefault(a.canonical_url, ids[a.entry_id])
-                ctx.extractor.pump()
-                if time.perf_counter() - started > _SLICE_S:
-                    break
+        for attempt in range(1, _SLICE_TRIES + 1):
+            part = FeedOutcome(outcome.feed, ok=True)  # counted once the slice commits
+            got: dict[str, int] = {}
+            try:
+                done = _store_slice(remaining, own, got, ctx, part)
+                break
+            except StoreError as exc:
+                if not exc.transient or attempt == _SLICE_TRIES:
+                    raise
+                log.warning("%s; storing feed %r's slice again (try %d)", exc, outcome.feed,
+                            attempt + 1)
+                await asyncio.sleep(0.05 * attempt)
+        ids.update(got)
+        own.update({a.canonical_url: got[a.entry_id] for a in remaining[:done]
+                    if a.canonical_url and a.entry_id in got and a.canonical_url not in own})
+        for name in ("new_articles", "matches", "deliveries", "sources"):
+            setattr(outcome, name, getattr(outcome, name) + getattr(part, name))
         remaining = remaining[done:]
-        if outcome.deliveries and ctx.on_alerts is not None:
+        if part.deliveries and ctx.on_alerts is not None:
             ctx.on_alerts()  # the slice's alerts go out while the next one is matched
         if remaining:
             await asyncio.sleep(0)
     return ids
+
+
+_LOOKAHEAD = 64
+
+
+def _keys_of(article: Article, ctx: IngestContext) -> list[int]:
+    if ctx.stories is None or article.signature is None:
+        return []
+    return band_keys(from_bytes(article.signature))
+
+
+def _store_slice(remaining: list[Article], own: dict[str, int], ids: dict[str, int],
+                 ctx: IngestContext, part: FeedOutcome) -> int:
+    """One transaction of about _SLICE_S; how many of `remaining` it took."""
+    done = 0
+    with ctx.store.transaction():
+        # The band keys of the articles ahead locked at once, in order: two daemons
+        # placing overlapping batches do not wait on each other in a circle (past the
+        # lookahead, a deadlock is undone by the database and the slice tried again).
+        ctx.store.lock_story_keys(sorted({k for a in remaining[:_LOOKAHEAD]
+                                          for k in _keys_of(a, ctx)}))
+        stored = {**ctx.store.articles_at(a.canonical_url for a in remaining
+                                          if a.canonical_url), **own}
+        started = time.perf_counter()
+        for step in plan_articles(remaining, stored):
+            _apply(step, ids, ctx, part)
+            done += 1
+            ctx.extractor.pump()
+            if time.perf_counter() - started > _SLICE_S:
+                break
+    return done
 
 
 def _add_source(source: NewSource, ctx: IngestContext, outcome: FeedOutcome) -> None:
@@ -250,6 +289,13 @@ def _apply(step: StoreStep, ids: dict[str, int], ctx: IngestContext,
     # and its entries are new again at the next poll.
     article_id = ctx.store.add_article(NewArticle(a, hit.story if hit else None, keys))
     if article_id is None:
+        # Known after all: another daemon stored this page (its canonical URL) a moment
+        # ago, and its entry is a source of that article.
+        other = ctx.store.articles_at([a.canonical_url]).get(a.canonical_url or "") \
+            if a.canonical_url else None
+        if other is not None:
+            _add_source(NewSource(other, a.feed, a.entry_id, a.url, a.title, ctx.clock()),
+                        ctx, outcome)
         return
     ids[a.entry_id] = article_id
     outcome.new_articles += 1
@@ -267,6 +313,9 @@ def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | No
         return None, ()
     sig = from_bytes(article.signature)
     keys = tuple(band_keys(sig))
+    # Several daemons may place copies of one story at once: the decision reads the
+    # candidates, then writes; no one else places an article sharing a key meanwhile.
+    ctx.store.lock_story_keys(keys)
     candidates = ctx.store.story_candidates(keys, article.fetched_at - ctx.stories.window)
     hit = place_in_story(sig, candidates, ctx.stories.threshold,
                          site_of(article.canonical_url or article.url, article.feed),

@@ -200,11 +200,12 @@ async def improve(feed: Feed, article_id: int, page: Page, ctx: IngestContext) -
         return
     improved = replace(article, body=kept.body, text_source="page", signature=kept.signature,
                        language=page.extracted.language or article.language)
-    hit, keys = _place_alone(improved, ctx)
-    ctx.store.page_arrived(PageArrived(
-        article_id, body=kept.body, text_source="page", signature=kept.signature,
-        story_keys=keys, story=hit.story if hit else None, author=page.extracted.author,
-        language=page.extracted.language, sitename=page.extracted.sitename))
+    with ctx.store.transaction():  # placed and written while its keys are locked
+        hit, keys = _place_alone(improved, ctx)
+        ctx.store.page_arrived(PageArrived(
+            article_id, body=kept.body, text_source="page", signature=kept.signature,
+            story_keys=keys, story=hit.story if hit else None, author=page.extracted.author,
+            language=page.extracted.language, sitename=page.extracted.sitename))
     story = hit.story if hit else ctx.store.story_of(article_id)
     if story is None:
         return
@@ -226,6 +227,7 @@ def _place_alone(article: Article, ctx: IngestContext) -> tuple[StoryHit | None,
     keys = tuple(band_keys(sig))
     if article.story_id != article.id or ctx.store.story_size(article.id) > 1:
         return None, keys
+    ctx.store.lock_story_keys(keys)
     candidates = [c for c in ctx.store.story_candidates(keys, article.fetched_at -
                                                         ctx.stories.window)
                   if c.article_id != article.id]

@@ -86,27 +86,46 @@ class StorageHealth:
     clock: Callable[[], datetime]
     base_s: float = 5.0
     max_s: float = 300.0
+    # A database that flaps (connections cut every few seconds) would otherwise log
+    # a pause and a resume per flap: a failure this soon after a recovery is logged
+    # only if it lasts this long.
+    quiet_s: float = 60.0
     problem: str | None = None
     since: datetime | None = None
     retry_at: datetime | None = None
     _failures: int = field(default=0, repr=False)
+    _announced: bool = field(default=False, repr=False)
+    _recovered_at: datetime | None = field(default=None, repr=False)
 
     def failed(self, exc: StoreError) -> None:
         now = self.clock()
-        self._failures += 1
-        wait = min(self.base_s * 2 ** (self._failures - 1), self.max_s)
-        self.retry_at = now + timedelta(seconds=wait)
+        log.debug("%s (storage still failing)", exc)
         if self.problem is None:
             self.since = now
-            log.error("%s; polling paused, retrying with backoff (next in %gs)", exc, wait)
+            flapping = (self._recovered_at is not None
+                        and (now - self._recovered_at).total_seconds() < self.quiet_s)
+            if not flapping:
+                self._failures = 0
         self.problem = str(exc)
+        if self.retry_at is None or now >= self.retry_at:  # else: the same round, one step
+            self._failures += 1
+            wait = min(self.base_s * 2 ** (self._failures - 1), self.max_s)
+            self.retry_at = now + timedelta(seconds=wait)
+        lasted = (now - self.since).total_seconds() if self.since else 0.0
+        if not self._announced and (self._failures == 1 or lasted >= self.quiet_s):
+            self._announced = True
+            log.error("%s; polling paused, retrying with backoff (next at %s)", exc,
+                      self.retry_at.strftime("%H:%M:%S") if self.retry_at else "?")
 
     def succeeded(self) -> None:
-        if self.problem is not None:
+        if self.problem is None:
+            return
+        if self._announced:
             log.warning("store: the database takes writes again (failing since %s); "
                         "polling resumes", self.since.strftime("%H:%M:%S") if self.since
                         else "?")
-        self.problem, self.since, self.retry_at, self._failures = None, None, None, 0
+        self._recovered_at = self.clock()
+        self.problem, self.since, self.retry_at, self._announced = None, None, None, False
 
     def may_try(self) -> bool:
         return self.retry_at is None or self.clock() >= self.retry_at

@@ -50,8 +50,14 @@ def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
                 missing.append((loc, name))
                 return ""
             value = default
-        if loc[:1] == ("channels",) and value:
+        # a server URL's substituted parts (its password, say); not a file's folder
+        server = loc[:1] == ("database",) and node.lstrip().startswith("postgres")
+        if (loc[:1] == ("channels",) or server) and value:
             secrets.append(value)
+        elif loc[:1] == ("database",) and value.startswith(("postgresql://", "postgres://")):
+            password = urlsplit(value).password  # the whole URL from one variable
+            if password:
+                secrets.append(password)
         return value
 
     return _ENV_REF.sub(repl, node)
@@ -124,8 +130,9 @@ def _resolve_paths(path: Path, data: dict[str, Any]) -> None:
     data.setdefault("database", "../data/watcher.db")
     data.setdefault("rules", "../rules.yaml")
     for key in ("database", "rules"):
-        if isinstance(data.get(key), str):
-            data[key] = _resolve_path(base, data[key])
+        value = data.get(key)
+        if isinstance(value, str) and not value.startswith(("postgresql://", "postgres://")):
+            data[key] = _resolve_path(base, value)
     for i, feed in enumerate(data.get("feeds") or []):
         if isinstance(feed, dict) and isinstance(feed.get("url"), str):
             try:

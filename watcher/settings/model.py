@@ -221,6 +221,9 @@ class PollConfig(_Model):
     concurrency: int = Field(default=16, ge=1, le=256)
     per_host: int = Field(default=2, ge=1, le=64)
     max_backoff: Duration = 86400.0
+    # A feed being polled is claimed for this long (renewed while the poll lasts); a
+    # daemon that dies loses its feeds to the others sharing the database after it.
+    lease: Duration = 120.0
 
 
 class FetchConfig(_Model):
@@ -251,6 +254,8 @@ class DeliveryConfig(_Model):
     backoff: tuple[Duration, ...] = Field(default=(5, 300, 1800, 7200, 18000, 36000, 86400),
                                           min_length=1)
     timezone: str = "UTC"  # for digest times such as "08:00"
+    # A delivery being sent is claimed for this long; then another daemon may take it.
+    lease: Duration = 120.0
 
     @field_validator("timezone")
     @classmethod
@@ -297,10 +302,15 @@ class AlertsConfig(_Model):
     unhealthy_after: Duration = 24 * 3600.0
 
 
+# A PostgreSQL server (libpq's URL form; the password from ${VAR}, libpq's
+# environment or ~/.pgpass), or else the path of an SQLite file.
+ServerUrl = Annotated[str, Field(pattern=r"^postgres(ql)?://")]
+
+
 class Settings(_Model):
     """The whole validated configuration. `source` is the file it came from."""
 
-    database: Path
+    database: ServerUrl | Path
     rules: Path
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = {}
@@ -316,6 +326,18 @@ class Settings(_Model):
     unusable_channels: dict[str, str] = {}
     # values that came from the environment inside channels: never logged
     secrets: tuple[str, ...] = ()
+
+    @property
+    def shared_database(self) -> bool:
+        """Several daemons may use it at once (PostgreSQL), not one (SQLite)."""
+        return isinstance(self.database, str)
+
+    @property
+    def database_shown(self) -> str:
+        """The database as logs and commands show it: a URL without its password."""
+        if isinstance(self.database, str):
+            return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", self.database)
+        return str(self.database)
 
     def feed_models(self) -> list[Feed]:
         out = []

@@ -1,0 +1,77 @@
+"""`watcher db prune|migrate|copy`: the database's upkeep."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from watcher.cli.common import Progress, load_settings_for, open_store_for
+from watcher.core.errors import ConfigError
+from watcher.core.intents import Retention
+from watcher.store import is_server_url, open_store, prune
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    db = sub.add_parser("db", parents=[common], help="database maintenance")
+    dbs = db.add_subparsers(dest="db_command", required=True)
+    p = dbs.add_parser("prune", parents=[common],
+                       help="remove articles older than the retention settings")
+    p.set_defaults(func=cmd_prune)
+    m = dbs.add_parser("migrate", parents=[common],
+                       help="bring the database's schema to this watcher's version")
+    m.set_defaults(func=cmd_migrate)
+    c = dbs.add_parser("copy", parents=[common],
+                       help="copy the SQLite database into an empty PostgreSQL database")
+    c.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db")
+    c.set_defaults(func=cmd_copy)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings, store = open_store_for(args)
+    retention = Retention(settings.retention.days, settings.retention.matched_days)
+    now = datetime.now(UTC)
+    try:
+        bar = Progress(store.count_prunable(now, retention), "pruning", "article(s)", 2000)
+        try:
+            removed = prune(store, now, retention, progress=bar)
+        finally:
+            bar.close()
+    finally:
+        store.close()
+    print(f"db prune: removed {removed} article(s) (unmatched older than "
+          f"{settings.retention.days:g} days, matched older than "
+          f"{settings.retention.matched_days:g} days)")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Opening the store applies what is pending (and refuses a newer schema)."""
+    settings = load_settings_for(args)
+    store = open_store(settings.database)
+    try:
+        found, known = store.schema_version()
+        store.migrate()
+    finally:
+        store.close()
+    print(f"db migrate: {settings.database_shown} is at schema version {found} "
+          f"(this watcher knows {known})")
+    return 0
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    settings = load_settings_for(args)
+    if settings.shared_database:
+        raise ConfigError("db copy: the configured database is already PostgreSQL; "
+                          "copy reads an SQLite database")
+    if not is_server_url(args.to):
+        raise ConfigError(f"db copy: --to: {args.to!r} is not a postgresql:// URL")
+    from watcher.store.copy import copy_to_postgres
+
+    counts = copy_to_postgres(Path(settings.database), args.to,
+                              progress=lambda table, n: print(f"  {table}: {n} row(s)"))
+    total = sum(ours for _, ours in counts.values())
+    print(f"db copy: {total} row(s) in {len(counts)} table(s) copied and verified by count; "
+          "set `database:` to the new URL to use it")
+    return 0
