@@ -4,14 +4,14 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY watcher ./watcher
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels ".[postgres]"
 
 # Run stage: only the installed package, config, rules and the demo seeds.
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
     WATCHER_CONFIG=/app/config/watcher.yaml
 COPY --from=build /wheels /wheels
-RUN pip install --no-index --find-links=/wheels watcher && rm -rf /wheels
+RUN pip install --no-index --find-links=/wheels "watcher[postgres]" && rm -rf /wheels
 WORKDIR /app
 COPY config ./config
 COPY rules.yaml ./rules.yaml
