@@ -11,10 +11,11 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -336,6 +337,16 @@ class Daemon(Reloading):
         finally:
             await self.close()
 
+    def _add_jobs(self, scheduler: AsyncIOScheduler) -> None:
+        def every(job: Callable[[], Awaitable[None]], job_id: str, **when: Any) -> None:
+            scheduler.add_job(job, "interval", id=job_id, max_instances=1, coalesce=True,
+                              misfire_grace_time=None, **when)
+        every(self._renew_leases, "leases",
+              seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3))
+        every(self.tick, "poll", seconds=self.settings.poll.tick, next_run_time=utcnow())
+        every(self.reload_rules_if_changed, "rules-reload", seconds=1)
+        every(self.prune, "prune", hours=24, next_run_time=utcnow() + timedelta(minutes=5))
+
     async def run_forever(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -350,18 +361,7 @@ class Daemon(Reloading):
         self._register()
         await rematch_unmatched(self.ctx)
         self._release_orphans()
-        scheduler.add_job(self._renew_leases, "interval",
-                          seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3), id="leases",
-                          max_instances=1, coalesce=True, misfire_grace_time=None)
-        scheduler.add_job(self.tick, "interval", seconds=self.settings.poll.tick,
-                          id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
-                          misfire_grace_time=None)
-        scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
-                          id="rules-reload", max_instances=1, coalesce=True,
-                          misfire_grace_time=None)
-        scheduler.add_job(self.prune, "interval", hours=24, id="prune", max_instances=1,
-                          coalesce=True, misfire_grace_time=None,
-                          next_run_time=utcnow() + timedelta(minutes=5))
+        self._add_jobs(scheduler)
         metrics_server = None
         if self.settings.metrics.listen:
             metrics_server = MetricsServer(self.settings.metrics.listen, self.health,
