@@ -380,3 +380,58 @@ def test_a_dead_owners_feed_leases_can_be_given_back(store: Store) -> None:
     assert store.release_feed_leases_of("dead") == 2
     assert store.feed_lease_owners(T0) == []
     assert store.claim_feeds("me", T0, 120, ["a", "b"]) == ["a", "b"]
+
+
+# -- alerts, as the web console reviews them -------------------------------------------------
+
+
+def test_alerts_are_listed_newest_first_with_filters(store: Store) -> None:
+    first = add(store, article("e1", title="Missile test"))
+    second = add(store, article("e2", "g", title="Rocket 50%_off", when=T0 + timedelta(hours=2)))
+    match(store, first, rule="arms")
+    match(store, second, rule="space", at=T0 + timedelta(hours=2))
+    alerts = store.alerts()
+    assert [(a.rule, a.title, a.feed) for a in alerts] == [("space", "Rocket 50%_off", "g"),
+                                                          ("arms", "Missile test", "f")]
+    assert alerts[1].article_id == first and alerts[1].snippet == "body of it"
+    assert [a.rule for a in store.alerts(rule="arms")] == ["arms"]
+    assert [a.rule for a in store.alerts(feed="g")] == ["space"]
+    assert [a.rule for a in store.alerts(since=T0 + timedelta(hours=1))] == ["space"]
+    assert [a.rule for a in store.alerts(until=T0 + timedelta(hours=1))] == ["arms"]
+    assert [a.rule for a in store.alerts(text="missile")] == ["arms"]
+    assert [a.rule for a in store.alerts(text="50%_")] == ["space"]  # no wildcards
+    assert store.alerts(text="0%x") == []
+    assert [a.rule for a in store.alerts(before_id=alerts[0].id)] == ["arms"]
+    assert len(store.alerts(limit=1)) == 1
+    one = store.alert(alerts[1].id)
+    assert one is not None and one.title == "Missile test" and not one.not_relevant
+    assert store.alert(99999) is None
+
+
+def test_feedback_is_kept_per_alert_and_counted_per_rule(store: Store) -> None:
+    ids = [add(store, article(f"e{i}")) for i in range(3)]
+    for i in ids:
+        match(store, i, rule="arms")
+    alert_ids = [a.id for a in store.alerts()]
+    assert store.record_feedback(alert_ids[0], "not_relevant", T0)
+    assert store.record_feedback(alert_ids[0], "not_relevant", T0)  # once per alert
+    assert store.record_feedback(alert_ids[1], "not_relevant", T0)
+    assert not store.record_feedback(99999, "not_relevant", T0)
+    assert store.feedback_counts() == {"arms": 2}
+    assert store.alert_counts(T0) == {"arms": 3}
+    assert store.alert_counts(T0 + timedelta(seconds=1)) == {}
+    flagged = [a.id for a in store.alerts() if a.not_relevant]
+    assert flagged == alert_ids[:2]
+
+
+def test_search_articles_gives_the_candidates_a_matcher_confirms(store: Store) -> None:
+    add(store, article("old", body="missiles long ago", when=T0 - timedelta(days=40)))
+    add(store, article("m1", body="A tactical missile."))
+    add(store, article("other", body="Nothing here."))
+    found = store.search_articles("missil*", since=T0 - timedelta(days=30))
+    assert [a.entry_id for a in found] == ["m1"]
+    assert found[0].body == "A tactical missile." and found[0].id is not None
+    assert store.search_articles("missil* OR nothing", since=T0 - timedelta(days=50),
+                                 limit=2)[0].entry_id == "other"
+    with pytest.raises(StoreError, match="cannot run query"):
+        store.search_articles('"open', since=T0)

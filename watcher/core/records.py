@@ -149,3 +149,23 @@ class DaemonInfo:
     heartbeat_at: datetime
     rules_hash: str
     config_hash: str
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """A rule's match on an article, as the web console lists it: why it fired, and
+    whether someone marked it not relevant."""
+
+    id: int
+    rule: str
+    query: str
+    field: str
+    snippet: str
+    created_at: datetime
+    article_id: int
+    story_id: int | None
+    title: str
+    url: str | None
+    feed: str
+    published_at: datetime | None
+    not_relevant: bool

@@ -27,6 +27,7 @@ from watcher.core.intents import (
 )
 from watcher.core.models import Article, Delivery, Feed, FeedState, StoryRef
 from watcher.core.records import (
+    AlertRecord,
     ArticleRecord,
     DaemonInfo,
     DeliveryRecord,
@@ -166,6 +167,32 @@ class ArchiveStore(Protocol):
     def finish_prune(self, now: datetime, retention: Retention) -> None: ...
 
 
+class AlertStore(Protocol):
+    """Alerts as people review them (the web console), and a draft rule's candidates."""
+
+    def alerts(self, rule: str | None = None, feed: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               text: str | None = None, before_id: int | None = None,
+               limit: int = 50) -> list[AlertRecord]:
+        """Newest first; `text` in the title or the snippet; `before_id` pages on."""
+
+    def alert(self, alert_id: int) -> AlertRecord | None: ...
+
+    def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
+        """One verdict per alert, the last wins; False when there is no such alert."""
+
+    def feedback_counts(self, verdict: str = "not_relevant") -> dict[str, int]:
+        """rule -> alerts given this verdict (kept after retention removes the alerts)."""
+
+    def alert_counts(self, since: datetime) -> dict[str, int]:
+        """rule -> alerts since then."""
+
+    def search_articles(self, query: str, since: datetime, limit: int = 10000
+                        ) -> list[Article]:
+        """Articles fetched since then that full-text search (watcher.core.search's
+        syntax) finds, newest first: the candidates a rule's matcher then confirms."""
+
+
 class DaemonStore(Protocol):
     def register_daemon(self, info: DaemonInfo) -> None: ...
 
@@ -177,7 +204,8 @@ class DaemonStore(Protocol):
     def live_daemons(self, since: datetime) -> list[DaemonInfo]: ...
 
 
-class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, DaemonStore, Protocol):
+class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, AlertStore, DaemonStore,
+            Protocol):
     def schema_version(self) -> tuple[int, int]:
         """(version of the database's schema, version this watcher knows)."""
 

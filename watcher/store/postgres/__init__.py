@@ -6,11 +6,12 @@ connection pool. Needs the `postgres` extra (psycopg 3 and psycopg_pool).
 
 from __future__ import annotations
 
+from watcher.store.postgres.alerts import AlertsPg
 from watcher.store.postgres.archive import ArchivePg
 from watcher.store.postgres.feeds import FeedsPg
 
 
-class PostgresStore(FeedsPg, ArchivePg):
+class PostgresStore(FeedsPg, ArchivePg, AlertsPg):
     """Feeds, articles and stories, the outbox, the archive and the daemons' registry."""
 
 

@@ -145,6 +145,19 @@ CREATE TABLE daemons (
 """
 
 # (name, SQL); never edit an entry once released: add one.
+# People's verdicts on alerts, kept by rule: the counts outlive the matches.
+_V2 = """
+CREATE TABLE alert_feedback (
+    match_id bigint PRIMARY KEY,
+    rule text NOT NULL,
+    verdict text NOT NULL,
+    created_at timestamptz NOT NULL
+);
+CREATE INDEX alert_feedback_rule ON alert_feedback (rule);
+CREATE INDEX matches_created ON matches (created_at);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial", _V1),
+    ("alert_feedback", _V2),
 ]

@@ -5,13 +5,14 @@ Split by domain; `SqliteStore` is all of them on one connection.
 
 from __future__ import annotations
 
+from watcher.store.sqlite.alerts import AlertsStore
 from watcher.store.sqlite.archive import ArchiveStore
 from watcher.store.sqlite.base import from_ts, ts
 from watcher.store.sqlite.daemons import DaemonsStore
 from watcher.store.sqlite.feeds import FeedsStore
 
 
-class SqliteStore(FeedsStore, ArchiveStore, DaemonsStore):
+class SqliteStore(FeedsStore, ArchiveStore, AlertsStore, DaemonsStore):
     """Feeds, articles and stories, the outbox and the archive reads, in one file."""
 
 

@@ -226,3 +226,19 @@ def m009_leases_and_daemons(db: sqlite_utils.Database) -> None:
         config_hash TEXT NOT NULL
     );
     """)
+
+
+@migrations()
+def m010_alert_feedback(db: sqlite_utils.Database) -> None:
+    """People's verdicts on alerts ("not relevant"), kept by rule: the counts outlive the
+    matches they were given on, which retention removes."""
+    db.executescript("""
+    CREATE TABLE alert_feedback (
+        match_id INTEGER PRIMARY KEY,
+        rule TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE INDEX alert_feedback_rule ON alert_feedback(rule);
+    CREATE INDEX matches_created ON matches(created_at);
+    """)

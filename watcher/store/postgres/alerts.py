@@ -1,0 +1,71 @@
+"""Alerts as people review them, and the stored articles a draft rule may match, on
+PostgreSQL (the same reads as watcher.store.sqlite.alerts)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from watcher.core.models import Article
+from watcher.core.records import AlertRecord
+from watcher.core.search import parse_search, to_tsquery
+from watcher.store.postgres.articles import ArticlesPg, _article
+
+_ALERT = ("SELECT m.id, m.rule, m.query, m.field, m.snippet, m.created_at, m.article_id, "
+          "a.story_id, a.title, a.url, a.feed, a.published_at, "
+          "f.match_id IS NOT NULL AS not_relevant "
+          "FROM matches m JOIN articles a ON a.id = m.article_id "
+          "LEFT JOIN alert_feedback f ON f.match_id = m.id AND f.verdict = 'not_relevant'")
+
+
+def _like(text: str) -> str:
+    return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+class AlertsPg(ArticlesPg):
+    def alerts(self, rule: str | None = None, feed: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               text: str | None = None, before_id: int | None = None,
+               limit: int = 50) -> list[AlertRecord]:
+        sql = _ALERT + " WHERE true"
+        params: list[Any] = []
+        for cond, value in (("m.rule = %s", rule), ("a.feed = %s", feed),
+                            ("m.created_at >= %s", since), ("m.created_at < %s", until),
+                            ("m.id < %s", before_id)):
+            if value is not None and value != "":
+                sql += f" AND {cond}"
+                params.append(value)
+        if text:
+            sql += " AND (a.title ILIKE %s OR m.snippet ILIKE %s)"
+            params += [_like(text), _like(text)]
+        sql += " ORDER BY m.id DESC LIMIT %s"
+        params.append(limit)
+        return [AlertRecord(**r) for r in self._rows(sql, params)]
+
+    def alert(self, alert_id: int) -> AlertRecord | None:
+        rows = self._rows(_ALERT + " WHERE m.id = %s", [alert_id])
+        return AlertRecord(**rows[0]) if rows else None
+
+    def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
+        return self._exec(
+            "INSERT INTO alert_feedback (match_id, rule, verdict, created_at) "
+            "SELECT id, rule, %s, %s FROM matches WHERE id = %s ON CONFLICT (match_id) "
+            "DO UPDATE SET verdict = excluded.verdict, created_at = excluded.created_at",
+            [verdict, now, alert_id]) > 0
+
+    def feedback_counts(self, verdict: str = "not_relevant") -> dict[str, int]:
+        return {r["rule"]: int(r["n"]) for r in self._rows(
+            "SELECT rule, count(*) AS n FROM alert_feedback WHERE verdict = %s GROUP BY rule",
+            [verdict])}
+
+    def alert_counts(self, since: datetime) -> dict[str, int]:
+        return {r["rule"]: int(r["n"]) for r in self._rows(
+            "SELECT rule, count(*) AS n FROM matches WHERE created_at >= %s GROUP BY rule",
+            [since])}
+
+    def search_articles(self, query: str, since: datetime, limit: int = 10000
+                        ) -> list[Article]:
+        tsq = to_tsquery(parse_search(query))
+        return [_article(r) for r in self._rows(
+            "SELECT a.* FROM articles a WHERE a.search @@ to_tsquery('english', %s) "
+            "AND a.fetched_at >= %s ORDER BY a.id DESC LIMIT %s", [tsq, since, limit])]
