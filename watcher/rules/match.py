@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 
 from watcher.core.models import FIELDS, Article, Hit, Match, Rule
 from watcher.core.text import language_code
 from watcher.rules.compile import LiteralIndex, literals_of
-from watcher.rules.evaluate import BNode, Bound, bind, evaluate, positive_leaves
+from watcher.rules.evaluate import BNode, Bound, RawHits, bind, evaluate, positive_leaves
 from watcher.rules.load import RuleSet
 from watcher.rules.query import KEYWORD_FIELDS, TEXT_FIELDS, Leaf, Prefix, rule_tree
 from watcher.rules.snippet import snippet
@@ -99,9 +100,20 @@ class CompiledRules:
         """Build the automata for a language now (default English), not on first match."""
         self._index.automata(language_code(language))
 
-    def match(self, article: Article) -> list[Match]:
+    def literal_hits(self, article: Article) -> tuple[dict[str, str], RawHits,
+                                                      Mapping[str, Sequence[int]]]:
+        """The article's searchable fields, every literal hit in them and each field's
+        word offsets: what `match` evaluates (and watcher.rules.explain shows)."""
         fields = {f: field_text(article, f) for f in TEXT_FIELDS}
         hits, offsets = self._index.find(article, fields)
+        return fields, hits, offsets
+
+    def tree(self, rule: str) -> BNode:
+        """A rule's query bound to this index's literals."""
+        return self._trees[[r.name for r in self.rules].index(rule)]
+
+    def match(self, article: Article) -> list[Match]:
+        fields, hits, offsets = self.literal_hits(article)
         if not hits:
             return []
         candidates = sorted({i for lid in hits for i in self._triggers.get(lid, ())})
