@@ -135,6 +135,10 @@ def test_package_data_names_the_shipped_templates() -> None:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = meta["tool"]["setuptools"]["package-data"]["watcher"]
     shipped = {p for g in globs for p in (ROOT / "watcher").glob(g)}
-    assert {p.name for p in shipped} == {"subject.txt.j2", "text.txt.j2", "html.html.j2",
-                                         "generic.json.j2"}
+    delivery = ROOT / "watcher" / "delivery" / "templates"
+    assert {p.name for p in shipped if p.parent == delivery} == {
+        "subject.txt.j2", "text.txt.j2", "html.html.j2", "generic.json.j2"}
+    web = ROOT / "watcher" / "web"
+    for folder in (web / "templates", web / "static"):  # the console's pages and htmx
+        assert set(folder.iterdir()) <= shipped
     assert not (ROOT / "config" / "templates").exists()

@@ -405,6 +405,7 @@ def test_alerts_are_listed_newest_first_with_filters(store: Store) -> None:
     assert len(store.alerts(limit=1)) == 1
     one = store.alert(alerts[1].id)
     assert one is not None and one.title == "Missile test" and not one.not_relevant
+    assert one.matched == ("body",)
     assert store.alert(99999) is None
 
 

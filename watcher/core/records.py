@@ -169,3 +169,4 @@ class AlertRecord:
     feed: str
     published_at: datetime | None
     not_relevant: bool
+    matched: tuple[str, ...] = ()  # the words that matched, as the article wrote them

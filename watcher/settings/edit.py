@@ -1,4 +1,5 @@
-"""Add feeds to config/watcher.yaml without losing its comments and layout."""
+"""Edit files in place: feeds added to config/watcher.yaml without losing its comments
+and layout, and rules.yaml replaced whole, only over the version it was read at."""
 
 from __future__ import annotations
 
@@ -11,6 +12,44 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from watcher.core.errors import ConfigError
+from watcher.rules.load import digest_of
+
+
+class VersionConflict(ConfigError):
+    """The file changed since its version was read; `current` is its text now."""
+
+    def __init__(self, message: str, current: str) -> None:
+        super().__init__(message)
+        self.current = current
+
+
+def replace_text(path: Path, text: str, expected_version: str) -> str:
+    """Write `text` over the file when it is still at `expected_version` (the sha256
+    of its text, as watcher.rules.load.digest_of gives it); the new version.
+
+    Written to a temporary name beside it and renamed, keeping the file's mode, so a
+    reader (the daemon's hot reload) sees the old file or the new one, never half.
+    """
+    try:
+        current = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        current, mode = "", 0o644
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    if digest_of(current) != expected_version:
+        raise VersionConflict(f"{path}: changed since it was read (version "
+                              f"{digest_of(current)[:12]}, not {expected_version[:12]})",
+                              current)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise ConfigError(f"{path}: cannot write: {exc}") from None
+    return digest_of(text)
 
 
 def add_feeds(path: Path, feeds: Iterable[dict[str, Any]]) -> list[str]:

@@ -293,6 +293,36 @@ class MetricsConfig(_Model):
         return None if v == "" else v
 
 
+Role = Literal["viewer", "editor"]
+
+
+class WebUser(_Model):
+    # from `watcher web passwd NAME`
+    password_hash: str = Field(pattern=r"^scrypt\$")
+    role: Role = "viewer"
+
+
+class WebToken(_Model):
+    # an API token (Authorization: Bearer), best given as "${VARIABLE}"
+    token: str = Field(min_length=16)
+    role: Role = "viewer"
+
+
+class WebConfig(_Model):
+    # host:port of the web console, e.g. 127.0.0.1:8080; unset = off
+    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+    # Host names browsers may reach it by besides the listen address and localhost
+    # (a reverse proxy's name); any other Host header is refused (DNS rebinding).
+    hosts: tuple[str, ...] = ()
+    users: dict[str, WebUser] = {}
+    tokens: dict[str, WebToken] = {}
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return None if v == "" else v
+
+
 class AlertsConfig(_Model):
     """Operator alerts: problems with watcher itself, sent to these channels."""
 
@@ -321,6 +351,7 @@ class Settings(_Model):
     retention: RetentionConfig = RetentionConfig()
     stories: StoriesConfig = StoriesConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}

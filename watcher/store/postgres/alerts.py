@@ -13,13 +13,18 @@ from watcher.store.postgres.articles import ArticlesPg, _article
 
 _ALERT = ("SELECT m.id, m.rule, m.query, m.field, m.snippet, m.created_at, m.article_id, "
           "a.story_id, a.title, a.url, a.feed, a.published_at, "
-          "f.match_id IS NOT NULL AS not_relevant "
+          "f.match_id IS NOT NULL AS not_relevant, m.hits "
           "FROM matches m JOIN articles a ON a.id = m.article_id "
           "LEFT JOIN alert_feedback f ON f.match_id = m.id AND f.verdict = 'not_relevant'")
 
 
 def _like(text: str) -> str:
     return "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _alert(r: dict[str, Any]) -> AlertRecord:
+    hits = r.pop("hits")
+    return AlertRecord(**r, matched=tuple(h["matched"] for h in hits))
 
 
 class AlertsPg(ArticlesPg):
@@ -40,11 +45,11 @@ class AlertsPg(ArticlesPg):
             params += [_like(text), _like(text)]
         sql += " ORDER BY m.id DESC LIMIT %s"
         params.append(limit)
-        return [AlertRecord(**r) for r in self._rows(sql, params)]
+        return [_alert(r) for r in self._rows(sql, params)]
 
     def alert(self, alert_id: int) -> AlertRecord | None:
         rows = self._rows(_ALERT + " WHERE m.id = %s", [alert_id])
-        return AlertRecord(**rows[0]) if rows else None
+        return _alert(rows[0]) if rows else None
 
     def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
         return self._exec(

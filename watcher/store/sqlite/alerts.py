@@ -3,6 +3,7 @@ verdicts given on them; and the stored articles a draft rule may match."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +15,7 @@ from watcher.store.sqlite.base import Row, from_ts, must_ts, ts
 
 _ALERT = ("SELECT m.id, m.rule, m.query, m.field, m.snippet, m.created_at, m.article_id, "
           "a.story_id, a.title, a.url, a.feed, a.published_at, "
-          "f.match_id IS NOT NULL AS not_relevant "
+          "f.match_id IS NOT NULL AS not_relevant, m.hits "
           "FROM matches m JOIN articles a ON a.id = m.article_id "
           "LEFT JOIN alert_feedback f ON f.match_id = m.id AND f.verdict = 'not_relevant'")
 
@@ -28,7 +29,8 @@ def _alert(r: Row) -> AlertRecord:
                        snippet=r["snippet"], created_at=must_ts(r["created_at"]),
                        article_id=r["article_id"], story_id=r["story_id"], title=r["title"],
                        url=r["url"], feed=r["feed"], published_at=from_ts(r["published_at"]),
-                       not_relevant=bool(r["not_relevant"]))
+                       not_relevant=bool(r["not_relevant"]),
+                       matched=tuple(h["matched"] for h in json.loads(r["hits"])))
 
 
 class AlertsStore(ArticlesStore):
