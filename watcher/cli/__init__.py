@@ -11,10 +11,10 @@ import sys
 from collections.abc import Sequence
 
 from watcher import __version__
-from watcher.cli import archive, check, db, deliveries, feeds, rules, run, templates
+from watcher.cli import archive, check, db, deliveries, feeds, rules, run, templates, web
 from watcher.core.errors import WatcherError
 
-COMMANDS = (run, check, feeds, deliveries, archive, db, rules, templates)
+COMMANDS = (run, check, feeds, deliveries, archive, db, rules, templates, web)
 
 
 def build_parser() -> argparse.ArgumentParser:

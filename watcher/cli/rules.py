@@ -1,4 +1,5 @@
-"""`watcher rules check|schema|test`: edit rules safely, see what they would catch."""
+"""`watcher rules check|schema|test|explain`: edit rules safely, see what they would
+catch, and why a rule did or did not fire."""
 
 from __future__ import annotations
 
@@ -36,6 +37,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     test.add_argument("--since", default="30d", help="how far back (default 30d)")
     test.add_argument("--show", type=int, default=3, help="newest matches shown per rule")
     test.set_defaults(func=cmd_test)
+    exp = rs.add_parser("explain", parents=[common],
+                        help="why a rule did or did not match a stored article")
+    exp.add_argument("rule", help="the rule's name")
+    exp.add_argument("article_id", type=int, help="the article's id (watcher search, show)")
+    exp.add_argument("--file", help="rules file (default: the config's rules)")
+    exp.set_defaults(func=cmd_explain)
 
 
 def _settings(args: argparse.Namespace, required: bool) -> Settings | None:
@@ -122,3 +129,44 @@ def _marked(snippet: str, matched: list[str]) -> str:
     from watcher.delivery.render import mark
 
     return mark(snippet, tuple(matched))
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from watcher.rules.explain import explain
+
+    settings = _settings(args, required=True)
+    assert settings is not None
+    ruleset = _load(args, settings)
+    store = open_store(settings.database)
+    try:
+        article = store.article(args.article_id)
+    finally:
+        store.close()
+    if article is None:
+        raise ConfigError(f"rules explain: no stored article {args.article_id}")
+    try:
+        e = explain(ruleset, args.rule, article)
+    except KeyError:
+        raise RuleError(f"{ruleset.source}: no rule named {args.rule!r}") from None
+    verdict = "matched" if e.matched else "did not match"
+    print(f"rule {e.rule!r} {verdict} article {article.id} "
+          f"([{article.feed}] {article.title or '(untitled)'})")
+    for step in (e.query, *e.conditions):
+        _print_step(step, 1)
+    return 0 if e.matched else 1
+
+
+def _print_step(step: Any, depth: int) -> None:
+    mark = "yes" if step.held else "no "
+    pad = "  " * depth
+    if step.kind == "term":
+        print(f"{pad}{mark} {step.text} in {', '.join(step.fields)}")
+        for p in step.places:
+            at = f", word {p.word + 1}" if p.word >= 0 else ""
+            print(f"{pad}      {p.field}{at}: {p.written!r} (seen as {p.seen_as!r})")
+    elif step.kind in ("and", "or", "not"):
+        print(f"{pad}{mark} {step.text}")
+    else:
+        print(f"{pad}{mark} {step.kind}: {step.text}")
+    for child in step.children:
+        _print_step(child, depth + 1)

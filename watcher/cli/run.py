@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import load_all, setup_logging
+from watcher.cli.web import serve_in_thread
 from watcher.rules import compile_rules
 from watcher.service.lock import DaemonLock
 
@@ -50,7 +51,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             if args.once:
                 return runner.run(daemon.run_once(stats_path=args.stats))
-            return runner.run(daemon.run_forever())
+            stop_web = serve_in_thread(settings) if settings.web.listen else None
+            try:
+                return runner.run(daemon.run_forever())
+            finally:
+                if stop_web is not None:
+                    stop_web()
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -126,6 +126,7 @@ class Auth:
         self.sessions: dict[str, Session] = {}
         self.tokens = {t.token: Principal(name, t.role) for name, t in config.tokens.items()}
         self.admin: str | None = None
+        self.token_path = data_dir / TOKEN_FILE
         if not config.users and not config.tokens:
             self.admin = admin_token(data_dir)
             self.tokens[self.admin] = Principal("admin", "editor")
