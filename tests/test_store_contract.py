@@ -436,3 +436,25 @@ def test_search_articles_gives_the_candidates_a_matcher_confirms(store: Store) -
                                  limit=2)[0].entry_id == "other"
     with pytest.raises(StoreError, match="cannot run query"):
         store.search_articles('"open', since=T0)
+
+
+def test_rules_are_muted_until_a_time(store: Store) -> None:
+    store.mute_rule("arms", T0 + timedelta(hours=1), T0)
+    store.mute_rule("space", T0 + timedelta(days=1), T0)
+    assert store.mutes(T0) == {"arms": T0 + timedelta(hours=1), "space": T0 + timedelta(days=1)}
+    assert store.mutes(T0 + timedelta(hours=2)) == {"space": T0 + timedelta(days=1)}
+    store.mute_rule("space", None, T0)
+    store.mute_rule("arms", T0 + timedelta(days=7), T0)  # a new mute replaces the old
+    assert store.mutes(T0) == {"arms": T0 + timedelta(days=7)}
+
+
+def test_a_muted_rules_deliveries_wait_for_one_digest_at_its_end(store: Store) -> None:
+    until = T0 + timedelta(hours=1)
+    store.mute_rule("r", until, T0)
+    for i in range(2):
+        match(store, add(store, article(f"e{i}")), at=T0 + timedelta(minutes=i))
+    policies = {"r": Policy(muted_until=store.mutes(T0)["r"])}
+    assert classify_all(store, policies) == 2
+    assert store.claim_deliveries(T0 + timedelta(minutes=30), 60, 10) == []
+    due = store.claim_deliveries(until, 60, 10)
+    assert len(due) == 2 and len({d.digest_id for d in due}) == 1

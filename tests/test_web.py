@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,8 @@ def test_api_tokens_from_the_config_carry_their_role(tmp_path: Path) -> None:
         r = web.client.put("/api/v1/rules", json={"rules_yaml": RULES},
                            headers={**head, "If-Match": digest_of(RULES)})
         assert r.status_code == 403
+        r = web.client.post("/api/v1/rules/arms/mute", json={"for": "1h"}, headers=head)
+        assert r.status_code == 403 and web.store.mutes(NOW) == {}
     finally:
         web.store.close()
 
@@ -316,3 +319,23 @@ def test_the_alerts_page_says_why_and_where_it_went(web: Web) -> None:
     assert "Kim" not in web.client.get("/alerts?rule=nothing").text
     article = web.client.get(f"/articles/{ids['hit']}?rule=arms").text
     assert "matched" in article and "seen as" in article
+
+
+# -- mutes ---------------------------------------------------------------------------------
+
+
+def test_editors_mute_a_rule_for_a_while(web: Web) -> None:
+    r = api(web, "POST", "/api/v1/rules/arms/mute", json={"for": "1d"})
+    assert r.status_code == 200
+    assert web.store.mutes(NOW) == {"arms": NOW + timedelta(days=1)}
+    assert api(web, "POST", "/api/v1/rules/nope/mute", json={"for": "1h"}).status_code == 404
+    assert api(web, "POST", "/api/v1/rules/arms/mute", json={"for": "soon"}).status_code == 422
+    assert api(web, "POST", "/api/v1/rules/arms/mute", json={"for": None}).json() == {
+        "rule": "arms", "muted_until": None}
+    assert web.store.mutes(NOW) == {}
+    csrf = web.login()
+    r = web.client.post("/rules/arms/mute", data={"csrf": csrf, "span": "1w"},
+                        follow_redirects=False)
+    assert r.status_code == 303 and web.store.mutes(NOW) == {"arms": NOW + timedelta(days=7)}
+    assert "until 2026-05-17 12:00 UTC" in web.client.get("/rules").text
+    assert web.client.post("/rules/arms/mute", data={"span": "1h"}).status_code == 403

@@ -7,6 +7,8 @@ claimed with `group`.
 - `cooldown`: the first match of a rule goes out at once and opens a window of
   `cooldown` seconds; matches inside the window are held until it ends and then
   go out together as one digest. The next match after the window alerts at once.
+- a rule muted until a time: its matches are held until then and go out as one
+  digest when the mute ends (a mute wins over both of the below).
 - `digest`: every match waits for the next digest time ("hourly": the top of the
   hour, "daily": midnight, "HH:MM": that time each day). `digest` wins over
   `cooldown` when a rule has both.
@@ -34,10 +36,12 @@ class Policy:
 
     cooldown_s: float | None = None
     digest: str | None = None
+    # muted (from the web console): held until then, and then sent as one digest
+    muted_until: datetime | None = None
 
     @property
     def holds(self) -> bool:
-        return bool(self.cooldown_s or self.digest)
+        return bool(self.cooldown_s or self.digest or self.muted_until)
 
 
 def parse_cooldown(value: object) -> float:
@@ -97,6 +101,8 @@ def hold_until(policy: Policy, created_at: datetime, last_immediate_at: datetime
     `last_immediate_at` is when the last alert of this rule to this channel that
     was *not* held was created (it opened the current cooldown window).
     """
+    if policy.muted_until is not None and created_at < policy.muted_until:
+        return policy.muted_until
     if policy.digest:
         return next_digest_at(policy.digest, created_at, tz)
     if policy.cooldown_s:

@@ -163,7 +163,10 @@ class Daemon(Reloading):
                           name, feed, exc)
 
     def _policies(self) -> dict[str, Policy]:
-        return {r.name: Policy(r.cooldown_s, r.digest) for r in self.rules.rules}
+        # Mutes are set from the web console, another process: read at each pass.
+        mutes = self.store.mutes(utcnow())
+        return {r.name: Policy(r.cooldown_s, r.digest, mutes.get(r.name))
+                for r in self.rules.rules}
 
     def _channels_by_rule(self) -> Mapping[str, Sequence[str]]:
         """Rule -> its usable channels; built once per rules and channels in force,

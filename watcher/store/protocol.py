@@ -187,6 +187,13 @@ class AlertStore(Protocol):
     def alert_counts(self, since: datetime) -> dict[str, int]:
         """rule -> alerts since then."""
 
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+        """Hold the rule's deliveries until then (None: unmute); the dispatcher sends
+        what was held as one digest when the mute ends."""
+
+    def mutes(self, now: datetime) -> dict[str, datetime]:
+        """rule -> until when it is muted, for the mutes not over yet."""
+
     def search_articles(self, query: str, since: datetime, limit: int = 10000
                         ) -> list[Article]:
         """Articles fetched since then that full-text search (watcher.core.search's

@@ -41,6 +41,11 @@ class ExplainIn(BaseModel):
                                    description="a draft; the saved rules when absent")
 
 
+class MuteIn(BaseModel):
+    span: str | None = Field(default="1h", alias="for",
+                             description="1h, 1d, 1w or a duration (30m); null unmutes")
+
+
 class FeedbackIn(BaseModel):
     verdict: Literal["not_relevant"] = "not_relevant"
 
@@ -139,6 +144,20 @@ def diff(current: str, mine: str) -> str:
     return "".join(difflib.unified_diff(current.splitlines(keepends=True),
                                         mine.splitlines(keepends=True),
                                         "rules.yaml (on disk)", "rules.yaml (yours)"))
+
+
+@router.post("/rules/{name}/mute")
+def mute(name: str, body: MuteIn, ctx: Ctx, _: Editor) -> dict[str, Any]:
+    """Deliveries of the rule are held while it is muted and go out as one digest
+    when the mute ends; its matches are still recorded."""
+    ruleset = _parsed(ctx.rules_text(), ctx)
+    try:
+        until = rulework.mute(ctx.store, ruleset, name, body.span, ctx.now())
+    except KeyError:
+        raise HTTPException(404, f"rules: no rule named {name!r}") from None
+    except ValueError as exc:
+        raise HTTPException(422, f"for: {exc}") from None
+    return {"rule": name, "muted_until": until.isoformat() if until else None}
 
 
 @router.get("/alerts")

@@ -108,12 +108,14 @@ def _rule_rows(ctx: Console, text: str) -> list[dict[str, Any]]:
         return []
     counts = ctx.store.alert_counts(ctx.now() - timedelta(days=30))
     flagged = ctx.store.feedback_counts()
+    mutes = ctx.store.mutes(ctx.now())
     rows = []
     for r in ruleset.rules:
         n, bad = counts.get(r.name, 0), flagged.get(r.name, 0)
         relevance = f"{max(0.0, 1 - bad / n):.0%}" if n else "–"
         rows.append({"name": r.name, "query": r.query or " / ".join(r.any + r.all),
-                     "alerts": n, "not_relevant": bad, "relevance": relevance})
+                     "alerts": n, "not_relevant": bad, "relevance": relevance,
+                     "muted_until": mutes.get(r.name)})
     return rows
 
 
@@ -184,6 +186,23 @@ async def rules_save(request: Request, ctx: Ctx, _: Editor) -> Response:
         return _rules_page(request, ctx, text, digest_of(exc.current), 409,
                            conflict=str(exc), diff=diff(exc.current, text))
     return RedirectResponse("/rules?saved=1", status_code=303)
+
+
+@router.post("/rules/{name}/mute", include_in_schema=False)
+async def mute_form(name: str, request: Request, ctx: Ctx, _: Editor) -> Response:
+    form = await form_of(request)
+    span = form.get("span") or None
+    try:
+        rulework.mute(ctx.store, rulework.parse(ctx.rules_text(), ctx.settings), name, span,
+                      ctx.now())
+    except RuleError:
+        raise HTTPException(409, "rules: the saved rules have problems; fix them first") \
+            from None
+    except KeyError:
+        raise HTTPException(404, f"rules: no rule named {name!r}") from None
+    except ValueError as exc:
+        raise HTTPException(422, f"mute: {exc}") from None
+    return RedirectResponse(f"/rules#rule-{name}", status_code=303)
 
 
 @router.get("/articles/{article_id}", include_in_schema=False)

@@ -105,6 +105,21 @@ def preview(store: Store, ruleset: RuleSet, rule: str, since: str, now: datetime
     return Preview(rule, start, count, complete, query, dict(sorted(per_day.items())), out)
 
 
+MUTE_FOR = {"1h": 3600.0, "1d": 86400.0, "1w": 7 * 86400.0}
+
+
+def mute(store: Store, ruleset: RuleSet, rule: str, span: str | None,
+         now: datetime) -> datetime | None:
+    """Mute a rule of the saved rules for a span (1h, 1d, 1w or a duration such as
+    30m); None unmutes. KeyError: no such rule; ValueError: not a span."""
+    if rule not in {r.name for r in ruleset.rules}:
+        raise KeyError(rule)
+    until = None if span is None else now + timedelta(
+        seconds=MUTE_FOR.get(span) or parse_duration(span))
+    store.mute_rule(rule, until, now)
+    return until
+
+
 def explain_article(ruleset: RuleSet, rule: str, article: Article) -> Explanation:
     return explain(ruleset, rule, article)
 

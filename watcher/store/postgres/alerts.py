@@ -68,6 +68,19 @@ class AlertsPg(ArticlesPg):
             "SELECT rule, count(*) AS n FROM matches WHERE created_at >= %s GROUP BY rule",
             [since])}
 
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+        if until is None:
+            self._exec("DELETE FROM rule_mutes WHERE rule = %s", [rule])
+        else:
+            self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at) VALUES "
+                       "(%s, %s, %s) ON CONFLICT (rule) DO UPDATE SET muted_until = "
+                       "excluded.muted_until, created_at = excluded.created_at",
+                       [rule, until, now])
+
+    def mutes(self, now: datetime) -> dict[str, datetime]:
+        return {r["rule"]: r["muted_until"] for r in self._rows(
+            "SELECT rule, muted_until FROM rule_mutes WHERE muted_until > %s", [now])}
+
     def search_articles(self, query: str, since: datetime, limit: int = 10000
                         ) -> list[Article]:
         tsq = to_tsquery(parse_search(query))

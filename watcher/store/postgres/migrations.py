@@ -145,7 +145,7 @@ CREATE TABLE daemons (
 """
 
 # (name, SQL); never edit an entry once released: add one.
-# People's verdicts on alerts, kept by rule: the counts outlive the matches.
+# People's verdicts on alerts, kept by rule (the counts outlive the matches); mutes.
 _V2 = """
 CREATE TABLE alert_feedback (
     match_id bigint PRIMARY KEY,
@@ -154,6 +154,11 @@ CREATE TABLE alert_feedback (
     created_at timestamptz NOT NULL
 );
 CREATE INDEX alert_feedback_rule ON alert_feedback (rule);
+CREATE TABLE rule_mutes (
+    rule text PRIMARY KEY,
+    muted_until timestamptz NOT NULL,
+    created_at timestamptz NOT NULL
+);
 CREATE INDEX matches_created ON matches (created_at);
 """
 

@@ -84,6 +84,22 @@ class AlertsStore(ArticlesStore):
             "SELECT rule, count(*) AS n FROM matches WHERE created_at >= ? GROUP BY rule",
             [ts(since)])}
 
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+        """Hold the rule's deliveries until then (None: no longer)."""
+        with self._atomic():
+            if until is None:
+                self._exec("DELETE FROM rule_mutes WHERE rule = ?", [rule])
+            else:
+                self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at) "
+                           "VALUES (?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
+                           "muted_until = excluded.muted_until, "
+                           "created_at = excluded.created_at", [rule, ts(until), ts(now)])
+
+    def mutes(self, now: datetime) -> dict[str, datetime]:
+        """rule -> until when it is muted, for the mutes not over yet."""
+        return {r["rule"]: must_ts(r["muted_until"]) for r in self._rows(
+            "SELECT rule, muted_until FROM rule_mutes WHERE muted_until > ?", [ts(now)])}
+
     def search_articles(self, query: str, since: datetime, limit: int = 10000
                         ) -> list[Article]:
         """The articles fetched since then that the full-text search finds (the archive's

@@ -231,7 +231,7 @@ def m009_leases_and_daemons(db: sqlite_utils.Database) -> None:
 @migrations()
 def m010_alert_feedback(db: sqlite_utils.Database) -> None:
     """People's verdicts on alerts ("not relevant"), kept by rule: the counts outlive the
-    matches they were given on, which retention removes."""
+    matches they were given on, which retention removes. Rules muted for a while."""
     db.executescript("""
     CREATE TABLE alert_feedback (
         match_id INTEGER PRIMARY KEY,
@@ -240,5 +240,10 @@ def m010_alert_feedback(db: sqlite_utils.Database) -> None:
         created_at TEXT NOT NULL
     );
     CREATE INDEX alert_feedback_rule ON alert_feedback(rule);
+    CREATE TABLE rule_mutes (
+        rule TEXT PRIMARY KEY,
+        muted_until TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
     CREATE INDEX matches_created ON matches(created_at);
     """)
