@@ -1,0 +1,81 @@
+"""The archive, the outbox and the feeds in the console, through the ASGI client on a
+real SQLite file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.test_web_hostile import EVIL, assert_inert
+from tests.web_helpers import NOW, Web, add_article, make_web, match_all
+from watcher.core.digest import classify
+from watcher.core.intents import FeedFailed
+
+
+@pytest.fixture
+def web(tmp_path: Path) -> Iterator[Web]:
+    w = make_web(tmp_path)
+    add_article(w.store, "e1", "Kim inspects tactical missiles", "A tactical missile.",
+                url="https://news.test/kim")
+    add_article(w.store, "e2", f"Weather {EVIL}", f"Sunny. {EVIL}", url="javascript:x()")
+    match_all(w.store, w.settings)
+    yield w
+    w.store.close()
+
+
+def bearer(web: Web) -> dict[str, str]:
+    return {"Authorization": f"Bearer {web.admin_token}"}
+
+
+def test_archive_search_api_and_page(web: Web) -> None:
+    body = web.client.get("/api/v1/articles?q=missile", headers=bearer(web)).json()
+    assert [a["title"] for a in body["articles"]] == ["Kim inspects tactical missiles"]
+    assert "[" in body["articles"][0]["snippet"]
+    assert web.client.get('/api/v1/articles?q="open', headers=bearer(web)).status_code == 422
+    one = web.client.get(f"/api/v1/articles/{body['articles'][0]['id']}",
+                         headers=bearer(web)).json()
+    assert one["matches"][0]["rule"] == "arms" and one["deliveries"][0]["channel"] == "console"
+    assert one["sources"][0]["feed"] == "wire"
+    assert web.client.get("/api/v1/articles/999", headers=bearer(web)).status_code == 404
+    web.login()
+    page = web.client.get("/archive?q=sunny").text
+    assert "1 article(s)" in page and "Weather" in page
+    assert_inert(page)
+    assert "not a date" in web.client.get("/archive?q=sunny&since=yesterday").text
+    assert "cannot run query" in web.client.get('/archive?q="open').text
+
+
+def test_deliveries_are_listed_and_dead_ones_retried(web: Web) -> None:
+    [d] = web.store.deliveries()
+    web.store.apply_holds(classify(*web.store.hold_candidates(), {}, UTC), NOW)
+    claimed = web.store.claim_deliveries(NOW, 60, 10, ignore_schedule=True)
+    assert [c.id for c in claimed] == [d.id]
+    web.store.mark_failed([c.id for c in claimed], NOW, "webhook answered 500", None)
+    assert web.store.deliveries()[0].status == "dead"
+    body = web.client.get("/api/v1/deliveries?status=dead", headers=bearer(web)).json()
+    assert [x["id"] for x in body["deliveries"]] == [d.id]
+    csrf = web.login()
+    page = web.client.get("/deliveries").text
+    assert "webhook answered 500" in page and "Retry" in page
+    r = web.client.post(f"/deliveries/{d.id}/retry", data={"csrf": csrf},
+                        follow_redirects=False)
+    assert r.status_code == 303 and web.store.deliveries()[0].status == "pending"
+    assert web.client.post(f"/deliveries/{d.id}/retry", data={}).status_code == 403
+    r = web.client.post("/api/v1/deliveries/nope/retry", headers=bearer(web))
+    assert r.status_code == 404
+
+
+def test_feeds_show_their_state(web: Web) -> None:
+    web.store.record_poll(FeedFailed("wire", NOW - timedelta(minutes=5),
+                                     NOW + timedelta(minutes=10),
+                                     "fetch: feed 'wire' answered 503"))
+    body = web.client.get("/api/v1/feeds", headers=bearer(web)).json()
+    [feed] = body["feeds"]
+    assert feed["name"] == "wire" and feed["state"] == "failing"
+    assert "503" in feed["last_error"]
+    web.login()
+    page = web.client.get("/feeds").text
+    assert "failing" in page and "answered 503" in page
