@@ -339,3 +339,23 @@ def test_editors_mute_a_rule_for_a_while(web: Web) -> None:
     assert r.status_code == 303 and web.store.mutes(NOW) == {"arms": NOW + timedelta(days=7)}
     assert "until 2026-05-17 12:00 UTC" in web.client.get("/rules").text
     assert web.client.post("/rules/arms/mute", data={"span": "1h"}).status_code == 403
+
+
+def test_a_not_relevant_alert_becomes_a_no_match_example(web: Web) -> None:
+    seed(web)
+    match_all(web.store, web.settings)
+    alert = web.store.alerts(text="kim")[0]
+    csrf = web.login()
+    web.client.post(f"/alerts/{alert.id}/feedback", data={"csrf": csrf})
+    assert "Add as a no_match example of arms" in web.client.get("/alerts").text
+    r = web.client.post(f"/alerts/{alert.id}/example", data={"csrf": csrf},
+                        follow_redirects=False)
+    assert r.status_code == 303
+    text = (web.folder / "rules.yaml").read_text()
+    kept = [line.split("#")[0].rstrip() for line in RULES.splitlines()]
+    assert all(line in text for line in kept)  # the layout as it was, the example added
+    assert "# our rules; this comment must survive a save" in text and "# inline comment" in text
+    body = api(web, "POST", "/api/v1/rules/validate", json={"rules_yaml": text}).json()
+    assert body["ok"] and [(x["expect"], x["passed"]) for x in body["examples"]] == [
+        ("no_match", False)]  # the rule still takes it: the example says so until fixed
+    assert "Kim inspects tactical missiles" in text

@@ -100,3 +100,34 @@ def add_feeds(path: Path, feeds: Iterable[dict[str, Any]]) -> list[str]:
         tmp.write_text(out.getvalue(), encoding="utf-8")
         tmp.replace(path)
     return added
+
+
+def add_rule_example(path: Path, rule: str, example: dict[str, str],
+                     kind: str = "no_match") -> str:
+    """Append an example article to a rule's `examples` in rules.yaml, keeping the
+    file's comments and layout; the new version. ConfigError when there is no such
+    rule or the file cannot be edited."""
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - name:", as rules.yaml is written
+    yaml.width = 4096
+    try:
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.load(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except Exception as exc:  # ruamel raises many types for bad YAML
+        raise ConfigError(f"{path}: cannot edit: {exc}") from None
+    rules = doc.get("rules") if isinstance(doc, dict) else None
+    found = next((r for r in rules or () if isinstance(r, dict) and r.get("name") == rule),
+                 None)
+    if found is None:
+        raise ConfigError(f"{path}: no rule named {rule!r}")
+    examples = found.setdefault("examples", CommentedMap())
+    seq = examples.get(kind)
+    if not isinstance(seq, list):
+        seq = examples[kind] = CommentedSeq([] if seq is None else [seq])
+    seq.append(CommentedMap(example))
+    out = StringIO()
+    yaml.dump(doc, out)
+    return replace_text(path, out.getvalue(), digest_of(text))

@@ -15,11 +15,11 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from watcher.core.errors import RuleError, StoreError
+from watcher.core.errors import ConfigError, RuleError, StoreError
 from watcher.core.records import AlertRecord, DeliveryRecord, SourceRecord
 from watcher.delivery.render import mark_html
 from watcher.rules.load import digest_of
-from watcher.settings.edit import VersionConflict
+from watcher.settings.edit import VersionConflict, add_rule_example
 from watcher.web import rulework
 from watcher.web.api import diff, save_rules
 from watcher.web.auth import Principal
@@ -91,6 +91,23 @@ def alerts_page(request: Request, ctx: Ctx, _: Viewer, rule: str | None = None,
                                         "before": found[-1].id}) if found else ""
     return render(request, "alerts.html", alerts=views, rules=names, f=filters,
                   next_before=len(found) == limit, next_link=next_link)
+
+
+@router.post("/alerts/{alert_id}/example", include_in_schema=False)
+async def example_form(alert_id: int, request: Request, ctx: Ctx, _: Editor) -> Response:
+    """The alert's article becomes a `no_match` example of its rule in rules.yaml."""
+    await form_of(request)
+    alert = ctx.store.alert(alert_id)
+    if alert is None:
+        raise HTTPException(404, f"alerts: no alert {alert_id}")
+    example = {"title": alert.title}
+    if alert.field != "title":
+        example[alert.field] = alert.snippet
+    try:
+        add_rule_example(ctx.rules_path, alert.rule, example)
+    except ConfigError as exc:
+        raise HTTPException(409, str(exc)) from None
+    return RedirectResponse("/rules?saved=1", status_code=303)
 
 
 @router.post("/alerts/{alert_id}/feedback", include_in_schema=False)
