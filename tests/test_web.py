@@ -359,3 +359,31 @@ def test_a_not_relevant_alert_becomes_a_no_match_example(web: Web) -> None:
     assert body["ok"] and [(x["expect"], x["passed"]) for x in body["examples"]] == [
         ("no_match", False)]  # the rule still takes it: the example says so until fixed
     assert "Kim inspects tactical missiles" in text
+
+
+def test_the_rule_form_adds_and_edits_one_rule_keeping_the_rest(web: Web) -> None:
+    seed(web)
+    csrf = web.login()
+    form = {"csrf": csrf, "version": digest_of(RULES), "name": "kim", "query": "",
+            "default_operator": "OR", "any": "missile system, tactical missiles",
+            "all": "", "none": "video game", "fields": ["title", "summary", "body"],
+            "feeds": "wire", "tags": "", "languages": "", "notify": ["console"],
+            "cooldown": "30m", "digest": ""}
+    r = web.client.post("/rules/form", data=form, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    text = (web.folder / "rules.yaml").read_text()
+    assert text.startswith(RULES)  # the rest as it was, comments and all
+    body = api(web, "POST", "/api/v1/rules/validate", json={"rules_yaml": text}).json()
+    assert body["ok"] and body["rules"] == 2
+    page = web.client.get("/rules?edit=kim").text
+    assert 'value="missile system, tactical missiles"' in page and 'value="1800s"' in page
+    edited = {**form, "version": digest_of(text), "cooldown": "", "any": "missile system"}
+    assert web.client.post("/rules/form", data=edited,
+                           follow_redirects=False).status_code == 303
+    again = (web.folder / "rules.yaml").read_text()
+    assert "cooldown" not in again and "tactical missiles" not in again
+    assert again.count("name: kim") == 1
+    bad = {**edited, "version": digest_of(again), "notify": []}
+    r = web.client.post("/rules/form", data=bad)
+    assert r.status_code == 422 and "notify" in r.text
+    assert (web.folder / "rules.yaml").read_text() == again  # refused: nothing written

@@ -107,17 +107,7 @@ def add_rule_example(path: Path, rule: str, example: dict[str, str],
     """Append an example article to a rule's `examples` in rules.yaml, keeping the
     file's comments and layout; the new version. ConfigError when there is no such
     rule or the file cannot be edited."""
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - name:", as rules.yaml is written
-    yaml.width = 4096
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = yaml.load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except Exception as exc:  # ruamel raises many types for bad YAML
-        raise ConfigError(f"{path}: cannot edit: {exc}") from None
+    yaml, text, doc = _load_rules_doc(path)
     rules = doc.get("rules") if isinstance(doc, dict) else None
     found = next((r for r in rules or () if isinstance(r, dict) and r.get("name") == rule),
                  None)
@@ -131,3 +121,43 @@ def add_rule_example(path: Path, rule: str, example: dict[str, str],
     out = StringIO()
     yaml.dump(doc, out)
     return replace_text(path, out.getvalue(), digest_of(text))
+
+
+def _load_rules_doc(path: Path) -> tuple[YAML, str, Any]:
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.indent(mapping=2, sequence=4, offset=2)  # "  - name:", as rules.yaml is written
+    yaml.width = 4096
+    try:
+        text = path.read_text(encoding="utf-8")
+        return yaml, text, yaml.load(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except Exception as exc:  # ruamel raises many types for bad YAML
+        raise ConfigError(f"{path}: cannot edit: {exc}") from None
+
+
+def rule_written(path: Path, rule: dict[str, Any]) -> str:
+    """rules.yaml's text with `rule` in place of the rule of its name (keys it does not
+    name, such as examples, kept) or appended; comments and layout kept. Not written:
+    the caller validates the text, then saves it with replace_text."""
+    yaml, _, doc = _load_rules_doc(path)
+    if doc is None:
+        doc = CommentedMap()
+    rules = doc.setdefault("rules", CommentedSeq())
+    found = next((r for r in rules if isinstance(r, dict) and r.get("name") == rule["name"]),
+                 None)
+    if found is None:
+        found = CommentedMap()
+        rules.append(found)
+    for key, value in rule.items():
+        if value in (None, "", [], ()):
+            found.pop(key, None)
+            continue
+        if isinstance(value, list | tuple):
+            value = CommentedSeq(value)
+            value.fa.set_flow_style()
+        found[key] = value
+    out = StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()

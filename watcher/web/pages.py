@@ -16,10 +16,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from watcher.core.errors import ConfigError, RuleError, StoreError
+from watcher.core.models import FIELDS
 from watcher.core.records import AlertRecord, DeliveryRecord, SourceRecord
 from watcher.delivery.render import mark_html
 from watcher.rules.load import digest_of
-from watcher.settings.edit import VersionConflict, add_rule_example
+from watcher.rules.query import TEXT_FIELDS
+from watcher.settings.edit import VersionConflict, add_rule_example, rule_written
 from watcher.web import rulework
 from watcher.web.api import diff, save_rules
 from watcher.web.auth import Principal
@@ -138,14 +140,89 @@ def _rule_rows(ctx: Console, text: str) -> list[dict[str, Any]]:
 
 def _rules_page(request: Request, ctx: Ctx, text: str, version: str, status: int = 200,
                 **values: Any) -> HTMLResponse:
+    values.setdefault("rule_form", rule_form_values(ctx, ctx.rules_text(), None))
     return render(request, "rules.html", status, rules=_rule_rows(ctx, ctx.rules_text()),
-                  text=text, version=version, **values)
+                  text=text, version=version, channels=sorted(ctx.settings.channels),
+                  text_fields=TEXT_FIELDS, **values)
+
+
+def rule_form_values(ctx: Console, text: str, name: str | None) -> dict[str, Any]:
+    """The form's fields: those of the rule being edited, else a new rule's."""
+    blank: dict[str, Any] = {"name": "", "query": "", "default_operator": "OR", "any": "",
+                             "all": "", "none": "", "fields": list(FIELDS), "feeds": "",
+                             "tags": "", "languages": "", "notify": [], "cooldown": "",
+                             "digest": ""}
+    if not name:
+        return blank
+    try:
+        rule = next((r for r in rulework.parse(text, ctx.settings).rules if r.name == name),
+                    None)
+    except RuleError:
+        rule = None
+    if rule is None:
+        return blank
+    return {"name": rule.name, "query": rule.query, "default_operator": rule.default_operator,
+            "any": ", ".join(rule.any), "all": ", ".join(rule.all),
+            "none": ", ".join(rule.none), "fields": list(rule.fields),
+            "feeds": ", ".join(rule.feeds), "tags": ", ".join(rule.tags),
+            "languages": ", ".join(rule.languages), "notify": list(rule.notify),
+            "cooldown": f"{rule.cooldown_s:g}s" if rule.cooldown_s else "",
+            "digest": rule.digest or ""}
+
+
+def _listed(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+@router.post("/rules/form", include_in_schema=False)
+async def rule_form_save(request: Request, ctx: Ctx, _: Editor) -> Response:
+    """One rule from the form, in place of the rule of its name or added; the rest of
+    rules.yaml (comments, layout, examples) kept."""
+    await form_of(request)
+    form = await request.form()
+    fields = [str(f) for f in form.getlist("fields")]
+    rule: dict[str, Any] = {
+        "name": str(form.get("name", "")).strip(), "query": str(form.get("query", "")).strip(),
+        "default_operator": None if form.get("default_operator") != "AND" else "AND",
+        "any": _listed(str(form.get("any", ""))), "all": _listed(str(form.get("all", ""))),
+        "none": _listed(str(form.get("none", ""))),
+        "fields": None if sorted(fields) == sorted(FIELDS) else fields,
+        "feeds": _listed(str(form.get("feeds", ""))), "tags": _listed(str(form.get("tags", ""))),
+        "languages": _listed(str(form.get("languages", ""))),
+        "notify": [str(c) for c in form.getlist("notify")],
+        "cooldown": str(form.get("cooldown", "")).strip() or None,
+        "digest": str(form.get("digest", "")).strip() or None}
+    values = {k: ", ".join(v) if isinstance(v, list) and k not in ("fields", "notify") else v
+              for k, v in rule.items()}
+    values["fields"] = fields
+    version = str(form.get("version", ""))
+    if not rule["name"]:
+        check = {"ok": False, "errors": [{"line": None, "column": None,
+                                          "message": "the rule needs a name"}], "examples": []}
+        return _rules_page(request, ctx, ctx.rules_text(), version, 422, check=check,
+                           rule_form=values)
+    try:
+        text = rule_written(ctx.rules_path, rule)
+    except ConfigError as exc:
+        raise HTTPException(409, str(exc)) from None
+    check = rulework.validate(text, ctx.settings)
+    if not check["ok"]:
+        return _rules_page(request, ctx, ctx.rules_text(), version, 422, check=check,
+                           rule_form=values)
+    try:
+        save_rules(ctx, text, version)
+    except VersionConflict as exc:
+        return _rules_page(request, ctx, exc.current, digest_of(exc.current), 409,
+                           conflict=str(exc), diff=diff(exc.current, text), rule_form=values)
+    return RedirectResponse("/rules?saved=1", status_code=303)
 
 
 @router.get("/rules", include_in_schema=False)
-def rules_page(request: Request, ctx: Ctx, _: Viewer, saved: int = 0) -> HTMLResponse:
+def rules_page(request: Request, ctx: Ctx, _: Viewer, saved: int = 0,
+               edit: str | None = None) -> HTMLResponse:
     text = ctx.rules_text()
-    return _rules_page(request, ctx, text, digest_of(text), saved=bool(saved))
+    return _rules_page(request, ctx, text, digest_of(text), saved=bool(saved),
+                       rule_form=rule_form_values(ctx, text, edit))
 
 
 def _is_htmx(request: Request) -> bool:
