@@ -6,7 +6,9 @@ its rule. Each step leaves a screenshot in the test's temporary folder."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -121,3 +123,7 @@ def test_a_person_writes_a_rule_previews_it_saves_and_reviews_alerts(
     assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m]
     assert problems == []
     assert len(list(shots.glob("*.png"))) == 5
+    if out := os.environ.get("WATCHER_SCREENSHOTS"):  # `make screenshots`, for the README
+        Path(out).mkdir(parents=True, exist_ok=True)
+        shutil.copy(shots / "4-not-relevant.png", Path(out) / "alerts.png")
+        shutil.copy(shots / "2-preview.png", Path(out) / "rules.png")
