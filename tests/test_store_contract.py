@@ -420,6 +420,8 @@ def test_feedback_is_kept_per_alert_and_counted_per_rule(store: Store) -> None:
     assert not store.record_feedback(99999, "not_relevant", T0)
     assert store.feedback_counts() == {"arms": 2}
     assert store.alert_counts(T0) == {"arms": 3}
+    assert store.alerts_per_day(T0 - timedelta(days=1)) == {"arms": {"2026-05-01": 3}}
+    assert store.alerts_per_day(T0 + timedelta(seconds=1)) == {}
     assert store.alert_counts(T0 + timedelta(seconds=1)) == {}
     flagged = [a.id for a in store.alerts() if a.not_relevant]
     assert flagged == alert_ids[:2]

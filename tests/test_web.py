@@ -387,3 +387,13 @@ def test_the_rule_form_adds_and_edits_one_rule_keeping_the_rest(web: Web) -> Non
     r = web.client.post("/rules/form", data=bad)
     assert r.status_code == 422 and "notify" in r.text
     assert (web.folder / "rules.yaml").read_text() == again  # refused: nothing written
+
+
+def test_the_rules_page_draws_each_rules_alerts_per_day(web: Web) -> None:
+    seed(web)
+    match_all(web.store, web.settings, when=NOW - timedelta(days=2))
+    match_all(web.store, web.settings)  # nothing new: the counts stay
+    web.login()
+    page = web.client.get("/rules").text
+    assert '<svg class="spark"' in page
+    assert 'aria-label="2 alert(s) in 30 days, at most 2 a day"' in page

@@ -187,6 +187,9 @@ class AlertStore(Protocol):
     def alert_counts(self, since: datetime) -> dict[str, int]:
         """rule -> alerts since then."""
 
+    def alerts_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        """rule -> UTC day (YYYY-MM-DD) -> alerts that day, since then."""
+
     def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
         """Hold the rule's deliveries until then (None: unmute); the dispatcher sends
         what was held as one digest when the mute ends."""

@@ -25,6 +25,7 @@ from watcher.settings.edit import VersionConflict, add_rule_example, rule_writte
 from watcher.web import rulework
 from watcher.web.api import diff, save_rules
 from watcher.web.auth import Principal
+from watcher.web.charts import days_back, sparkline
 from watcher.web.context import Console, console, editor, principal, safe_url
 from watcher.web.security import check_form_csrf
 
@@ -128,13 +129,16 @@ def _rule_rows(ctx: Console, text: str) -> list[dict[str, Any]]:
     counts = ctx.store.alert_counts(ctx.now() - timedelta(days=30))
     flagged = ctx.store.feedback_counts()
     mutes = ctx.store.mutes(ctx.now())
+    per_day = ctx.store.alerts_per_day(ctx.now() - timedelta(days=30))
+    days = days_back(ctx.now(), 30)
     rows = []
     for r in ruleset.rules:
         n, bad = counts.get(r.name, 0), flagged.get(r.name, 0)
         relevance = f"{max(0.0, 1 - bad / n):.0%}" if n else "–"
         rows.append({"name": r.name, "query": r.query or " / ".join(r.any + r.all),
                      "alerts": n, "not_relevant": bad, "relevance": relevance,
-                     "muted_until": mutes.get(r.name)})
+                     "muted_until": mutes.get(r.name),
+                     "chart": sparkline(per_day.get(r.name, {}), days)})
     return rows
 
 

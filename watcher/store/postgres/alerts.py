@@ -68,6 +68,14 @@ class AlertsPg(ArticlesPg):
             "SELECT rule, count(*) AS n FROM matches WHERE created_at >= %s GROUP BY rule",
             [since])}
 
+    def alerts_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows("SELECT rule, to_char(created_at AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD') AS day, count(*) AS n FROM matches "
+                            "WHERE created_at >= %s GROUP BY 1, 2", [since]):
+            out.setdefault(r["rule"], {})[r["day"]] = int(r["n"])
+        return out
+
     def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
         if until is None:
             self._exec("DELETE FROM rule_mutes WHERE rule = %s", [rule])

@@ -84,6 +84,15 @@ class AlertsStore(ArticlesStore):
             "SELECT rule, count(*) AS n FROM matches WHERE created_at >= ? GROUP BY rule",
             [ts(since)])}
 
+    def alerts_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        """rule -> UTC day (YYYY-MM-DD) -> alerts that day, since then."""
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows("SELECT rule, substr(created_at, 1, 10) AS day, count(*) AS n "
+                            "FROM matches WHERE created_at >= ? GROUP BY rule, day",
+                            [ts(since)]):
+            out.setdefault(r["rule"], {})[r["day"]] = int(r["n"])
+        return out
+
     def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
         """Hold the rule's deliveries until then (None: no longer)."""
         with self._atomic():
