@@ -94,7 +94,8 @@ def main() -> None:
     print(f"preview 30d: {body['count']} matches; median {preview[0] * 1000:.0f} ms, "
           f"p95 {preview[1] * 1000:.0f} ms")
     print(f"alerts page: median {alerts[0] * 1000:.0f} ms, p95 {alerts[1] * 1000:.0f} ms")
-    print(f"archive page, words in every article: median {archive[0] * 1000:.0f} ms, p95 {archive[1] * 1000:.0f} ms")
+    print(f"archive page, words in every article: median {archive[0] * 1000:.0f} ms, "
+          f"p95 {archive[1] * 1000:.0f} ms")
     print(f"archive page, a phrase in 1 article of 200: median {rare[0] * 1000:.0f} ms, "
           f"p95 {rare[1] * 1000:.0f} ms")
     print(f"at {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")

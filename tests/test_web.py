@@ -35,7 +35,8 @@ def test_first_start_makes_an_admin_token_readable_only_by_its_owner(web: Web) -
     again.store.close()
 
 
-@pytest.mark.parametrize("path", ["/alerts", "/rules", "/articles/1", "/"])
+@pytest.mark.parametrize("path", ["/alerts", "/rules", "/articles/1", "/", "/archive",
+                                  "/feeds", "/deliveries"])
 def test_pages_need_a_login_even_on_loopback(web: Web, path: str) -> None:
     r = web.client.get(path, follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login"

@@ -79,3 +79,14 @@ def test_feeds_show_their_state(web: Web) -> None:
     web.login()
     page = web.client.get("/feeds").text
     assert "failing" in page and "answered 503" in page
+
+
+def test_the_overview_shows_alerts_backlog_and_failing_feeds(web: Web) -> None:
+    web.store.record_poll(FeedFailed("wire", NOW - timedelta(minutes=5),
+                                     NOW + timedelta(minutes=10),
+                                     "fetch: feed 'wire' answered 503"))
+    web.login()
+    page = web.client.get("/").text
+    assert "<h1>Overview</h1>" in page and 'href="/alerts?rule=arms"' in page
+    assert "Backlog: 1 waiting" in page and "1 failing" in page and "answered 503" in page
+    assert_inert(page)

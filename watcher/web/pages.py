@@ -54,8 +54,15 @@ async def form_of(request: Request) -> dict[str, str]:
 
 
 @router.get("/", include_in_schema=False)
-def home(_: Viewer) -> Response:
-    return RedirectResponse("/alerts", status_code=303)
+def overview(request: Request, ctx: Ctx, _: Viewer) -> HTMLResponse:
+    """Alerts per day per rule, the delivery backlog and the failing feeds."""
+    now = ctx.now()
+    day_start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    report = ctx.store.status_report(now, day_start)
+    days = days_back(now, 30)
+    charts = [(rule, sum(counts.values()), sparkline(counts, days)) for rule, counts in
+              sorted(ctx.store.alerts_per_day(now - timedelta(days=30)).items())]
+    return render(request, "overview.html", report=report, charts=charts)
 
 
 @dataclass(frozen=True)
