@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from markupsafe import Markup, escape
@@ -88,18 +89,40 @@ def _when(alert: Alert) -> str:
     return f" · {alert.published[:16].replace('T', ' ')} UTC" if alert.published else ""
 
 
+# Markdown's syntax characters (Discord's, Teams' and ntfy's): text from a feed is
+# shown as written, never as a link, a mention, a heading or emphasis.
+_MARKDOWN = re.compile(r"([\\`*_~|\[\]<>#])")
+_URL_BREAKERS = str.maketrans({"(": "%28", ")": "%29", " ": "%20", "<": "%3C", ">": "%3E"})
+
+
+def md_escape(text: str) -> str:
+    """`text` for a markdown message: each syntax character escaped, one line."""
+    return _MARKDOWN.sub(r"\\\1", one_line(text, 2000))
+
+
+def _md_link(text: str, url: str | None) -> str:
+    """[text](url), the text escaped and the URL unable to end the link early."""
+    text = md_escape(text)
+    return f"[{text}]({one_line(url, 2000).translate(_URL_BREAKERS)})" if url else text
+
+
+def _md_snippet(alert: Alert, bold: tuple[str, str] = ("**", "**")) -> str:
+    return mark(md_escape(alert.snippet), tuple(md_escape(m) for m in alert.matched), *bold)
+
+
 def _md_line(alert: Alert, bold: tuple[str, str] = ("**", "**")) -> str:
-    title = alert.title or "(untitled)"
-    head = f"[{title}]({alert.url})" if alert.url else title
-    return (f"{head}\n{mark(alert.snippet, alert.matched, *bold)}\n"
-            f"_{alert.query} in {alert.field} · {alert.feed}{_when(alert)}_")
+    head = _md_link(alert.title or "(untitled)", alert.url)
+    return (f"{head}\n{_md_snippet(alert, bold)}\n"
+            f"_{md_escape(alert.query)} in {alert.field} · {md_escape(alert.feed)}"
+            f"{_when(alert)}_")
 
 
-def _headline(message: Message) -> str:
+def _headline(message: Message, markdown: bool = False) -> str:
     alerts = alerts_of(message)
     if isinstance(message, Digest):
         return f"watcher digest [{message.rule}]: {len(alerts)} article(s)"
-    return f"watcher [{alerts[0].rule}]: {alerts[0].title or '(untitled)'}"
+    title = alerts[0].title or "(untitled)"
+    return f"watcher [{alerts[0].rule}]: {md_escape(title) if markdown else title}"
 
 
 def slack_payload(message: Message) -> dict[str, Any]:
@@ -125,11 +148,11 @@ def discord_payload(message: Message) -> dict[str, Any]:
     embeds = []
     for a in alerts_of(message)[:10]:
         embed: dict[str, Any] = {
-            "title": one_line(a.title or "(untitled)", 256),
-            "description": mark(a.snippet, a.matched)[:4000],
+            "title": one_line(md_escape(a.title or "(untitled)"), 256),
+            "description": _md_snippet(a)[:4000],
             "fields": [{"name": "rule", "value": a.rule[:1024], "inline": True},
-                       {"name": "feed", "value": a.feed[:1024], "inline": True},
-                       {"name": "why", "value": f"{a.query} in {a.field}"[:1024]}],
+                       {"name": "feed", "value": md_escape(a.feed)[:1024], "inline": True},
+                       {"name": "why", "value": f"{md_escape(a.query)} in {a.field}"[:1024]}],
         }
         if a.url:
             embed["url"] = a.url
@@ -137,14 +160,16 @@ def discord_payload(message: Message) -> dict[str, Any]:
             embed["timestamp"] = a.published
         embeds.append(embed)
     more = len(alerts_of(message)) - len(embeds)
-    content = one_line(_headline(message), 1900) + (f" (+{more} more)" if more > 0 else "")
+    content = one_line(_headline(message, markdown=True), 1900) + (
+        f" (+{more} more)" if more > 0 else "")
     return {"content": content, "embeds": embeds, "allowed_mentions": {"parse": []}}
 
 
 def teams_payload(message: Message) -> dict[str, Any]:
     """Microsoft Teams (Workflows webhook): an Adaptive Card."""
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": one_line(_headline(message)), "weight": "Bolder",
+        {"type": "TextBlock", "text": one_line(_headline(message, markdown=True)),
+         "weight": "Bolder",
          "size": "Medium", "wrap": True}]
     for a in alerts_of(message):
         body.append({"type": "TextBlock", "text": _md_line(a), "wrap": True,
