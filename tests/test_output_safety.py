@@ -136,5 +136,7 @@ def test_probe_title_reaches_no_terminal_log_or_mail_raw(
         assert out.returncode == 0, out.stderr
         assert "redirect loop at" in clean(out.stdout), command
         assert "auth_token=***" in out.stdout and SECRET not in out.stdout, command
+    status = run_watcher("status", "--json", "--config", cfg)
+    assert "auth_token=***" in status.stdout and SECRET not in status.stdout
     checked = run_watcher("check", "--config", cfg)
     assert "private_token=***" in checked.stdout and SECRET not in checked.stdout

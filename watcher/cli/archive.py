@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from watcher.cli.common import jsonable, open_store_for, when
 from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError
-from watcher.core.records import ArticleRecord
+from watcher.core.records import ArticleRecord, ProblemRecord, StatusReport
 from watcher.service.lock import holder
 from watcher.settings import parse_duration
 
@@ -89,7 +90,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"show: no article #{args.article_id}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(record_json(record), ensure_ascii=False, indent=2))
+        shown = record_json(record)
+        shown["page_error"] = redact(shown["page_error"], settings.secrets) or None
+        for d in shown["deliveries"]:
+            d["last_error"] = redact(d["last_error"], settings.secrets) or None
+        print(json.dumps(shown, ensure_ascii=False, indent=2))
         return 0
     _print_record(record, settings.secrets)
     return 0
@@ -125,12 +130,20 @@ def _print_record(record: ArticleRecord, secrets: tuple[str, ...]) -> None:
     print(printable(a.body, multiline=True))
 
 
+def _redacted(report: StatusReport, secrets: tuple[str, ...]) -> StatusReport:
+    """The report with its errors redacted: they may quote a feed's URL and its token."""
+    def clean(problems: tuple[ProblemRecord, ...]) -> tuple[ProblemRecord, ...]:
+        return tuple(replace(p, error=redact(p.error, secrets)) for p in problems)
+    return replace(report, feed_errors=clean(report.feed_errors),
+                   delivery_errors=clean(report.delivery_errors))
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     settings, store = open_store_for(args)
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        report = store.status_report(now, midnight)
+        report = _redacted(store.status_report(now, midnight), settings.secrets)
         # alive: a heartbeat within three ticks (a minute at least)
         daemons = store.live_daemons(now - timedelta(seconds=max(3 * settings.poll.tick, 60)))
     finally:
@@ -168,5 +181,5 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.feed_errors or report.delivery_errors:
         print("last errors:")
         for e in (*report.feed_errors, *report.delivery_errors):
-            print(f"  {when(e.at)}  {printable(redact(e.error, settings.secrets))}")
+            print(f"  {when(e.at)}  {printable(e.error)}")
     return 0
