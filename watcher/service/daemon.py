@@ -22,6 +22,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
+from watcher.core.display import redact
 from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
@@ -149,8 +150,9 @@ class Daemon(Reloading):
             delivery_id=f"wh_{feed}_{utcnow():%Y%m%d%H%M}", rule="_feed_health",
             query=f"feed {feed!r} failing for more than "
                   f"{self.settings.alerts.unhealthy_after / 3600:g} h",
-            title=f"Feed {feed!r} is unhealthy", url=state.url if state else None, feed=feed,
-            published=None, field="feed", snippet=notice)
+            title=f"Feed {feed!r} is unhealthy", feed=feed, published=None, field="feed",
+            url=redact(state.url, self.settings.secrets) if state else None,
+            snippet=redact(notice, self.settings.secrets))
         for name in self.settings.alerts.feed_health:
             channel = self.channels.get(name)
             if channel is None:
