@@ -51,7 +51,7 @@ def alert_titles(dirs: list[Path]) -> list[tuple[str, str]]:
     for d in dirs:
         path = d / "alerts.jsonl"
         if path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_text().split("\n")[:-1]:  # not a line being written
                 if line.strip():
                     a = json.loads(line)
                     out.append((a["rule"], a["url"] or a["title"]))

@@ -83,7 +83,9 @@ class Daemon(Reloading):
         self.store.check_writable()
         self.store.sync_feeds(self.feeds.values())
         self.storage = StorageHealth(utcnow)
-        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2)
+        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2,
+                                    on_room=self._on_room)
+        self._nothing_due = False  # until the next tick: a claim found nothing
         # who this daemon is to the others sharing the database: its feed leases, its
         # delivery claims and its row in the daemons' registry
         self.owner = claim_owner(socket.gethostname(), os.getpid())
@@ -224,13 +226,32 @@ class Daemon(Reloading):
             self._fatal(exc)
             return
         try:
-            now = utcnow()
-            self.store.heartbeat(self.owner, now, *self._hashes())
-            names = self.store.claim_feeds(self.owner, now, self.settings.poll.lease, self.feeds)
+            self.store.heartbeat(self.owner, utcnow(), *self._hashes())
         except StoreError as exc:
             self.storage.failed(exc)
             return
+        self._nothing_due = False
+        self._claim(self.feed_queue.room)
+
+    def _claim(self, room: int) -> None:
+        """Claim as many due feeds as the workers can start now, no more: the rest stay
+        free for the other daemons sharing the database, and are claimed here as room
+        frees (`_on_room`)."""
+        if room <= 0:
+            return
+        try:
+            names = self.store.claim_feeds(self.owner, utcnow(), self.settings.poll.lease,
+                                           self.feeds, limit=room)
+        except StoreError as exc:
+            self.storage.failed(exc)
+            return
+        self._nothing_due = not names
         self.feed_queue.submit(names)
+
+    def _on_room(self, room: int) -> None:
+        if not (self._nothing_due or self._stopping.is_set() or self._scheduler is None) \
+                and self.storage.may_try():
+            self._claim(room)
 
     async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
         """Poll the named feeds (not gone nor held by Retry-After), or by default the due
