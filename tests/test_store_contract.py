@@ -92,6 +92,20 @@ def test_feeds_are_synced_and_a_changed_url_starts_afresh(store: Store) -> None:
     assert store.feed_state("nope") is None
 
 
+def test_a_sources_memo_is_kept_between_polls_and_dropped_with_its_url(store: Store) -> None:
+    store.sync_feeds([feed("s")])
+    state = store.feed_state("s")
+    assert state is not None and state.memo is None
+    memo = '{"links": ["https://s.test/2026/05/01/a"]}'
+    store.record_poll(FeedFetched("s", T0, T0 + timedelta(minutes=5), None, None, memo=memo))
+    store.record_poll(FeedFetched("s", T0, T0 + timedelta(minutes=10), None, None))
+    state = store.feed_state("s")
+    assert state is not None and state.memo == memo  # a poll without one keeps it
+    store.sync_feeds([feed("s", "https://other.test/")])
+    state = store.feed_state("s")
+    assert state is not None and state.memo is None
+
+
 def test_due_feeds_and_polls(store: Store) -> None:
     store.sync_feeds([feed("a"), feed("b"), feed("c")])
     store.record_poll(FeedFetched("a", T0, T0 + timedelta(minutes=10), etag='"x"',

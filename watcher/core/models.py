@@ -36,6 +36,9 @@ class FeedState:
     next_poll_at: datetime | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    # what a sitemap or page source remembered from its last poll (JSON, see
+    # watcher.service.sources); None for a feed, or before the first poll
+    memo: str | None = None
 
 
 @dataclass(frozen=True)

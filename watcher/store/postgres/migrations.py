@@ -147,4 +147,7 @@ CREATE TABLE daemons (
 # (name, SQL); never edit an entry once released: add one.
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial", _V1),
+    # What a source that is not a feed remembers between polls, as the service wrote
+    # it (JSON, opaque here): a sitemap's validators per URL, a section page's links.
+    ("source_memo", "ALTER TABLE feeds ADD COLUMN memo text;"),
 ]

@@ -226,3 +226,10 @@ def m009_leases_and_daemons(db: sqlite_utils.Database) -> None:
         config_hash TEXT NOT NULL
     );
     """)
+
+
+@migrations()
+def m010_source_memo(db: sqlite_utils.Database) -> None:
+    """What a source that is not a feed remembers between polls, as the service wrote it
+    (JSON): a sitemap's validators per sitemap URL, a section page's links."""
+    db.executescript("ALTER TABLE feeds ADD COLUMN memo TEXT;")
