@@ -51,6 +51,7 @@ from watcher.core.schedule import (
     parse_retry_after,
     server_min_wait_s,
 )
+from watcher.core.sitemap import SitemapLimits
 from watcher.extract.choose import keep_text
 from watcher.fetch.client import Fetcher
 from watcher.rules import CompiledRules
@@ -97,6 +98,7 @@ class IngestContext:
     hurry: asyncio.Event | None = None  # set when the daemon stops: no more waiting
     on_alerts: Callable[[], None] | None = None  # a late page made new deliveries
     jobs: PageJobs = field(default_factory=PageJobs)
+    sitemaps: SitemapLimits = field(default_factory=SitemapLimits)
 
 
 def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
@@ -357,7 +359,7 @@ def _build_article(feed: Feed, entry: Entry, page: Page | None, to_come: bool,
         summary=entry.summary, body=kept.body, text_source=kept.source,
         published=entry.published, fetched_at=ctx.clock(),
         author=entry.author or (extracted.author if extracted else None),
-        language=extracted.language if extracted else None,
+        language=extracted.language if extracted and extracted.language else entry.language,
         sitename=extracted.sitename if extracted else None,
         tags=feed.tags, page_error=page.error if page else None, signature=kept.signature,
         page_pending=to_come)

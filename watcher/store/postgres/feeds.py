@@ -22,7 +22,8 @@ class FeedsPg(PgBase):
                     "configured_url = excluded.configured_url, etag = NULL, "
                     "last_modified = NULL, next_poll_at = NULL, gone_at = NULL, "
                     "consecutive_failures = 0, failing_since = NULL, unhealthy_since = NULL, "
-                    "memo = NULL WHERE feeds.configured_url IS DISTINCT FROM excluded.configured_url",
+                    "memo = NULL "
+                    "WHERE feeds.configured_url IS DISTINCT FROM excluded.configured_url",
                     [f.name, f.url, f.url])
 
     def feed_state(self, name: str) -> FeedState | None:
