@@ -106,6 +106,22 @@ def test_a_sources_memo_is_kept_between_polls_and_dropped_with_its_url(store: St
     assert state is not None and state.memo is None
 
 
+def test_websub_subscriptions_are_kept_replaced_and_dropped(store: Store) -> None:
+    from watcher.core.websub import Subscription
+
+    sub = Subscription("a", "https://hub.test/", "https://a.test/feed.xml", "cb1", "s3cret",
+                       "subscribing", T0)
+    store.save_websub(sub)
+    assert store.websub_subscriptions() == [sub]
+    active = replace(sub, state="active", lease_until=T0 + timedelta(days=10))
+    store.save_websub(active)
+    store.save_websub(replace(sub, feed="b", callback_id="cb2"))
+    assert [s.feed for s in store.websub_subscriptions()] == ["a", "b"]
+    assert store.websub_subscriptions()[0] == active
+    store.drop_websub("a")
+    assert [s.feed for s in store.websub_subscriptions()] == ["b"]
+
+
 def test_due_feeds_and_polls(store: Store) -> None:
     store.sync_feeds([feed("a"), feed("b"), feed("c")])
     store.record_poll(FeedFetched("a", T0, T0 + timedelta(minutes=10), etag='"x"',

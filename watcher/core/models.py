@@ -98,6 +98,8 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     ttl_minutes: int | None = None
     sy_period_s: float | None = None  # RSS syndication module: seconds between updates
+    hub: str | None = None  # WebSub: the hub the feed names (rel="hub")
+    topic: str | None = None  # WebSub: the feed's own URL (rel="self")
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from email.utils import formatdate
 from pathlib import Path
 from typing import cast
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import httpcore
 import httpx
@@ -186,6 +186,27 @@ class Fetcher:
             gz.finish()
         return result
 
+    async def post_form(self, feed: Feed, url: str, fields: dict[str, str]) -> int:
+        """A form POST on behalf of `feed` (a WebSub hub's subscription request): its
+        status. The hub is named by feed content, so it is guarded like a page; a
+        redirect is not followed (a POST is not repeated elsewhere)."""
+        what = f"feed {feed.name!r}: hub {url}"
+        if _scheme(url, what) not in ("http", "https"):
+            raise FetchError(f"{what}: scheme is not allowed")
+        content = urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "Content-Length": str(len(content))}
+        async with self._global["feed"], self._host_slot(url, "feed"):
+            try:
+                async with asyncio.timeout(self.limits.timeout_s):
+                    status, *_ = await self._one(self._pool_for(feed, url), url, headers,
+                                                 65536, what, True, method=b"POST",
+                                                 content=content)
+            except TimeoutError:
+                raise FetchError(f"{what}: no complete answer within "
+                                 f"{self.limits.timeout_s:g}s") from None
+        return status
+
     # -- pages --------------------------------------------------------------
 
     async def fetch_page(self, feed: Feed, url: str, *, decode: bool = True) -> FetchResult:
@@ -280,7 +301,8 @@ class Fetcher:
         raise FetchError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     async def _one(self, pool: Pool, url: str, headers: dict[str, str], cap: int, what: str,
-                   decode: bool, sink: Sink | None = None
+                   decode: bool, sink: Sink | None = None, method: bytes = b"GET",
+                   content: bytes | None = None
                    ) -> tuple[int, dict[str, str], bytes, str | None]:
         """One request, straight on the connection pool.
 
@@ -307,9 +329,9 @@ class Fetcher:
             credentials = f"{target.username}:{target.password}".encode()
             sent.append((b"Authorization", b"Basic " + base64.b64encode(credentials)))
         request = httpcore.Request(
-            b"GET", httpcore.URL(scheme=target.raw_scheme, host=target.raw_host,
+            method, httpcore.URL(scheme=target.raw_scheme, host=target.raw_host,
                                  port=target.port, target=target.raw_path),
-            headers=sent, extensions={"timeout": self._timeouts})
+            headers=sent, content=content, extensions={"timeout": self._timeouts})
         try:
             response = await pool.handle_async_request(request)
             body = cast(Body, response.stream)
