@@ -4,11 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode
 
 import pytest
+import yaml
 
+from tests.conftest import ROOT
+from tests.servers import LoopbackServer, Request, Response, wait_for
 from watcher.core.websub import (
     Subscription,
     hub_links,
@@ -73,3 +87,135 @@ def test_leases_renewals_and_hub_links() -> None:
     assert hub_links([("alternate", "/x"), ("hub", "https://hub.test/"), ("self", "/feed")],
                      "https://f.test/rss") == ("https://hub.test/", "https://f.test/feed")
     assert hub_links([], "https://f.test/") == (None, None)
+
+
+# -- a small hub on loopback, and the daemon ----------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss(items: list[tuple[str, str]], hub: str, me: str) -> bytes:
+    story = me.rsplit("/", 1)[0]
+    body = "".join(f"<item><guid>{g}</guid><title>{t}</title><link>{story}/story/{g}</link>"
+                   f"<description>{t}</description></item>" for g, t in items)
+    return (f'<?xml version="1.0"?><rss version="2.0" xmlns:atom="http://www.w3.org/2005/Atom">'
+            f'<channel><title>Pushed</title><atom:link rel="hub" href="{hub}"/>'
+            f'<atom:link rel="self" href="{me}"/>{body}</channel></rss>').encode()
+
+
+class Hub:
+    """Takes (un)subscriptions, verifies intent on the callback, and pushes."""
+
+    def __init__(self, server: LoopbackServer, lease: int) -> None:
+        self.server, self.lease = server, lease
+        self.requests: list[dict[str, str]] = []
+        self.verified: list[tuple[str, bool]] = []  # (mode, challenge echoed)
+        server.routes["/hub"] = self.subscribe
+
+    def subscribe(self, req: Request) -> Response:
+        form = dict(parse_qsl(req.body.decode()))
+        self.requests.append(form)
+        threading.Thread(target=self.verify, args=(form,), daemon=True).start()
+        return 202, {}, b""
+
+    def verify(self, form: dict[str, str]) -> None:
+        time.sleep(0.1)  # after the 202, as hubs do
+        query = urlencode({"hub.mode": form["hub.mode"], "hub.topic": form["hub.topic"],
+                           "hub.challenge": "ch-" + form["hub.mode"],
+                           "hub.lease_seconds": str(self.lease)})
+        with urllib.request.urlopen(f"{form['hub.callback']}?{query}", timeout=5) as r:
+            self.verified.append((form["hub.mode"], r.read().decode() == "ch-" + form[
+                "hub.mode"]))
+
+    def push(self, body: bytes, secret: str | None = None, method: str = "sha256",
+             callback: str | None = None) -> int:
+        form = self.requests[-1]
+        headers = {"Content-Type": "application/rss+xml"}
+        if secret is not None:
+            headers["X-Hub-Signature"] = f"{method}=" + hmac.new(
+                secret.encode(), body, getattr(hashlib, method)).hexdigest()
+        request = urllib.request.Request(callback or form["hub.callback"], data=body,
+                                         headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as r:
+                return int(r.status)
+        except urllib.error.HTTPError as exc:
+            return int(exc.code)
+
+
+def test_subscribe_verify_push_renew_and_unsubscribe(tmp_path: Path) -> None:
+    server = LoopbackServer()
+    hub = Hub(server, lease=4)
+    me, hub_url = server.url("/feed.xml"), server.url("/hub")
+    server.routes["/feed.xml"] = (200, {"Content-Type": "application/rss+xml"},
+                                  rss([("1", "A quiet day")], hub_url, me))
+    port = free_port()
+    cfg = {"database": "w.db", "rules": "rules.yaml",
+           "feeds": [{"name": "pushed", "url": me, "allow_private": True}],
+           "channels": {"file": {"type": "jsonl", "path": "alerts.jsonl"}},
+           "poll": {"tick": "1s"}, "fetch": {"max_feed_bytes": "100KB", "fetch_pages": False},
+           "web": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}",
+                   "websub_lease": "4s"}}
+    (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"rules": [
+        {"name": "missile", "any": ["tactical missile"], "notify": ["file"]}]}))
+    alerts = tmp_path / "alerts.jsonl"
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config",
+                             str(tmp_path / "watcher.yaml")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(lambda: ("subscribe", True) in hub.verified, timeout=30)
+        form = hub.requests[0]
+        assert (form["hub.mode"], form["hub.topic"]) == ("subscribe", me)
+        secret = form["hub.secret"]
+        assert len(secret) >= 32
+
+        pushed = rss([("2", "Army shows a tactical missile")], hub_url, me)
+        assert hub.push(pushed, secret="wrong") == 403  # refused before parsing
+        assert hub.push(pushed) == 403  # unsigned
+        assert hub.push(pushed, secret, callback=form["hub.callback"] + "x") == 404
+        assert hub.push(b"<rss>" + b" " * 200_000 + b"</rss>", secret) == 413
+        assert not alerts.exists()
+        assert hub.push(pushed, secret, method="sha1") == 202
+        assert wait_for(lambda: alerts.exists() and "tactical missile" in alerts.read_text())
+        assert [json.loads(x)["title"] for x in alerts.read_text().splitlines()] == [
+            "Army shows a tactical missile"]
+
+        # The hub granted 4 s: the lease is renewed before it ends.
+        assert wait_for(lambda: len([f for f in hub.requests if f["hub.mode"] == "subscribe"])
+                        >= 2, timeout=20)
+        assert hub.requests[1]["hub.callback"] == form["hub.callback"]
+
+        cfg["feeds"] = []
+        (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
+        proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: ("unsubscribe", True) in hub.verified, timeout=20)
+        assert hub.push(pushed, secret) == 404  # gone with its feed
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        server.close()
+    assert err.count("X-Hub-Signature") == 1, err  # logged once
+
+
+def test_polling_is_a_safety_net_while_pushes_come_and_takes_over_when_they_stop() -> None:
+    from watcher.service.websub import WebSub
+
+    websub = WebSub("127.0.0.1:0", "https://w.test", 86400.0, 6 * 3600.0, dict,
+                    lambda: None, 1000)  # type: ignore[arg-type, return-value]
+    planned = T0 + timedelta(minutes=10)
+    assert websub.poll_after("f", T0, planned) == planned  # not subscribed
+    websub.subs["f"] = replace(SUB, state="active", lease_until=T0 + timedelta(days=1))
+    assert websub.poll_after("f", T0, planned) == T0 + timedelta(hours=6)
+    websub.polled("f", 0, T0)
+    assert websub.poll_after("f", T0, planned) == T0 + timedelta(hours=6)
+    websub.polled("f", 2, T0)  # the safety poll found what no push brought
+    assert websub.poll_after("f", T0, planned) == planned
+    assert websub.poll_after("f", T0 + timedelta(days=2), planned) == planned  # lease over

@@ -37,6 +37,7 @@ from watcher.service.metrics import MetricsServer
 from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.service.reload import Reloading
 from watcher.service.sources import ingest_source
+from watcher.service.websub import start_websub
 from watcher.service.workers import ExtractPool
 from watcher.settings import Settings
 from watcher.store import open_store, prune
@@ -367,6 +368,7 @@ class Daemon(Reloading):
         scheduler.add_job(self.prune, "interval", hours=24, id="prune", max_instances=1,
                           coalesce=True, misfire_grace_time=None,
                           next_run_time=utcnow() + timedelta(minutes=5))
+        websub = await start_websub(self, scheduler)
         metrics_server = None
         if self.settings.metrics.listen:
             metrics_server = MetricsServer(self.settings.metrics.listen, self.health,
@@ -398,6 +400,8 @@ class Daemon(Reloading):
             scheduler.shutdown(wait=False)
             if metrics_server is not None:
                 await metrics_server.stop()
+            if websub is not None:
+                await websub.stop()
             await self.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from watcher.core.alerts import new_deliveries
 from watcher.core.decide import (
@@ -60,6 +61,9 @@ from watcher.service.pages import Page, PageBatch, PageJobs, resume_pages
 from watcher.service.workers import ExtractPool
 from watcher.store import Store
 
+if TYPE_CHECKING:
+    from watcher.service.websub import WebSub
+
 log = logging.getLogger("watcher.service.ingest")
 
 
@@ -99,6 +103,7 @@ class IngestContext:
     on_alerts: Callable[[], None] | None = None  # a late page made new deliveries
     jobs: PageJobs = field(default_factory=PageJobs)
     sitemaps: SitemapLimits = field(default_factory=SitemapLimits)
+    websub: WebSub | None = None  # pushes from the hubs feeds name (web.public_url set)
 
 
 def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
@@ -151,17 +156,22 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
                              parsed.sy_period_s if parsed else None, policy.max_server_wait_s)
     if parsed is None:  # 304 Not Modified: nothing to parse
         ctx.store.record_poll(FeedFetched(
-            feed.name, now, next_poll_after_success(now, policy, server_wait_s=wait),
+            feed.name, now, _next(feed, now, next_poll_after_success(
+                now, policy, server_wait_s=wait), ctx),
             etag=result.etag or (state.etag if state else None),
             last_modified=result.last_modified or (state.last_modified if state else None)))
         resume_pages(feed, ctx, ctx.max_pages)
         return FeedOutcome(feed.name, ok=True, not_modified=True)
 
+    if ctx.websub is not None and parsed.hub:
+        ctx.websub.noticed(feed, parsed.hub, parsed.topic or result.url)
     outcome = await _ingest_entries(feed, parsed, ctx)
     now = ctx.clock()
+    if ctx.websub is not None:
+        ctx.websub.polled(feed.name, outcome.new_articles, now)
     ctx.store.record_poll(FeedFetched(
-        feed.name, now,
-        next_poll_after_success(now, policy, [e.published for e in parsed.entries], wait),
+        feed.name, now, _next(feed, now, next_poll_after_success(
+            now, policy, [e.published for e in parsed.entries], wait), ctx),
         etag=result.etag, last_modified=result.last_modified,
         url=discovered or result.permanent_redirect, title=parsed.title or None))
     if result.permanent_redirect:
@@ -170,6 +180,10 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     log.info("ingest: feed %r: %d entries, %d new, %d matches", feed.name,
              len(parsed.entries), outcome.new_articles, outcome.matches)
     return outcome
+
+
+def _next(feed: Feed, now: datetime, planned: datetime, ctx: IngestContext) -> datetime:
+    return planned if ctx.websub is None else ctx.websub.poll_after(feed.name, now, planned)
 
 
 async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:

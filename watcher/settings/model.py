@@ -330,6 +330,33 @@ class MetricsConfig(_Model):
         return None if v == "" else v
 
 
+class WebConfig(_Model):
+    """WebSub: hubs push new stories to a small server of the daemon's own."""
+
+    # host:port the callback server listens on, e.g. 127.0.0.1:8491 (behind a proxy)
+    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+    # the URL the hubs reach that server at, e.g. https://watcher.example.org; unset:
+    # no WebSub, feeds are polled
+    public_url: str | None = None
+    websub_lease: Duration = 10 * 86400.0  # asked of the hubs; they decide
+    # while pushes are expected, the feed is still polled this often as a safety net
+    websub_poll_interval: Duration = 6 * 3600.0
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https")
+                              or not urlsplit(v).hostname):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _both(self) -> WebConfig:
+        if self.public_url and not self.listen:
+            raise ValueError("public_url needs listen (the address the server listens on)")
+        return self
+
+
 class AlertsConfig(_Model):
     """Operator alerts: problems with watcher itself, sent to these channels."""
 
@@ -358,6 +385,7 @@ class Settings(_Model):
     retention: RetentionConfig = RetentionConfig()
     stories: StoriesConfig = StoriesConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
