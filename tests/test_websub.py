@@ -21,7 +21,7 @@ from urllib.parse import parse_qsl, urlencode
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_watcher
 from tests.servers import LoopbackServer, Request, Response, wait_for
 from watcher.core.websub import (
     Subscription,
@@ -183,6 +183,9 @@ def test_subscribe_verify_push_renew_and_unsubscribe(tmp_path: Path) -> None:
         assert wait_for(lambda: alerts.exists() and "tactical missile" in alerts.read_text())
         assert [json.loads(x)["title"] for x in alerts.read_text().splitlines()] == [
             "Army shows a tactical missile"]
+
+        listed = run_watcher("feeds", "--config", str(tmp_path / "watcher.yaml"))
+        assert f"websub: active at {hub_url}, lease until 20" in listed.stdout, listed.stdout
 
         # The hub granted 4 s: the lease is renewed before it ends.
         assert wait_for(lambda: len([f for f in hub.requests if f["hub.mode"] == "subscribe"])

@@ -48,6 +48,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     configured = {f.name for f in settings.feeds}
     try:
         rows = {r.name: r for r in store.feed_health(datetime.now(UTC))}
+        pushes = {sub.feed: sub for sub in store.websub_subscriptions()}
     finally:
         store.close()
     header = f"{'feed':<22} {'type':<8} {'state':<10} {'last success':<19}  " \
@@ -66,6 +67,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"{f.name:<22} {f.type:<8} {state:<10} {when(r.last_success_at):<19}  "
               f"{when(r.next_poll_at):<19}  {r.consecutive_failures:>5} "
               f"{r.items_7d:>5}  {error}")
+        sub = pushes.get(f.name)
+        if sub is not None:
+            lease = f", lease until {when(sub.lease_until)}" if sub.lease_until else ""
+            print(f"{'':<22} websub: {sub.state} at {sub.hub}{lease}")
     stale = sorted(set(rows) - configured)
     if stale:
         print(f"(in the database but no longer configured: {', '.join(stale)})")
