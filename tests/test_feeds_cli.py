@@ -154,5 +154,8 @@ def test_add_proposes_a_news_sitemap_then_the_page_when_there_is_no_feed(
         assert line.split()[1:3] == ["page", "new"]
         line = next(x for x in listed.stdout.splitlines() if x.startswith("coast "))
         assert line.split()[1] == "sitemap"
+        exported = run_watcher("feeds", "export", "--config", str(cfg))
+        assert exported.returncode == 0 and "xmlUrl" in exported.stdout
+        assert server.url("/") not in exported.stdout  # not feeds: not exported as such
     finally:
         server.close()

@@ -238,9 +238,19 @@ def test_a_site_without_robots_is_looked_for_in_the_usual_places(
             news_url(f"{base}/a", NOW - timedelta(minutes=5), "A tactical missile again")])),
         "/a": page("A tactical missile again", "tactical missile"),
     })
-    ctx = context(tmp_path, Clock())
+    clock = Clock()
+    ctx = context(tmp_path, clock)
     outcome = poll(source(site.url("/")), ctx)
     assert outcome.ok and outcome.matches == 1
+    # The site moves its sitemap: the one remembered is gone, it is looked for afresh.
+    del site.routes["/sitemap_news.xml"]
+    site.routes["/robots.txt"] = (200, {}, f"Sitemap: {base}/moved.xml\n".encode())
+    site.routes["/moved.xml"] = (200, {}, urlset([
+        news_url(f"{base}/b", NOW + timedelta(minutes=5), "Moved but found")]))
+    site.routes["/b"] = page("Moved but found", "tactical missile")
+    clock.now += timedelta(minutes=10)
+    moved = poll(source(site.url("/")), ctx)
+    assert moved.ok and moved.new_articles == 1
     nothing = LoopbackServer()
     try:
         failed = poll(source(nothing.url("/"), name="bare"), ctx)

@@ -166,8 +166,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = load_settings(config_path(args.config))
+    # Sitemap and page sources are not feeds another reader could subscribe to.
     subs = [Subscription(title=f.name, url=f.url, categories=tuple(f.tags))
-            for f in settings.feeds]
+            for f in settings.feeds if f.type == "feed"]
     data = write_opml(subs, "watcher feeds", datetime.now(UTC))
     if args.output:
         Path(args.output).write_bytes(data)

@@ -106,8 +106,10 @@ class _Walk:
         self.read.append(url)
         self.maps[url] = {"etag": result.etag, "last_modified": result.last_modified}
         if sitemap.kind == "index":
+            # Only those that may still matter: an index answering 304 later has the
+            # same dates, and a sitemap older than `since` then is older still.
             self.maps[url]["children"] = [[u.loc, u.when.isoformat() if u.when else None]
-                                          for u in sitemap.urls]
+                                          for u in newest_first(sitemap.urls, self.since)]
         return sitemap
 
     async def run(self, roots: list[str], quiet_roots: bool) -> None:
@@ -180,6 +182,13 @@ async def ingest_sitemap(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     except FetchError as exc:
         return _fetch_failed(feed, url, state, exc, ctx)
     await walk.run(roots, quiet_roots=guessed)
+    if not walk.read and memo.roots:
+        # The sitemaps found before are gone: look for the site's sitemaps afresh.
+        try:
+            roots, guessed = await _roots(feed, url, SitemapMemo(), ctx)
+        except FetchError as exc:
+            return _fetch_failed(feed, url, state, exc, ctx)
+        await walk.run(roots, quiet_roots=guessed)
     if not walk.read:
         error = walk.errors[0] if walk.errors and not guessed else FetchError(
             f"fetch: feed {feed.name!r}: found no sitemap at {url} (robots.txt names none, "
@@ -188,9 +197,10 @@ async def ingest_sitemap(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     entries = sitemap_entries(walk.urls, walk.since)
     outcome = await _ingest_entries(feed, ParsedFeed(title="", entries=tuple(entries)), ctx)
     now = ctx.clock()
-    # A site's sitemaps are remembered once found; if they all stop answering, the
-    # next poll looks for them again.
-    roots_kept = [r for r in roots if r in walk.read] if is_site(url) else []
+    # A site's sitemaps are remembered once found (of the usual places, those that
+    # answered); when none of them answers any more, they are looked for again.
+    roots_kept = ([r for r in roots if r in walk.read] if guessed else roots) \
+        if is_site(url) else []
     new_memo = SitemapMemo(now, roots_kept, walk.maps)
     ctx.store.record_poll(FeedFetched(
         feed.name, now,
