@@ -26,6 +26,7 @@ from tests.servers import LoopbackServer, Request, Response, wait_for
 from watcher.core.websub import (
     Subscription,
     hub_links,
+    link_header,
     needs_renewal,
     pushing,
     signature_ok,
@@ -87,6 +88,13 @@ def test_leases_renewals_and_hub_links() -> None:
     assert hub_links([("alternate", "/x"), ("hub", "https://hub.test/"), ("self", "/feed")],
                      "https://f.test/rss") == ("https://hub.test/", "https://f.test/feed")
     assert hub_links([], "https://f.test/") == (None, None)
+    header = ('<https://hub.test/>; rel="hub", </feed.xml>; rel=self, '
+              '<https://f.test/a>; rel="alternate"; type="text/html"')
+    assert link_header(header) == [("hub", "https://hub.test/"), ("self", "/feed.xml"),
+                                   ("alternate", "https://f.test/a")]
+    assert hub_links(link_header(header), "https://f.test/x") == (
+        "https://hub.test/", "https://f.test/feed.xml")
+    assert link_header(None) == [] and link_header("garbage") == []
 
 
 # -- a small hub on loopback, and the daemon ----------------------------------------------
@@ -222,3 +230,32 @@ def test_polling_is_a_safety_net_while_pushes_come_and_takes_over_when_they_stop
     websub.polled("f", 2, T0)  # the safety poll found what no push brought
     assert websub.poll_after("f", T0, planned) == planned
     assert websub.poll_after("f", T0 + timedelta(days=2), planned) == planned  # lease over
+
+
+def test_a_hub_named_in_the_link_header_is_subscribed_to(tmp_path: Path) -> None:
+    server = LoopbackServer()
+    hub = Hub(server, lease=3600)
+    me = server.url("/feed.xml")
+    plain = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>t</title><item>'
+             b"<guid>1</guid><title>Quiet</title></item></channel></rss>")
+    server.routes["/feed.xml"] = (200, {"Content-Type": "application/rss+xml", "Link": (
+        f'<{server.url("/hub")}>; rel="hub", <{me}>; rel="self"')}, plain)
+    port = free_port()
+    (tmp_path / "watcher.yaml").write_text(yaml.safe_dump({
+        "database": "w.db", "rules": "rules.yaml",
+        "feeds": [{"name": "linked", "url": me, "allow_private": True}],
+        "fetch": {"fetch_pages": False},
+        "channels": {"file": {"type": "jsonl", "path": "alerts.jsonl"}},
+        "web": {"listen": f"127.0.0.1:{port}", "public_url": f"http://127.0.0.1:{port}"}}))
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"rules": [
+        {"name": "missile", "any": ["tactical missile"], "notify": ["file"]}]}))
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config",
+                             str(tmp_path / "watcher.yaml")], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert wait_for(lambda: ("subscribe", True) in hub.verified, timeout=30)
+        assert hub.requests[0]["hub.topic"] == me
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        server.close()

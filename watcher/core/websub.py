@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Literal
@@ -56,6 +57,21 @@ def hub_links(links: list[tuple[str, str]], base: str) -> tuple[str | None, str 
         if "self" in rels and topic is None and href:
             topic = urljoin(base, href.strip())
     return hub, topic
+
+
+_LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^;,]*)*)')
+_REL = re.compile(r'rel\s*=\s*"?([^";,]*)"?', re.IGNORECASE)
+
+
+def link_header(value: str | None) -> list[tuple[str, str]]:
+    """An HTTP Link header (RFC 8288) as (rel, href) pairs: where WebSub discovery
+    looks first."""
+    pairs: list[tuple[str, str]] = []
+    for href, params in _LINK.findall(value or ""):
+        rel = _REL.search(params)
+        if rel:
+            pairs.append((rel.group(1).strip(), href.strip()))
+    return pairs
 
 
 def signature_ok(secret: str, header: str | None, body: bytes) -> bool:

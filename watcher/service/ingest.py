@@ -53,6 +53,7 @@ from watcher.core.schedule import (
     server_min_wait_s,
 )
 from watcher.core.sitemap import SitemapLimits
+from watcher.core.websub import hub_links, link_header
 from watcher.extract.choose import keep_text
 from watcher.fetch.client import Fetcher
 from watcher.rules import CompiledRules
@@ -163,8 +164,12 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         resume_pages(feed, ctx, ctx.max_pages)
         return FeedOutcome(feed.name, ok=True, not_modified=True)
 
-    if ctx.websub is not None and parsed.hub:
-        ctx.websub.noticed(feed, parsed.hub, parsed.topic or result.url)
+    if ctx.websub is not None:
+        # The Link header first, then the feed's own links (WebSub discovery, 4).
+        hub, topic = hub_links(link_header(result.headers.get("link")), result.url)
+        if hub or parsed.hub:
+            ctx.websub.noticed(feed, hub or parsed.hub or "",
+                               topic or parsed.topic or result.url)
     outcome = await _ingest_entries(feed, parsed, ctx)
     now = ctx.clock()
     if ctx.websub is not None:
