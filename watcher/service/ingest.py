@@ -149,7 +149,7 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         result, parsed, discovered = await _fetch_and_parse(feed, url, state, ctx)
     except (FetchError, ParseError) as exc:
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
-        return _fetch_failed(feed, url, state, exc, ctx)
+        return fetch_failed(feed, url, state, exc, ctx)
     metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
     metrics.FETCHES.labels("not_modified" if parsed is None else "ok").inc()
     now = ctx.clock()
@@ -170,7 +170,7 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         if hub or parsed.hub:
             ctx.websub.noticed(feed, hub or parsed.hub or "",
                                topic or parsed.topic or result.url)
-    outcome = await _ingest_entries(feed, parsed, ctx)
+    outcome = await ingest_entries(feed, parsed, ctx)
     now = ctx.clock()
     if ctx.websub is not None:
         ctx.websub.polled(feed.name, outcome.new_articles, now)
@@ -191,7 +191,7 @@ def _next(feed: Feed, now: datetime, planned: datetime, ctx: IngestContext) -> d
     return planned if ctx.websub is None else ctx.websub.poll_after(feed.name, now, planned)
 
 
-async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
+async def ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
     """The feed's new entries: copies recorded, the rest stored (with their page's
     text when it came in time) and matched."""
     store, outcome = ctx.store, FeedOutcome(feed.name, ok=True)
@@ -384,7 +384,7 @@ def _build_article(feed: Feed, entry: Entry, page: Page | None, to_come: bool,
         page_pending=to_come)
 
 
-def _fetch_failed(feed: Feed, url: str, state: FeedState | None,
+def fetch_failed(feed: Feed, url: str, state: FeedState | None,
                   exc: FetchError | ParseError, ctx: IngestContext) -> FeedOutcome:
     now = ctx.clock()
     if isinstance(exc, FetchError) and exc.status == 410:

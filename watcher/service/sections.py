@@ -21,8 +21,8 @@ from watcher.service import metrics
 from watcher.service.ingest import (
     FeedOutcome,
     IngestContext,
-    _fetch_failed,
-    _ingest_entries,
+    fetch_failed,
+    ingest_entries,
     poll_policy,
 )
 
@@ -51,7 +51,7 @@ async def ingest_page(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             feed, url=url, etag=state.etag if state and previous is not None else None,
             last_modified=state.last_modified if state and previous is not None else None)
     except FetchError as exc:
-        return _fetch_failed(feed, url, state, exc, ctx)
+        return fetch_failed(feed, url, state, exc, ctx)
     finally:
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
     policy = poll_policy(feed, ctx.max_server_wait_s)
@@ -68,7 +68,7 @@ async def ingest_page(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     entries = [] if previous is None else [
         Entry(entry_id=link, link=link, title=text, summary="", content="", published=None)
         for link, text in links if link not in seen]
-    outcome = await _ingest_entries(feed, ParsedFeed(title="", entries=tuple(entries)), ctx)
+    outcome = await ingest_entries(feed, ParsedFeed(title="", entries=tuple(entries)), ctx)
     now = ctx.clock()
     memo = json.dumps({"kind": "page", "links": [link for link, _ in links]},
                       separators=(",", ":"))

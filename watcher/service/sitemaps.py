@@ -1,7 +1,7 @@
 """A sitemap source: a site's sitemaps (news sitemaps best) read for new article URLs.
 
 The pages found are fetched, extracted, stored and matched exactly like a feed's
-entries (`ingest._ingest_entries`). What the source remembers between polls (the
+entries (`ingest.ingest_entries`). What the source remembers between polls (the
 validators of every sitemap, an index's sitemaps, where the site keeps them, when it
 was last polled) is its memo in the store, written with the poll.
 """
@@ -33,8 +33,8 @@ from watcher.core.sitemap import (
 from watcher.service.ingest import (
     FeedOutcome,
     IngestContext,
-    _fetch_failed,
-    _ingest_entries,
+    fetch_failed,
+    ingest_entries,
     poll_policy,
 )
 
@@ -180,22 +180,22 @@ async def ingest_sitemap(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     try:
         roots, guessed = await _roots(feed, url, memo, ctx)
     except FetchError as exc:
-        return _fetch_failed(feed, url, state, exc, ctx)
+        return fetch_failed(feed, url, state, exc, ctx)
     await walk.run(roots, quiet_roots=guessed)
     if not walk.read and memo.roots:
         # The sitemaps found before are gone: look for the site's sitemaps afresh.
         try:
             roots, guessed = await _roots(feed, url, SitemapMemo(), ctx)
         except FetchError as exc:
-            return _fetch_failed(feed, url, state, exc, ctx)
+            return fetch_failed(feed, url, state, exc, ctx)
         await walk.run(roots, quiet_roots=guessed)
     if not walk.read:
         error = walk.errors[0] if walk.errors and not guessed else FetchError(
             f"fetch: feed {feed.name!r}: found no sitemap at {url} (robots.txt names none, "
             f"and none at {', '.join(USUAL_PLACES)})")
-        return _fetch_failed(feed, url, state, error, ctx)
+        return fetch_failed(feed, url, state, error, ctx)
     entries = sitemap_entries(walk.urls, walk.since)
-    outcome = await _ingest_entries(feed, ParsedFeed(title="", entries=tuple(entries)), ctx)
+    outcome = await ingest_entries(feed, ParsedFeed(title="", entries=tuple(entries)), ctx)
     now = ctx.clock()
     # A site's sitemaps are remembered once found (of the usual places, those that
     # answered); when none of them answers any more, they are looked for again.

@@ -31,7 +31,7 @@ from watcher.core.websub import (
     signature_ok,
     verify_intent,
 )
-from watcher.service.ingest import IngestContext, _ingest_entries
+from watcher.service.ingest import IngestContext, ingest_entries
 
 log = logging.getLogger("watcher.service.websub")
 _PATH = "/websub/"
@@ -248,7 +248,7 @@ class WebSub:
             log.warning("parse: feed %r: a pushed document: %s; ignored", name, exc)
             return
         try:
-            outcome = await _ingest_entries(feed, parsed, ctx)
+            outcome = await ingest_entries(feed, parsed, ctx)
         except StoreError as exc:
             # The entries stay new: the next poll of the feed stores them.
             log.error("%s; feed %r's pushed entries wait for its next poll", exc, name)
