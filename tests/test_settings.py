@@ -398,3 +398,20 @@ feeds:
         (10800.0, 120.0, 10800.0, False),
         (600.0, 300.0, 1200.0, True),
     ]
+
+
+@pytest.mark.parametrize(("web", "reason"), [
+    ("{public_url: 'https://w.test'}", "public_url needs listen"),
+    ("{listen: '127.0.0.1:8491', public_url: 'ftp://w.test'}", "not an http(s) URL"),
+    ("{listen: 'nowhere'}", "listen"),
+])
+def test_web_settings_are_checked(tmp_path: Path, web: str, reason: str) -> None:
+    assert reason in config_error(write(tmp_path, f"web: {web}\n"))
+
+
+def test_web_settings_default_to_no_websub(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "web: {listen: '127.0.0.1:0', "
+                                             "public_url: 'https://w.test/', "
+                                             "websub_lease: 2d}\n"), env={})
+    assert settings.web.websub_lease == 2 * 86400 and settings.web.websub_poll_interval == 6 * 3600
+    assert load_settings(write(tmp_path, "feeds: []\n"), env={}).web.public_url is None
