@@ -7,7 +7,7 @@ date, about 18 MB) plain and gzipped, then runs fresh processes, alternating pla
 and gzipped, each reading the file in 64 KB chunks (as the fetcher hands a body
 over) into the streaming reader, the gzipped one inflated by the fetcher's own
 capped decoder first, and choosing the entries of the last two days. Each child
-reports the wall time of that work and its memory high-water mark (VmHWM) minus its
+reports the wall and CPU time of that work and its memory high-water mark (VmHWM) minus its
 resident size (VmRSS) just before it started. Prints the median and the worst.
 """
 
@@ -40,7 +40,7 @@ def child(path: Path, gz: bool) -> None:
     from watcher.fetch.decoding import GzipFile
 
     before = _status("VmRSS")
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     reader = SitemapReader("https://news.test/news-sitemap.xml", 50_000)
     sink = GzipFile(reader.feed, 50 * 1000**2, "sitemap") if gz else reader.feed
     with path.open("rb") as fh:
@@ -52,7 +52,8 @@ def child(path: Path, gz: bool) -> None:
     sitemap = reader.close()
     entries = sitemap_entries(sitemap.urls, NOW - timedelta(days=2))
     elapsed = time.perf_counter() - started
-    print(json.dumps({"seconds": elapsed, "extra_mb": (_status("VmHWM") - before) / 1024,
+    print(json.dumps({"seconds": elapsed, "cpu_seconds": time.process_time() - cpu_started,
+                      "extra_mb": (_status("VmHWM") - before) / 1024,
                       "urls": len(sitemap.urls), "entries": len(entries)}))
 
 
@@ -85,9 +86,11 @@ def main() -> None:
                 results[name].append(json.loads(out.stdout))
     for name, runs in results.items():
         secs = [r["seconds"] for r in runs]
+        cpu = [r["cpu_seconds"] for r in runs]
         mem = [r["extra_mb"] for r in runs]
         print(f"{name:5}: parse {statistics.median(secs):.3f} s median "
-              f"(worst {max(secs):.3f}), extra memory {statistics.median(mem):.1f} MB median "
+              f"(worst {max(secs):.3f}; CPU {statistics.median(cpu):.3f} s median), "
+              f"extra memory {statistics.median(mem):.1f} MB median "
               f"(worst {max(mem):.1f}); {runs[0]['urls']:.0f} URLs, "
               f"{runs[0]['entries']:.0f} entries of the last 2 days")
 
