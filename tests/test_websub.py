@@ -259,3 +259,30 @@ def test_a_hub_named_in_the_link_header_is_subscribed_to(tmp_path: Path) -> None
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
         server.close()
+
+
+def test_a_callback_made_by_another_daemon_is_found_in_the_shared_store(
+        tmp_path: Path) -> None:
+    from watcher.service.websub import WebSub
+    from watcher.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "w.db")
+
+    class Ctx:
+        def __init__(self) -> None:
+            self.store = store
+
+        @staticmethod
+        def clock() -> datetime:
+            return T0
+
+    ctx = Ctx()
+    websub = WebSub("127.0.0.1:0", "https://w.test", 86400.0, 3600.0, dict,
+                    lambda: ctx, 1000)  # type: ignore[arg-type, return-value]
+    store.save_websub(SUB)  # written by the other daemon after this one started
+    assert websub._lookup("cb") == SUB
+    assert websub._lookup("nope") is None
+    answer = websub._verify(websub._lookup("cb"), params("subscribe"))
+    assert answer == (200, "c-123")
+    assert store.websub_subscriptions()[0].state == "active"
+    store.close()

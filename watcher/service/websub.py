@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -53,6 +54,7 @@ class WebSub:
         self._asking: set[str] = set()  # feeds with a request under way
         self._told: set[str] = set()  # callbacks whose bad signatures were logged
         self._silent: set[str] = set()  # feeds whose hub stopped pushing
+        self._reloaded = 0.0  # when the subscriptions were last read again (monotonic)
         self._tasks: set[asyncio.Task[None]] = set()
         # feeds as last configured: a removed one is unsubscribed under its own rules
         # (allow_private), as long as this process saw it
@@ -195,8 +197,7 @@ class WebSub:
             headers[name.strip().lower()] = value.strip()
         parts = urlsplit(target)
         callback = parts.path[len(_PATH):] if parts.path.startswith(_PATH) else ""
-        sub = next((s for s in self.subs.values() if s.callback_id == callback), None) \
-            if callback else None
+        sub = self._lookup(callback)
         if method == "GET":
             return self._verify(sub, dict(parse_qsl(parts.query)))
         if method != "POST":
@@ -220,6 +221,20 @@ class WebSub:
         self._silent.discard(sub.feed)
         self._spawn(self._ingest(sub.feed, body, headers))
         return 202, "accepted"
+
+    def _lookup(self, callback: str) -> Subscription | None:
+        """The subscription a callback path names. One this process does not know may
+        have been made by another daemon sharing the database: read them again, at
+        most once a second (a stranger probing paths costs no more than that)."""
+        if not callback:
+            return None
+        found = next((s for s in self.subs.values() if s.callback_id == callback), None)
+        now = time.monotonic()
+        if found is None and now - self._reloaded > 1.0:
+            self._reloaded = now
+            self.subs = {s.feed: s for s in self._ctx().store.websub_subscriptions()}
+            found = next((s for s in self.subs.values() if s.callback_id == callback), None)
+        return found
 
     def _verify(self, sub: Subscription | None, params: dict[str, str]) -> tuple[int, str]:
         answer = verify_intent(sub, params, self._ctx().clock())
