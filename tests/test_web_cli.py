@@ -87,9 +87,9 @@ def test_watcher_web_serves_the_console_behind_its_login_link(tmp_path: Path) ->
         proc.wait(timeout=20)
 
 
-def test_the_daemon_serves_the_console_when_web_listen_is_set(tmp_path: Path) -> None:
+def test_the_daemon_serves_the_console_when_console_listen_is_set(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, f"web: {{listen: '127.0.0.1:{port}'}}\n")
+    config = write_config(tmp_path, f"console: {{listen: '127.0.0.1:{port}'}}\n")
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(config)],
                             cwd=ROOT, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -108,3 +108,12 @@ def test_the_daemon_serves_the_console_when_web_listen_is_set(tmp_path: Path) ->
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_rules_explain_prints_no_terminal_escapes_from_feeds(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    store = open_store(load_settings(config).database)
+    hit = add_article(store, "e1", "News \x1b[2J\u202e", "A new tactical missile was shown.")
+    store.close()
+    r = run_watcher("rules", "explain", "arms", str(hit), "--config", str(config))
+    assert r.returncode == 0 and "\x1b" not in r.stdout and "\u202e" not in r.stdout

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import Progress
+from watcher.core.display import printable
 from watcher.core.errors import ConfigError, RuleError
 from watcher.rules import RuleSet, compile_rules, load_rules
 from watcher.rules.backtest import backtest
@@ -120,8 +121,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"{t.rule}: {t.count} article(s) would have matched")
         for article, m in t.newest:
             when = article.published or article.fetched_at
-            print(f"  {when:%Y-%m-%d %H:%M}  [{article.feed}] {article.title or '(untitled)'}")
-            print(f"      {m.field}: {_marked(m.snippet, [h.matched for h in m.hits])}")
+            title = printable(article.title) or "(untitled)"
+            print(f"  {when:%Y-%m-%d %H:%M}  [{article.feed}] {title}")
+            print(f"      {m.field}: {printable(_marked(m.snippet, [h.matched for h in m.hits]))}")
     return 0
 
 
@@ -150,7 +152,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
         raise RuleError(f"{ruleset.source}: no rule named {args.rule!r}") from None
     verdict = "matched" if e.matched else "did not match"
     print(f"rule {e.rule!r} {verdict} article {article.id} "
-          f"([{article.feed}] {article.title or '(untitled)'})")
+          f"([{article.feed}] {printable(article.title) or '(untitled)'})")
     for step in (e.query, *e.conditions):
         _print_step(step, 1)
     return 0 if e.matched else 1
@@ -163,7 +165,8 @@ def _print_step(step: Any, depth: int) -> None:
         print(f"{pad}{mark} {step.text} in {', '.join(step.fields)}")
         for p in step.places:
             at = f", word {p.word + 1}" if p.word >= 0 else ""
-            print(f"{pad}      {p.field}{at}: {p.written!r} (seen as {p.seen_as!r})")
+            print(f"{pad}      {p.field}{at}: {printable(p.written)!r} "
+                  f"(seen as {printable(p.seen_as)!r})")
     elif step.kind in ("and", "or", "not"):
         print(f"{pad}{mark} {step.text}")
     else:

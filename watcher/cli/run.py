@@ -51,7 +51,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             if args.once:
                 return runner.run(daemon.run_once(stats_path=args.stats))
-            stop_web = serve_in_thread(settings) if settings.web.listen else None
+            stop_web = serve_in_thread(settings) if settings.console.listen else None
             try:
                 return runner.run(daemon.run_forever())
             finally:

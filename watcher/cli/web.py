@@ -1,6 +1,6 @@
 """`watcher web`: the web console alone (on the same database as the daemons), and
 `watcher web passwd NAME`, a password hash for the config. `watcher run` serves the
-console too when web.listen is set (serve_in_thread)."""
+console too when console.listen is set (serve_in_thread)."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("web", parents=[common],
                        help="serve the web console alone (the same database as the daemon)")
     p.add_argument("--listen", metavar="HOST:PORT",
-                   help=f"where to listen (default: web.listen, else {DEFAULT_LISTEN})")
+                   help=f"where to listen (default: console.listen, else {DEFAULT_LISTEN})")
     p.set_defaults(func=cmd_web)
     ws = p.add_subparsers(dest="web_command")
     pw = ws.add_parser("passwd", parents=[common],
-                       help="print a password hash for web.users in the config")
+                       help="print a password hash for console.users in the config")
     pw.add_argument("name", help="the user's name")
     pw.add_argument("--role", choices=("viewer", "editor"), default="viewer")
     pw.set_defaults(func=cmd_passwd)
@@ -46,7 +46,7 @@ def cmd_passwd(args: argparse.Namespace) -> int:
         password = sys.stdin.readline().rstrip("\n")
     if len(password) < 8:
         raise ConfigError("web passwd: a password needs at least 8 characters")
-    print("web:\n  users:\n"
+    print("console:\n  users:\n"
           f"    {args.name}: {{password_hash: '{hash_password(password)}', role: {args.role}}}")
     return 0
 
@@ -76,7 +76,7 @@ def _server(settings: Settings, listen: str) -> Any:
 def cmd_web(args: argparse.Namespace) -> int:
     settings = load_settings_for(args)
     setup_logging(args.verbose, settings.secrets, "text")
-    server, store = _server(settings, args.listen or settings.web.listen or DEFAULT_LISTEN)
+    server, store = _server(settings, args.listen or settings.console.listen or DEFAULT_LISTEN)
     try:
         server.run()
     finally:
@@ -87,15 +87,15 @@ def cmd_web(args: argparse.Namespace) -> int:
 def serve_in_thread(settings: Settings) -> Callable[[], None]:
     """The console beside the daemon, on its own thread and event loop (uvicorn
     installs no signal handlers there: the daemon keeps its own); the stop."""
-    assert settings.web.listen
-    server, store = _server(settings, settings.web.listen)
+    assert settings.console.listen
+    server, store = _server(settings, settings.console.listen)
 
     def run() -> None:
         try:
             server.run()
         except SystemExit:  # uvicorn gives up this way (an address in use)
             log.error("web: cannot serve on %s; the daemon runs without the console",
-                      settings.web.listen)
+                      settings.console.listen)
 
     thread = threading.Thread(target=run, name="watcher-web", daemon=True)
     thread.start()

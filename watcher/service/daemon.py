@@ -22,20 +22,24 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
+from watcher.core.display import redact
 from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
 from watcher.core.records import DaemonInfo
+from watcher.core.sitemap import SitemapLimits
 from watcher.delivery.channels import Channel, build_channels
 from watcher.delivery.dispatch import Dispatcher, DispatchReport, claim_owner, parse_owner
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.rules import CompiledRules
 from watcher.rules.load import digest_of
 from watcher.service import metrics
-from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
+from watcher.service.ingest import FeedOutcome, IngestContext, rematch_unmatched
 from watcher.service.metrics import MetricsServer
 from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.service.reload import Reloading
+from watcher.service.sources import ingest_source
+from watcher.service.websub import start_websub
 from watcher.service.workers import ExtractPool
 from watcher.settings import Settings
 from watcher.store import open_store, prune
@@ -82,7 +86,9 @@ class Daemon(Reloading):
         self.store.check_writable()
         self.store.sync_feeds(self.feeds.values())
         self.storage = StorageHealth(utcnow)
-        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2)
+        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2,
+                                    on_room=self._on_room)
+        self._nothing_due = False  # until the next tick: a claim found nothing
         # who this daemon is to the others sharing the database: its feed leases, its
         # delivery claims and its row in the daemons' registry
         self.owner = claim_owner(socket.gethostname(), os.getpid())
@@ -95,6 +101,7 @@ class Daemon(Reloading):
         fetch = settings.fetch
         limits = HttpLimits(timeout_s=fetch.timeout, max_feed_bytes=fetch.max_feed_bytes,
                             max_page_bytes=fetch.max_page_bytes,
+                            max_sitemap_bytes=fetch.sitemap_max_bytes,
                             concurrency=settings.poll.concurrency,
                             per_host=settings.poll.per_host,
                             **({"user_agent": fetch.user_agent} if fetch.user_agent else {}))
@@ -114,7 +121,9 @@ class Daemon(Reloading):
             extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
             on_unhealthy=self._feed_unhealthy, stories=self._story_policy(),
             max_pages=fetch.max_pages_per_poll, hurry=self._hurry,
-            on_alerts=self._wake_dispatch.set)
+            on_alerts=self._wake_dispatch.set,
+            sitemaps=SitemapLimits(fetch.sitemap_max_depth, fetch.sitemap_max_files,
+                                   fetch.sitemap_max_urls))
         self._notices: set[asyncio.Task[object]] = set()
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatching: asyncio.Task[None] | None = None
@@ -149,8 +158,9 @@ class Daemon(Reloading):
             delivery_id=f"wh_{feed}_{utcnow():%Y%m%d%H%M}", rule="_feed_health",
             query=f"feed {feed!r} failing for more than "
                   f"{self.settings.alerts.unhealthy_after / 3600:g} h",
-            title=f"Feed {feed!r} is unhealthy", url=state.url if state else None, feed=feed,
-            published=None, field="feed", snippet=notice)
+            title=f"Feed {feed!r} is unhealthy", feed=feed, published=None, field="feed",
+            url=redact(state.url, self.settings.secrets) if state else None,
+            snippet=redact(notice, self.settings.secrets))
         for name in self.settings.alerts.feed_health:
             channel = self.channels.get(name)
             if channel is None:
@@ -225,13 +235,32 @@ class Daemon(Reloading):
             self._fatal(exc)
             return
         try:
-            now = utcnow()
-            self.store.heartbeat(self.owner, now, *self._hashes())
-            names = self.store.claim_feeds(self.owner, now, self.settings.poll.lease, self.feeds)
+            self.store.heartbeat(self.owner, utcnow(), *self._hashes())
         except StoreError as exc:
             self.storage.failed(exc)
             return
+        self._nothing_due = False
+        self._claim(self.feed_queue.room)
+
+    def _claim(self, room: int) -> None:
+        """Claim as many due feeds as the workers can start now, no more: the rest stay
+        free for the other daemons sharing the database, and are claimed here as room
+        frees (`_on_room`)."""
+        if room <= 0:
+            return
+        try:
+            names = self.store.claim_feeds(self.owner, utcnow(), self.settings.poll.lease,
+                                           self.feeds, limit=room)
+        except StoreError as exc:
+            self.storage.failed(exc)
+            return
+        self._nothing_due = not names
         self.feed_queue.submit(names)
+
+    def _on_room(self, room: int) -> None:
+        if not (self._nothing_due or self._stopping.is_set() or self._scheduler is None) \
+                and self.storage.may_try():
+            self._claim(room)
 
     async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
         """Poll the named feeds (not gone nor held by Retry-After), or by default the due
@@ -250,7 +279,7 @@ class Daemon(Reloading):
         if feed is None:  # removed by a reload while it waited
             return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r} is not configured")
         try:
-            outcome = await ingest_feed(feed, self.ctx)
+            outcome = await ingest_source(feed, self.ctx)
         except StoreError as exc:
             self.storage.failed(exc)
             return FeedOutcome(name, ok=False, error=str(exc))
@@ -365,6 +394,7 @@ class Daemon(Reloading):
         await rematch_unmatched(self.ctx)
         self._release_orphans()
         self._add_jobs(scheduler)
+        websub = await start_websub(self, scheduler)
         metrics_server = None
         if self.settings.metrics.listen:
             metrics_server = MetricsServer(self.settings.metrics.listen, self.health,
@@ -396,6 +426,8 @@ class Daemon(Reloading):
             scheduler.shutdown(wait=False)
             if metrics_server is not None:
                 await metrics_server.stop()
+            if websub is not None:
+                await websub.stop()
             await self.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -37,6 +37,7 @@ from watcher.core.records import (
     StatusReport,
     StoryCandidate,
 )
+from watcher.core.websub import Subscription
 
 
 class FeedStore(Protocol):
@@ -52,7 +53,7 @@ class FeedStore(Protocol):
         """Of `names`, those that may be polled on demand: not gone, not held."""
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
-                    due_only: bool = True) -> list[str]:
+                    due_only: bool = True, limit: int | None = None) -> list[str]:
         """Of `names`, take those due (or, not `due_only`, any not gone nor held) that no
         other owner holds, for `lease_s`; soonest due first. Several daemons may ask."""
 
@@ -203,6 +204,15 @@ class AlertStore(Protocol):
         syntax) finds, newest first: the candidates a rule's matcher then confirms."""
 
 
+class WebSubStore(Protocol):
+    def websub_subscriptions(self) -> list[Subscription]: ...
+
+    def save_websub(self, sub: Subscription) -> None:
+        """Add or replace the feed's subscription."""
+
+    def drop_websub(self, feed: str) -> None: ...
+
+
 class DaemonStore(Protocol):
     def register_daemon(self, info: DaemonInfo) -> None: ...
 
@@ -215,7 +225,7 @@ class DaemonStore(Protocol):
 
 
 class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, AlertStore, DaemonStore,
-            Protocol):
+            WebSubStore, Protocol):
     def schema_version(self) -> tuple[int, int]:
         """(version of the database's schema, version this watcher knows)."""
 

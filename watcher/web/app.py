@@ -31,7 +31,7 @@ def data_dir_of(settings: Settings) -> Path:
 def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
                now: Callable[[], datetime] | None = None,
                clock: Callable[[], float] | None = None) -> FastAPI:
-    auth = Auth(settings.web, data_dir or data_dir_of(settings),
+    auth = Auth(settings.console, data_dir or data_dir_of(settings),
                 **({"clock": clock} if clock else {}))
     app = FastAPI(title="watcher", version="1", openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None)
@@ -40,7 +40,7 @@ def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
         ctx.now = now
     app.state.console = ctx
     app.add_middleware(Guard, auth=auth,
-                       hosts=allowed_hosts(settings.web.listen, settings.web.hosts))
+                       hosts=allowed_hosts(settings.console.listen, settings.console.hosts))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
     app.include_router(login.router)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from watcher.store.postgres.alerts import AlertsPg
 from watcher.store.postgres.archive import ArchivePg
 from watcher.store.postgres.feeds import FeedsPg
+from watcher.store.postgres.websub import WebSubPg
 
 
-class PostgresStore(FeedsPg, ArchivePg, AlertsPg):
+class PostgresStore(FeedsPg, ArchivePg, AlertsPg, WebSubPg):
     """Feeds, articles and stories, the outbox, the archive and the daemons' registry."""
 
 

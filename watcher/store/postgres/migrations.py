@@ -146,7 +146,7 @@ CREATE TABLE daemons (
 
 # (name, SQL); never edit an entry once released: add one.
 # People's verdicts on alerts, kept by rule (the counts outlive the matches); mutes.
-_V2 = """
+_ALERT_FEEDBACK = """
 CREATE TABLE alert_feedback (
     match_id bigint PRIMARY KEY,
     rule text NOT NULL,
@@ -164,5 +164,19 @@ CREATE INDEX matches_created ON matches (created_at);
 
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial", _V1),
-    ("alert_feedback", _V2),
+    # What a source that is not a feed remembers between polls, as the service wrote
+    # it (JSON, opaque here): a sitemap's validators per URL, a section page's links.
+    ("source_memo", "ALTER TABLE feeds ADD COLUMN memo text;"),
+    # WebSub subscriptions, kept across restarts for renewal and removal.
+    ("websub", """CREATE TABLE websub (
+        feed text PRIMARY KEY,
+        hub text NOT NULL,
+        topic text NOT NULL,
+        callback_id text NOT NULL UNIQUE,
+        secret text NOT NULL,
+        state text NOT NULL,
+        requested_at timestamptz NOT NULL,
+        lease_until timestamptz
+    );"""),
+    ("alert_feedback", _ALERT_FEEDBACK),
 ]
