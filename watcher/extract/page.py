@@ -182,6 +182,7 @@ def extract_page(body: bytes, url: str | None = None, content_type: str | None =
     # Imported here so that processes which never extract (the daemon's main
     # process, when a pool does the extracting) do not carry trafilatura.
     import trafilatura
+    from trafilatura.settings import Document
 
     text = decode_page(body, content_type)
     try:
@@ -197,7 +198,7 @@ def extract_page(body: bytes, url: str | None = None, content_type: str | None =
     language = meta["language"].replace("_", "-").split("-")[0].lower() \
         if meta["language"] else None
     return Extracted(
-        text=((doc.text if doc is not None else "") or "").strip(),
+        text=((doc.text if isinstance(doc, Document) else "") or "").strip(),
         title=meta["title"], author=meta["author"], language=language,
         sitename=meta["sitename"], canonical=meta["canonical"],
         date=meta["date"][:10] if meta["date"] else None,

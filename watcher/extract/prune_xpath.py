@@ -173,7 +173,8 @@ def _first_of(names: tuple[str, ...]) -> Callable[[Any], str | None]:
             return None
         if len(found) > 1:
             found = [key for key in el.keys() if key in found]  # noqa: SIM118 (order)
-        return el.get(found[0])
+        value: str = el.get(found[0])
+        return value
     return first
 
 
@@ -322,7 +323,7 @@ def _bare(node: Node) -> bool | None:
         return bool(node[1])
     if kind in ("or", "and"):
         values = [_bare(p) for p in node[1]]
-        decisive = kind == "or"  # True decides an `or`, False an `and`
+        decisive: bool = kind == "or"  # True decides an `or`, False an `and`
         if decisive in values:
             return decisive
         return None if None in values else not decisive

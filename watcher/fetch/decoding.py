@@ -7,10 +7,15 @@ daemon's own process is the busier one.
 
 from __future__ import annotations
 
+from typing import cast
+
 from isal import isal_zlib
 
 from watcher.core.errors import FetchError
 from watcher.core.models import Undecoded
+
+# isal's stubs declare `error` an instance of Exception; it is the class IsalError.
+_InflateError = cast("type[Exception]", isal_zlib.error)
 
 
 def content_coding(header: str, what: str) -> str | None:
@@ -50,7 +55,7 @@ class BoundedDecoder:
         while data:
             try:
                 out = self._z.decompress(data, self.cap - self.size + 1)
-            except isal_zlib.error as exc:
+            except _InflateError as exc:
                 if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
                     self._raw_deflate_tried = True
                     self._z = isal_zlib.decompressobj(-15)
@@ -65,7 +70,7 @@ class BoundedDecoder:
         if self._z is not None and not self._z.eof:
             try:
                 self._keep(self._z.flush())
-            except isal_zlib.error as exc:
+            except _InflateError as exc:
                 raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
         return b"".join(self.parts)
 
