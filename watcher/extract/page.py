@@ -6,11 +6,14 @@ import codecs
 import copy
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.errors import ExtractError
 from watcher.core.models import Extracted
 from watcher.extract.metadata import page_metadata
+
+if TYPE_CHECKING:
+    from watcher.extract.prune_xpath import Installed
 
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
@@ -161,7 +164,7 @@ def _base_options() -> Any:
 
 
 @cache
-def _prune_in_python() -> int:
+def _prune_in_python() -> Installed:
     """trafilatura's boilerplate-pruning XPath expressions, run in Python instead
     (see watcher.extract.prune_xpath): libxml2 calling back into Python for their regular
     expressions were a large share of a page's extraction."""
