@@ -2,6 +2,7 @@
 
     python -m benchmarks.soak --pages 50000 --workers 2 --recycle-after 2000
     python -m benchmarks.soak --pages 50000 --workers 2 --recycle-after 0   # never recycled
+    python -m benchmarks.soak --pages 50000 --vary ...   # names of each page's own
 
 Every page is a different corpus page (benchmarks.corpus, rendered on demand) under
 its own URL, handed to the pool with its feed entry as the daemon hands it (so the
@@ -29,8 +30,10 @@ from watcher.service.workers import ExtractPool
 MB = 1024 * 1024
 
 
-def pages(count: int) -> Iterator[tuple[bytes, str, Entry]]:
-    """`count` distinct pages: a corpus of 500 feeds, as many items each as needed."""
+def pages(count: int, vary: bool = False) -> Iterator[tuple[bytes, str, Entry]]:
+    """`count` distinct pages: a corpus of 500 feeds, as many items each as needed.
+    `vary`: each page also carries element and attribute names of its own, as pages
+    with custom elements and data- attributes do (libxml2 keeps every name it meets)."""
     spec = CorpusSpec(seed=11, feeds=500, items=max(count // 500 + 1, 1))
     base = "http://127.0.0.1:1"
     n = 0
@@ -41,7 +44,11 @@ def pages(count: int) -> Iterator[tuple[bytes, str, Entry]]:
             url = f"{base}/{doc.name}/{item.guid}"
             entry = Entry(entry_id=item.guid, link=url, title=item.title,
                           summary=item.summary, content="", published=item.published)
-            yield render_page(item, base), url, entry
+            page = render_page(item, base)
+            if vary:
+                page = page.replace(b"<body>", f'<body><x-card-{n} data-v{n}="{n}" class="c{n}">'
+                                    f"<span data-w{n}>.</span></x-card-{n}>".encode(), 1)
+            yield page, url, entry
             n += 1
 
 
@@ -53,7 +60,7 @@ def rss_mb(pid: int | None) -> float:
 
 
 async def soak(count: int, workers: int, recycle_after: int, inflight: int,
-               every: int) -> list[tuple[int, float, float]]:
+               every: int, vary: bool) -> list[tuple[int, float, float]]:
     pool = ExtractPool(workers=workers, spawn_at=0, recycle_after=recycle_after)
     slots = asyncio.Semaphore(inflight)
     done = failed = 0
@@ -86,7 +93,7 @@ async def soak(count: int, workers: int, recycle_after: int, inflight: int,
 
     tasks = set()
     try:
-        for body, url, entry in pages(count):
+        for body, url, entry in pages(count, vary):
             await slots.acquire()
             task = asyncio.create_task(one(body, url, entry))
             tasks.add(task)
@@ -117,11 +124,13 @@ def main() -> None:
     parser.add_argument("--recycle-after", type=int, default=2000)
     parser.add_argument("--inflight", type=int, default=64)
     parser.add_argument("--every", type=int, default=2500)
+    parser.add_argument("--vary", action="store_true",
+                        help="element and attribute names of each page's own")
     args = parser.parse_args()
-    print(f"soak: {args.pages} pages, {args.workers} workers, recycled after "
-          f"{args.recycle_after or 'never'}")
+    print(f"soak: {args.pages} pages{' (names varied)' if args.vary else ''}, "
+          f"{args.workers} workers, recycled after {args.recycle_after or 'never'}")
     report(asyncio.run(soak(args.pages, args.workers, args.recycle_after, args.inflight,
-                            args.every)))
+                            args.every, args.vary)))
 
 
 if __name__ == "__main__":
