@@ -362,7 +362,7 @@ class Daemon(Reloading):
             await self.close()
 
     def _add_jobs(self, scheduler: AsyncIOScheduler) -> None:
-        def every(job: Callable[[], Awaitable[None]], job_id: str, **when: Any) -> None:
+        def every(job: Callable[[], Awaitable[object]], job_id: str, **when: Any) -> None:
             scheduler.add_job(job, "interval", id=job_id, max_instances=1, coalesce=True,
                               misfire_grace_time=None, **when)
         every(self._renew_leases, "leases",
