@@ -111,3 +111,51 @@ def test_feeds_lists_state_of_each_feed(tmp_path: Path) -> None:
     listed = run_watcher("feeds", "--config", str(cfg)).stdout
     line = next(x for x in listed.splitlines() if x.startswith("demo-world"))
     assert " ok " in line and line.split()[-1] == "5"  # five items seen in the last 7 days
+
+
+NEWS = (b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+        b'xmlns:news="http://www.google.com/schemas/sitemap-news/0.9"><url>'
+        b"<loc>https://x.test/a</loc><news:news><news:publication_date>2026-05-01"
+        b"</news:publication_date><news:title>A story</news:title></news:news></url></urlset>")
+SECTION = (b"<html><head><title>Coast News: World</title></head><body><nav>"
+           b'<a href="/world/">World</a></nav><main><a href="/2026/05/01/one-story">One</a>'
+           b'<a href="/2026/05/01/another-story">Two</a></main></body></html>')
+
+
+def test_add_proposes_a_news_sitemap_then_the_page_when_there_is_no_feed(
+        tmp_path: Path) -> None:
+    server = LoopbackServer()
+    server.routes["/world/"] = (200, {"Content-Type": "text/html"}, SECTION)
+    server.routes["/robots.txt"] = (200, {}, f"Sitemap: {server.url('/all.xml')}\n".encode())
+    server.routes["/all.xml"] = (200, {}, (
+        '<sitemapindex xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><sitemap><loc>'
+        f"{server.url('/pages.xml')}</loc></sitemap><sitemap><loc>{server.url('/news.xml')}"
+        "</loc></sitemap></sitemapindex>").encode())
+    server.routes["/news.xml"] = (200, {"Content-Type": "application/xml"}, NEWS)
+    try:
+        cfg = config_copy(tmp_path)
+        result = run_watcher("feeds", "add", server.url("/world/"), "--allow-private",
+                             "--name", "coast", "--config", str(cfg))
+        assert result.returncode == 0, result.stderr
+        assert "added sitemap source 'coast'" in result.stdout
+        assert "news sitemap" in result.stdout
+        added = next(f for f in yaml.safe_load(cfg.read_text())["feeds"]
+                     if f["name"] == "coast")
+        assert (added["type"], added["url"]) == ("sitemap", server.url("/news.xml"))
+
+        del server.routes["/robots.txt"]  # no sitemap any more: the page itself
+        page = run_watcher("feeds", "add", server.url("/world/"), "--allow-private",
+                           "--config", str(cfg))
+        assert page.returncode == 0, page.stderr
+        assert "added page source 'coast-news-world'" in page.stdout
+        assert "2 article links" in page.stdout
+        listed = run_watcher("feeds", "--config", str(cfg))
+        line = next(x for x in listed.stdout.splitlines() if x.startswith("coast-news-world"))
+        assert line.split()[1:3] == ["page", "new"]
+        line = next(x for x in listed.stdout.splitlines() if x.startswith("coast "))
+        assert line.split()[1] == "sitemap"
+        exported = run_watcher("feeds", "export", "--config", str(cfg))
+        assert exported.returncode == 0 and "xmlUrl" in exported.stdout
+        assert server.url("/") not in exported.stdout  # not feeds: not exported as such
+    finally:
+        server.close()

@@ -203,6 +203,36 @@ feeds:
     assert config_error(path) == f"config: {path}: feeds: duplicate feed name(s) a, b"
 
 
+def test_source_types_default_to_feed_and_carry_their_own_settings(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+feeds:
+  - {name: a, url: "https://a.test/feed.xml"}
+  - {name: b, url: "https://b.test/", type: sitemap, backfill: 6h}
+  - {name: c, url: "https://c.test/world/", type: page, links: "main a.story",
+     pattern: "/20[0-9]{2}/"}
+fetch: {sitemap_max_urls: 1000, sitemap_max_depth: 1}
+""")
+    settings = load_settings(path, env={})
+    a, b, c = settings.feed_models()
+    assert (a.kind, b.kind, c.kind) == ("feed", "sitemap", "page")
+    assert a.backfill_s == 2 * 86400 and b.backfill_s == 6 * 3600
+    assert (c.links, c.pattern) == ("main a.story", "/20[0-9]{2}/")
+    assert settings.fetch.sitemap_max_urls == 1000 and settings.fetch.sitemap_max_files == 50
+
+
+@pytest.mark.parametrize(("feed", "reason"), [
+    ("{name: x, url: 'https://x.test/', type: rss}", "type"),
+    ("{name: x, url: 'https://x.test/f.xml', backfill: 1d}", "backfill is for type sitemap"),
+    ("{name: x, url: 'https://x.test/', type: sitemap, links: a}", "links and pattern are for"),
+    ("{name: x, url: 'file:///srv/s.xml', type: sitemap}", "needs an http(s) URL"),
+    ("{name: x, url: 'https://x.test/', type: page, pattern: '(['}", "not a regular expr"),
+    ("{name: x, url: 'https://x.test/', type: page, links: 'a[[['}", "not a CSS selector"),
+])
+def test_source_settings_are_checked(tmp_path: Path, feed: str, reason: str) -> None:
+    path = write(tmp_path, f"feeds:\n  - {feed}\n")
+    assert reason in config_error(path)
+
+
 # --- paths -----------------------------------------------------------------------------
 
 
@@ -378,3 +408,20 @@ def test_extraction_workers_are_recycled_after_2000_pages_unless_told(tmp_path: 
     assert load_settings(write(tmp_path, "{}\n"), env={}).fetch.extract_recycle_after == 2000
     path = write(tmp_path, "fetch:\n  extract_recycle_after: 0\n")
     assert load_settings(path, env={}).fetch.extract_recycle_after == 0
+
+
+@pytest.mark.parametrize(("web", "reason"), [
+    ("{public_url: 'https://w.test'}", "public_url needs listen"),
+    ("{listen: '127.0.0.1:8491', public_url: 'ftp://w.test'}", "not an http(s) URL"),
+    ("{listen: 'nowhere'}", "listen"),
+])
+def test_web_settings_are_checked(tmp_path: Path, web: str, reason: str) -> None:
+    assert reason in config_error(write(tmp_path, f"web: {web}\n"))
+
+
+def test_web_settings_default_to_no_websub(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "web: {listen: '127.0.0.1:0', "
+                                             "public_url: 'https://w.test/', "
+                                             "websub_lease: 2d}\n"), env={})
+    assert settings.web.websub_lease == 2 * 86400 and settings.web.websub_poll_interval == 6 * 3600
+    assert load_settings(write(tmp_path, "feeds: []\n"), env={}).web.public_url is None

@@ -92,6 +92,36 @@ def test_feeds_are_synced_and_a_changed_url_starts_afresh(store: Store) -> None:
     assert store.feed_state("nope") is None
 
 
+def test_a_sources_memo_is_kept_between_polls_and_dropped_with_its_url(store: Store) -> None:
+    store.sync_feeds([feed("s")])
+    state = store.feed_state("s")
+    assert state is not None and state.memo is None
+    memo = '{"links": ["https://s.test/2026/05/01/a"]}'
+    store.record_poll(FeedFetched("s", T0, T0 + timedelta(minutes=5), None, None, memo=memo))
+    store.record_poll(FeedFetched("s", T0, T0 + timedelta(minutes=10), None, None))
+    state = store.feed_state("s")
+    assert state is not None and state.memo == memo  # a poll without one keeps it
+    store.sync_feeds([feed("s", "https://other.test/")])
+    state = store.feed_state("s")
+    assert state is not None and state.memo is None
+
+
+def test_websub_subscriptions_are_kept_replaced_and_dropped(store: Store) -> None:
+    from watcher.core.websub import Subscription
+
+    sub = Subscription("a", "https://hub.test/", "https://a.test/feed.xml", "cb1", "s3cret",
+                       "subscribing", T0)
+    store.save_websub(sub)
+    assert store.websub_subscriptions() == [sub]
+    active = replace(sub, state="active", lease_until=T0 + timedelta(days=10))
+    store.save_websub(active)
+    store.save_websub(replace(sub, feed="b", callback_id="cb2"))
+    assert [s.feed for s in store.websub_subscriptions()] == ["a", "b"]
+    assert store.websub_subscriptions()[0] == active
+    store.drop_websub("a")
+    assert [s.feed for s in store.websub_subscriptions()] == ["b"]
+
+
 def test_due_feeds_and_polls(store: Store) -> None:
     store.sync_feeds([feed("a"), feed("b"), feed("c")])
     store.record_poll(FeedFetched("a", T0, T0 + timedelta(minutes=10), etag='"x"',

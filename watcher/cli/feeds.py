@@ -11,11 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from watcher.cli.common import Progress, open_store_for, when
+from watcher.cli.propose import propose
 from watcher.core.display import printable, redact
-from watcher.core.errors import ConfigError, FetchError, ParseError
-from watcher.core.models import Feed, ParsedFeed
-from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
-from watcher.fetch.client import Fetcher, HttpLimits
+from watcher.core.errors import ConfigError
+from watcher.fetch.client import HttpLimits
 from watcher.settings import config_path, load_settings, parse_duration
 from watcher.settings.opml import Subscription, read_opml, slug, write_opml
 
@@ -27,7 +26,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ls = fs.add_parser("list", parents=[common], help="every feed with its state (default)")
     ls.set_defaults(func=cmd_list)
     add = fs.add_parser("add", parents=[common],
-                        help="discover the feed behind a URL and add it to the config")
+                        help="find the best source behind a URL (its feed, else its news "
+                             "sitemap, else the page) and add it to the config")
     add.add_argument("url")
     add.add_argument("--name", help="feed name (default: from the feed's title)")
     add.add_argument("--interval", help="poll interval, e.g. 10m")
@@ -49,53 +49,34 @@ def cmd_list(args: argparse.Namespace) -> int:
     configured = {f.name for f in settings.feeds}
     try:
         rows = {r.name: r for r in store.feed_health(datetime.now(UTC))}
+        pushes = {sub.feed: sub for sub in store.websub_subscriptions()}
     finally:
         store.close()
-    header = f"{'feed':<22} {'state':<10} {'last success':<19}  {'next poll':<19}  " \
-             f"{'fails':>5} {'7d':>5}  last error"
+    header = f"{'feed':<22} {'type':<8} {'state':<10} {'last success':<19}  " \
+             f"{'next poll':<19}  {'fails':>5} {'7d':>5}  last error"
     print(header)
     for f in settings.feeds:
         r = rows.get(f.name)
         if r is None:
-            print(f"{f.name:<22} {'new':<10} {'-':<19}  {'-':<19}  {0:>5} {0:>5}")
+            print(f"{f.name:<22} {f.type:<8} {'new':<10} {'-':<19}  {'-':<19}  "
+                  f"{0:>5} {0:>5}")
             continue
         state = ("gone" if r.gone_at else "unhealthy" if r.unhealthy_since
                  else "failing" if r.consecutive_failures else "ok"
                  if r.last_success_at else "new")
         error = (r.last_error or "") if r.consecutive_failures or r.gone_at else ""
         error = printable(redact(error, settings.secrets))
-        print(f"{f.name:<22} {state:<10} {when(r.last_success_at):<19}  "
+        print(f"{f.name:<22} {f.type:<8} {state:<10} {when(r.last_success_at):<19}  "
               f"{when(r.next_poll_at):<19}  {r.consecutive_failures:>5} "
               f"{r.items_7d:>5}  {error}")
+        sub = pushes.get(f.name)
+        if sub is not None:
+            lease = f", lease until {when(sub.lease_until)}" if sub.lease_until else ""
+            print(f"{'':<22} websub: {sub.state} at {printable(redact(sub.hub))}{lease}")
     stale = sorted(set(rows) - configured)
     if stale:
         print(f"(in the database but no longer configured: {', '.join(stale)})")
     return 0
-
-
-async def discover(url: str, allow_private: bool, limits: HttpLimits
-                   ) -> tuple[str, ParsedFeed]:
-    """The feed URL behind `url` (itself, or what its HTML page advertises), parsed."""
-    probe = Feed(name="new-feed", url=url, interval_s=900, allow_private=allow_private)
-    async with Fetcher(limits) as fetcher:
-        result = await fetcher.fetch_feed(probe)
-        try:
-            return result.permanent_redirect or url, parse_feed(result.body, result.headers,
-                                                                result.url)
-        except ParseError:
-            if not looks_like_html(result.body, result.headers):
-                raise
-        errors = []
-        for candidate in discover_feeds(result.body, result.url):
-            probe = Feed(name="new-feed", url=candidate, interval_s=900,
-                         allow_private=allow_private)
-            try:
-                found = await fetcher.fetch_feed(probe)
-                return candidate, parse_feed(found.body, found.headers, found.url)
-            except (FetchError, ParseError) as exc:
-                errors.append(str(exc))
-        raise ParseError(f"{url} is a web page that advertises no readable feed"
-                         + (f" ({'; '.join(errors)})" if errors else ""))
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -117,15 +98,18 @@ def cmd_add(args: argparse.Namespace) -> int:
             raise ConfigError(f"feeds add: --interval: {exc}") from None
     limits = HttpLimits(timeout_s=settings.fetch.timeout,
                         max_feed_bytes=settings.fetch.max_feed_bytes)
-    feed_url, parsed = asyncio.run(discover(args.url, args.allow_private, limits))
+    found = asyncio.run(propose(args.url, args.allow_private, limits))
+    feed_url = found.url
     taken = {f.name for f in settings.feeds}
     if args.name:
         if args.name in taken:
             raise ConfigError(f"feeds add: a feed named {args.name!r} already exists")
         name = args.name
     else:
-        name = _unique(slug(parsed.title or urlsplit(feed_url).hostname or "feed"), taken)
+        name = _unique(slug(found.title or urlsplit(feed_url).hostname or "feed"), taken)
     entry: dict[str, Any] = {"name": name, "url": feed_url}
+    if found.kind != "feed":
+        entry["type"] = found.kind
     if args.interval:
         entry["interval"] = args.interval
     if args.tag:
@@ -139,8 +123,9 @@ def cmd_add(args: argparse.Namespace) -> int:
         print(f"feeds add: {redact(feed_url)} is already in {path}")
         return 0
     load_settings(path)  # the edited file must still validate
-    print(f"added feed {name!r}: {redact(feed_url)} ({printable(parsed.title) or 'untitled'}, "
-          f"{len(parsed.entries)} items) to {path}")
+    what = "feed" if found.kind == "feed" else f"{found.kind} source"
+    print(f"added {what} {name!r}: {redact(feed_url)} ({printable(found.title) or 'untitled'}; "
+          f"chose {printable(found.why)}) to {path}")
     return 0
 
 
@@ -184,8 +169,9 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     settings = load_settings(config_path(args.config))
+    # Sitemap and page sources are not feeds another reader could subscribe to.
     subs = [Subscription(title=f.name, url=f.url, categories=tuple(f.tags))
-            for f in settings.feeds]
+            for f in settings.feeds if f.type == "feed"]
     data = write_opml(subs, "watcher feeds", datetime.now(UTC))
     if args.output:
         Path(args.output).write_bytes(data)

@@ -26,6 +26,8 @@ class FeedFetched:
     last_modified: str | None
     url: str | None = None  # the feed moved (301/308, or discovery found the real feed)
     title: str | None = None
+    # what a sitemap or page source remembers until its next poll (None: unchanged)
+    memo: str | None = None
 
 
 @dataclass(frozen=True)

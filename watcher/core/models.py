@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+SourceKind = Literal["feed", "sitemap", "page"]
 TextSource = Literal["page", "feed-content", "feed-summary", "none"]
 DeliveryStatus = Literal["pending", "retrying", "sent", "dead"]
 FIELDS: tuple[str, ...] = ("title", "summary", "body")
@@ -23,6 +24,12 @@ class Feed:
     min_interval_s: float = 120.0
     max_interval_s: float = 3600.0
     adaptive: bool = True
+    # where its articles are listed: a feed, a site's sitemaps, or a section page
+    kind: SourceKind = "feed"
+    # a sitemap or page source's first poll takes what is at most this old
+    backfill_s: float = 2 * 86400.0
+    links: str | None = None  # a page source: CSS selector of the article links
+    pattern: str | None = None  # a page source: regular expression the links match
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,9 @@ class FeedState:
     next_poll_at: datetime | None = None
     consecutive_failures: int = 0
     last_error: str | None = None
+    # what a sitemap or page source remembered from its last poll (JSON, see
+    # watcher.service.sources); None for a feed, or before the first poll
+    memo: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +89,7 @@ class Entry:
     content: str
     published: datetime | None
     author: str | None = None
+    language: str | None = None  # as the source declares it (a news sitemap)
 
 
 @dataclass(frozen=True)
@@ -87,6 +98,8 @@ class ParsedFeed:
     entries: tuple[Entry, ...]
     ttl_minutes: int | None = None
     sy_period_s: float | None = None  # RSS syndication module: seconds between updates
+    hub: str | None = None  # WebSub: the hub the feed names (rel="hub")
+    topic: str | None = None  # WebSub: the feed's own URL (rel="self")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from lxml import html as lxml_html
 
 from watcher.core.errors import ParseError
 from watcher.core.models import Entry, ParsedFeed
+from watcher.core.websub import hub_links
 
 # feedparser's loose parser expands internal entity declarations: a small
 # document could grow to gigabytes (billion laughs), so refuse them outright.
@@ -265,10 +266,13 @@ def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> P
         ttl_minutes = int(ttl) if ttl else None
     except (TypeError, ValueError):
         ttl_minutes = None
+    hub, topic = hub_links([(str(link.get("rel") or ""), str(link.get("href") or ""))
+                            for link in parsed.feed.get("links") or []], base_url)
     return ParsedFeed(title=html_to_text(parsed.feed.get("title", "")),
                       entries=tuple(entries), ttl_minutes=ttl_minutes,
                       sy_period_s=update_period_s(parsed.feed.get("sy_updateperiod"),
-                                                  parsed.feed.get("sy_updatefrequency")))
+                                                  parsed.feed.get("sy_updatefrequency")),
+                      hub=hub, topic=topic)
 
 
 _FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/feed+json",

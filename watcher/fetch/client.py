@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import cast
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import httpcore
 import httpx
@@ -32,7 +32,7 @@ from watcher import __version__
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, FetchResult, Undecoded
 from watcher.core.schedule import parse_retry_after
-from watcher.fetch.decoding import BoundedDecoder, content_coding
+from watcher.fetch.decoding import BoundedDecoder, GzipFile, Sink, content_coding
 from watcher.fetch.pool import Body, Pool
 from watcher.fetch.transport import AsyncioBackend
 
@@ -47,6 +47,7 @@ class HttpLimits:
     timeout_s: float = 30.0
     max_feed_bytes: int = 10 * 1000**2
     max_page_bytes: int = 5 * 1000**2
+    max_sitemap_bytes: int = 50 * 1000**2  # decoded; the protocol's own limit
     concurrency: int = 16
     per_host: int = 2
     user_agent: str = USER_AGENT
@@ -165,6 +166,49 @@ class Fetcher:
         return await self._follow(feed, url, headers, "feed", self.limits.max_feed_bytes,
                                f"feed {feed.name!r}")
 
+    async def fetch_sitemap(self, feed: Feed, url: str, sink: Sink, etag: str | None = None,
+                            last_modified: str | None = None) -> FetchResult:
+        """A sitemap of a sitemap source, conditionally. Its decoded bytes go to `sink`
+        as they arrive (the result's body is empty), inflated when the file itself is
+        gzip, capped at max_sitemap_bytes after decompression; reading stops early
+        when the sink has had enough."""
+        what = f"feed {feed.name!r}: sitemap {url}"
+        scheme = _scheme(url, what)
+        if scheme not in ("http", "https"):
+            raise FetchError(f"{what}: scheme {scheme!r} is not allowed")
+        headers = {"Accept": "application/xml, text/xml;q=0.9, */*;q=0.5"}
+        if etag:
+            headers["If-None-Match"] = etag
+        if last_modified:
+            headers["If-Modified-Since"] = last_modified
+        cap = self.limits.max_sitemap_bytes
+        gz = GzipFile(sink, cap, what)
+        result = await self._follow(feed, url, headers, "feed", cap, what, sink=gz)
+        if not result.not_modified:
+            gz.finish()
+        return result
+
+    async def post_form(self, feed: Feed, url: str, fields: dict[str, str]) -> int:
+        """A form POST on behalf of `feed` (a WebSub hub's subscription request): its
+        status. The hub is named by feed content, so it is guarded like a page; a
+        redirect is not followed (a POST is not repeated elsewhere)."""
+        what = f"feed {feed.name!r}: hub {url}"
+        if _scheme(url, what) not in ("http", "https"):
+            raise FetchError(f"{what}: scheme is not allowed")
+        content = urlencode(fields).encode()
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "Content-Length": str(len(content))}
+        async with self._global["feed"], self._host_slot(url, "feed"):
+            try:
+                async with asyncio.timeout(self.limits.timeout_s):
+                    status, *_ = await self._one(self._pool_for(feed, url), url, headers,
+                                                 65536, what, True, method=b"POST",
+                                                 content=content)
+            except TimeoutError:
+                raise FetchError(f"{what}: no complete answer within "
+                                 f"{self.limits.timeout_s:g}s") from None
+        return status
+
     # -- pages --------------------------------------------------------------
 
     async def fetch_page(self, feed: Feed, url: str, *, decode: bool = True) -> FetchResult:
@@ -211,7 +255,8 @@ class Fetcher:
         return self._public
 
     async def _follow(self, feed: Feed, url: str, headers: dict[str, str], kind: str,
-                      cap: int, what: str, *, decode: bool = True) -> FetchResult:
+                      cap: int, what: str, *, decode: bool = True,
+                      sink: Sink | None = None) -> FetchResult:
         seen: set[str] = set()
         permanent: str | None = None
         all_permanent = True
@@ -231,7 +276,7 @@ class Fetcher:
                 try:
                     async with asyncio.timeout(budget):
                         status, resp_headers, body, coding = await self._one(
-                            pool, url, headers, cap, what, decode)
+                            pool, url, headers, cap, what, decode, sink)
                 except TimeoutError:
                     raise FetchError(f"{what}: no complete answer within "
                                      f"{self.limits.timeout_s:g}s") from None
@@ -261,7 +306,9 @@ class Fetcher:
         raise FetchError(f"{what}: more than {MAX_REDIRECTS} redirects")
 
     async def _one(self, pool: Pool, url: str, headers: dict[str, str], cap: int, what: str,
-                   decode: bool) -> tuple[int, dict[str, str], bytes, str | None]:
+                   decode: bool, sink: Sink | None = None, method: bytes = b"GET",
+                   content: bytes | None = None
+                   ) -> tuple[int, dict[str, str], bytes, str | None]:
         """One request, straight on the connection pool.
 
         httpx's client around the pool (its models, cookie jar, URL and header
@@ -287,9 +334,9 @@ class Fetcher:
             credentials = f"{target.username}:{target.password}".encode()
             sent.append((b"Authorization", b"Basic " + base64.b64encode(credentials)))
         request = httpcore.Request(
-            b"GET", httpcore.URL(scheme=target.raw_scheme, host=target.raw_host,
+            method, httpcore.URL(scheme=target.raw_scheme, host=target.raw_host,
                                  port=target.port, target=target.raw_path),
-            headers=sent, extensions={"timeout": self._timeouts})
+            headers=sent, content=content, extensions={"timeout": self._timeouts})
         try:
             response = await pool.handle_async_request(request)
             body = cast(Body, response.stream)
@@ -309,9 +356,11 @@ class Fetcher:
                 # Decoded here, not by a library: a decoder without an output limit
                 # could turn one 64 KB gzip chunk into hundreds of MB before a check.
                 # Kept encoded, the body is still capped, as it came.
-                decoder = BoundedDecoder(coding if decode else None, cap, what)
+                decoder = BoundedDecoder(coding if decode else None, cap, what, sink)
                 async for chunk in body:
                     decoder.feed(chunk)
+                    if decoder.stopped:
+                        return status, resp_headers, b"", None  # the sink has enough
                 return status, resp_headers, decoder.finish(), None if decode else coding
             finally:
                 await body.aclose()  # back to the pool, or closed if the body was cut

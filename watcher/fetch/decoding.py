@@ -7,6 +7,7 @@ daemon's own process is the busier one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 from isal import isal_zlib
@@ -28,13 +29,49 @@ def content_coding(header: str, what: str) -> str | None:
     return codings[0] if codings else None
 
 
-class BoundedDecoder:
-    """Decodes a body in chunks and never produces more than `cap` bytes."""
+# Takes decoded bytes as they come; False when it wants no more.
+Sink = Callable[[bytes], bool]
+_SINK_PIECE = 1 << 20
 
-    def __init__(self, coding: str | None, cap: int, what: str) -> None:
+
+class GzipFile:
+    """A sink in front of a sink: a body that is itself a gzip file (sitemap.xml.gz,
+    served without a Content-Encoding) is inflated, under the same cap."""
+
+    def __init__(self, sink: Sink, cap: int, what: str) -> None:
+        self.sink, self.cap, self.what = sink, cap, what
+        self._inner: BoundedDecoder | None = None
+        self._first = True
+
+    def __call__(self, data: bytes) -> bool:
+        if self._first:
+            self._first = False
+            if data.startswith(b"\x1f\x8b"):
+                self._inner = BoundedDecoder("gzip", self.cap, self.what, self.sink)
+        if self._inner is None:
+            return self.sink(data)
+        self._inner.feed(data)
+        return not self._inner.stopped
+
+    def finish(self) -> None:
+        if self._inner is not None:
+            self._inner.finish()
+
+
+class BoundedDecoder:
+    """Decodes a body in chunks and never produces more than `cap` bytes.
+
+    With a `sink`, the decoded bytes go to it instead of being kept, and decoding
+    stops (`stopped`) once the sink has had enough.
+    """
+
+    def __init__(self, coding: str | None, cap: int, what: str,
+                 sink: Sink | None = None) -> None:
         self.cap, self.what = cap, what
         self.size = 0
         self.parts: list[bytes] = []
+        self.sink = sink
+        self.stopped = False
         self.coding = coding
         # wbits 47 reads gzip or zlib headers; deflate may also come raw (no header).
         # ISA-L inflates much faster than zlib, with zlib's interface.
@@ -45,16 +82,22 @@ class BoundedDecoder:
         self.size += len(data)
         if self.size > self.cap:
             raise FetchError(f"{self.what}: body over the {self.cap} byte cap; stopped")
-        self.parts.append(data)
+        if self.sink is None:
+            self.parts.append(data)
+        elif data and not self.sink(data):
+            self.stopped = True
 
     def feed(self, chunk: bytes) -> None:
         if self._z is None:
             self._keep(chunk)
             return
         data = chunk
-        while data:
+        while data and not self.stopped:
+            limit = self.cap - self.size + 1
+            if self.sink is not None:
+                limit = min(limit, _SINK_PIECE)  # a bomb's output never held at once
             try:
-                out = self._z.decompress(data, self.cap - self.size + 1)
+                out = self._z.decompress(data, limit)
             except _InflateError as exc:
                 if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
                     self._raw_deflate_tried = True
@@ -67,7 +110,7 @@ class BoundedDecoder:
                 break
 
     def finish(self) -> bytes:
-        if self._z is not None and not self._z.eof:
+        if self._z is not None and not self._z.eof and not self.stopped:
             try:
                 self._keep(self._z.flush())
             except _InflateError as exc:

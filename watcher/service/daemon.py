@@ -27,16 +27,19 @@ from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
 from watcher.core.records import DaemonInfo
+from watcher.core.sitemap import SitemapLimits
 from watcher.delivery.channels import Channel, build_channels
 from watcher.delivery.dispatch import Dispatcher, DispatchReport, claim_owner, parse_owner
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.rules import CompiledRules
 from watcher.rules.load import digest_of
 from watcher.service import metrics
-from watcher.service.ingest import FeedOutcome, IngestContext, ingest_feed, rematch_unmatched
+from watcher.service.ingest import FeedOutcome, IngestContext, rematch_unmatched
 from watcher.service.metrics import MetricsServer
 from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.service.reload import Reloading
+from watcher.service.sources import ingest_source
+from watcher.service.websub import start_websub
 from watcher.service.workers import ExtractPool
 from watcher.settings import Settings
 from watcher.store import open_store, prune
@@ -98,6 +101,7 @@ class Daemon(Reloading):
         fetch = settings.fetch
         limits = HttpLimits(timeout_s=fetch.timeout, max_feed_bytes=fetch.max_feed_bytes,
                             max_page_bytes=fetch.max_page_bytes,
+                            max_sitemap_bytes=fetch.sitemap_max_bytes,
                             concurrency=settings.poll.concurrency,
                             per_host=settings.poll.per_host,
                             **({"user_agent": fetch.user_agent} if fetch.user_agent else {}))
@@ -118,7 +122,9 @@ class Daemon(Reloading):
             extractor=self.extractor, unhealthy_after_s=settings.alerts.unhealthy_after,
             on_unhealthy=self._feed_unhealthy, stories=self._story_policy(),
             max_pages=fetch.max_pages_per_poll, hurry=self._hurry,
-            on_alerts=self._wake_dispatch.set)
+            on_alerts=self._wake_dispatch.set,
+            sitemaps=SitemapLimits(fetch.sitemap_max_depth, fetch.sitemap_max_files,
+                                   fetch.sitemap_max_urls))
         self._notices: set[asyncio.Task[object]] = set()
         self._scheduler: AsyncIOScheduler | None = None
         self._dispatching: asyncio.Task[None] | None = None
@@ -271,7 +277,7 @@ class Daemon(Reloading):
         if feed is None:  # removed by a reload while it waited
             return FeedOutcome(name, ok=False, error=f"ingest: feed {name!r} is not configured")
         try:
-            outcome = await ingest_feed(feed, self.ctx)
+            outcome = await ingest_source(feed, self.ctx)
         except StoreError as exc:
             self.storage.failed(exc)
             return FeedOutcome(name, ok=False, error=str(exc))
@@ -386,6 +392,7 @@ class Daemon(Reloading):
         await rematch_unmatched(self.ctx)
         self._release_orphans()
         self._add_jobs(scheduler)
+        websub = await start_websub(self, scheduler)
         metrics_server = None
         if self.settings.metrics.listen:
             metrics_server = MetricsServer(self.settings.metrics.listen, self.health,
@@ -417,6 +424,8 @@ class Daemon(Reloading):
             scheduler.shutdown(wait=False)
             if metrics_server is not None:
                 await metrics_server.stop()
+            if websub is not None:
+                await websub.stop()
             await self.close()
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from watcher.core.alerts import new_deliveries
 from watcher.core.decide import (
@@ -51,6 +52,8 @@ from watcher.core.schedule import (
     next_poll_after_success,
     server_min_wait_s,
 )
+from watcher.core.sitemap import SitemapLimits
+from watcher.core.websub import hub_links, link_header
 from watcher.extract.choose import keep_text
 from watcher.fetch.client import Fetcher
 from watcher.rules import CompiledRules
@@ -58,6 +61,9 @@ from watcher.service import metrics
 from watcher.service.pages import Page, PageBatch, PageJobs, resume_pages
 from watcher.service.workers import ExtractPool
 from watcher.store import Store
+
+if TYPE_CHECKING:
+    from watcher.service.websub import WebSub
 
 log = logging.getLogger("watcher.service.ingest")
 
@@ -97,6 +103,8 @@ class IngestContext:
     hurry: asyncio.Event | None = None  # set when the daemon stops: no more waiting
     on_alerts: Callable[[], None] | None = None  # a late page made new deliveries
     jobs: PageJobs = field(default_factory=PageJobs)
+    sitemaps: SitemapLimits = field(default_factory=SitemapLimits)
+    websub: WebSub | None = None  # pushes from the hubs feeds name (web.public_url set)
 
 
 def poll_policy(feed: Feed, max_server_wait_s: float) -> PollPolicy:
@@ -141,7 +149,7 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
         result, parsed, discovered = await _fetch_and_parse(feed, url, state, ctx)
     except (FetchError, ParseError) as exc:
         metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
-        return _fetch_failed(feed, url, state, exc, ctx)
+        return fetch_failed(feed, url, state, exc, ctx)
     metrics.FETCH_SECONDS.observe(time.perf_counter() - started)
     metrics.FETCHES.labels("not_modified" if parsed is None else "ok").inc()
     now = ctx.clock()
@@ -149,17 +157,26 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
                              parsed.sy_period_s if parsed else None, policy.max_server_wait_s)
     if parsed is None:  # 304 Not Modified: nothing to parse
         ctx.store.record_poll(FeedFetched(
-            feed.name, now, next_poll_after_success(now, policy, server_wait_s=wait),
+            feed.name, now, _next(feed, now, next_poll_after_success(
+                now, policy, server_wait_s=wait), ctx),
             etag=result.etag or (state.etag if state else None),
             last_modified=result.last_modified or (state.last_modified if state else None)))
         resume_pages(feed, ctx, ctx.max_pages)
         return FeedOutcome(feed.name, ok=True, not_modified=True)
 
-    outcome = await _ingest_entries(feed, parsed, ctx)
+    if ctx.websub is not None:
+        # The Link header first, then the feed's own links (WebSub discovery, 4).
+        hub, topic = hub_links(link_header(result.headers.get("link")), result.url)
+        if hub or parsed.hub:
+            ctx.websub.noticed(feed, hub or parsed.hub or "",
+                               topic or parsed.topic or result.url)
+    outcome = await ingest_entries(feed, parsed, ctx)
     now = ctx.clock()
+    if ctx.websub is not None:
+        ctx.websub.polled(feed.name, outcome.new_articles, now)
     ctx.store.record_poll(FeedFetched(
-        feed.name, now,
-        next_poll_after_success(now, policy, [e.published for e in parsed.entries], wait),
+        feed.name, now, _next(feed, now, next_poll_after_success(
+            now, policy, [e.published for e in parsed.entries], wait), ctx),
         etag=result.etag, last_modified=result.last_modified,
         url=discovered or result.permanent_redirect, title=parsed.title or None))
     if result.permanent_redirect:
@@ -170,7 +187,11 @@ async def ingest_feed(feed: Feed, ctx: IngestContext) -> FeedOutcome:
     return outcome
 
 
-async def _ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
+def _next(feed: Feed, now: datetime, planned: datetime, ctx: IngestContext) -> datetime:
+    return planned if ctx.websub is None else ctx.websub.poll_after(feed.name, now, planned)
+
+
+async def ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> FeedOutcome:
     """The feed's new entries: copies recorded, the rest stored (with their page's
     text when it came in time) and matched."""
     store, outcome = ctx.store, FeedOutcome(feed.name, ok=True)
@@ -357,13 +378,13 @@ def _build_article(feed: Feed, entry: Entry, page: Page | None, to_come: bool,
         summary=entry.summary, body=kept.body, text_source=kept.source,
         published=entry.published, fetched_at=ctx.clock(),
         author=entry.author or (extracted.author if extracted else None),
-        language=extracted.language if extracted else None,
+        language=extracted.language if extracted and extracted.language else entry.language,
         sitename=extracted.sitename if extracted else None,
         tags=feed.tags, page_error=page.error if page else None, signature=kept.signature,
         page_pending=to_come)
 
 
-def _fetch_failed(feed: Feed, url: str, state: FeedState | None,
+def fetch_failed(feed: Feed, url: str, state: FeedState | None,
                   exc: FetchError | ParseError, ctx: IngestContext) -> FeedOutcome:
     now = ctx.clock()
     if isinstance(exc, FetchError) and exc.status == 410:

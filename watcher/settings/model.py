@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from watcher.core.models import Feed
+from watcher.core.models import Feed, SourceKind
 
 DEFAULT_CONFIG = Path("config/watcher.yaml")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -83,6 +83,37 @@ class FeedConfig(_Model):
     adaptive: bool = True
     tags: tuple[str, ...] = ()
     allow_private: bool = False
+    # feed: RSS, Atom or JSON Feed; sitemap: a site's (news) sitemaps; page: a section
+    # or front page whose new article links are its entries
+    type: SourceKind = "feed"
+    # a sitemap or page source takes, on its first poll, what is at most this old
+    backfill: Duration = 2 * 86400.0
+    links: str | None = None  # page: CSS selector of the article links
+    pattern: str | None = None  # page: regular expression the article links match
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> FeedConfig:
+        if self.type == "feed" and "backfill" in self.model_fields_set:
+            raise ValueError("backfill is for type sitemap or page")
+        if self.type != "page" and (self.links or self.pattern):
+            raise ValueError("links and pattern are for type page")
+        if self.type != "feed" and urlsplit(self.url).scheme not in ("http", "https"):
+            raise ValueError(f"a {self.type} source needs an http(s) URL, not {self.url!r}")
+        if self.pattern is not None:
+            try:
+                re.compile(self.pattern)
+            except re.error as exc:
+                raise ValueError(f"pattern {self.pattern!r} is not a regular expression: "
+                                 f"{exc}") from None
+        if self.links is not None:
+            try:
+                from lxml.cssselect import CSSSelector
+
+                CSSSelector(self.links)
+            except Exception as exc:  # cssselect's SelectorSyntaxError and kin
+                raise ValueError(f"links {self.links!r} is not a CSS selector: "
+                                 f"{exc}") from None
+        return self
 
 
 class ConsoleChannel(_Model):
@@ -230,6 +261,12 @@ class FetchConfig(_Model):
     timeout: Duration = 30.0
     max_feed_bytes: Size = 10 * 1000**2
     max_page_bytes: Size = 5 * 1000**2
+    # A sitemap source: bytes of one sitemap after decompression, URLs read from one,
+    # sitemaps read per poll, and how deep indexes of indexes are followed.
+    sitemap_max_bytes: Size = 50 * 1000**2
+    sitemap_max_urls: int = Field(default=50_000, ge=1)
+    sitemap_max_files: int = Field(default=50, ge=1, le=10_000)
+    sitemap_max_depth: int = Field(default=2, ge=0, le=5)
     user_agent: str | None = None
     allow_private_networks: bool = False
     fetch_pages: bool = True
@@ -297,6 +334,33 @@ class MetricsConfig(_Model):
         return None if v == "" else v
 
 
+class WebConfig(_Model):
+    """WebSub: hubs push new stories to a small server of the daemon's own."""
+
+    # host:port the callback server listens on, e.g. 127.0.0.1:8491 (behind a proxy)
+    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+    # the URL the hubs reach that server at, e.g. https://watcher.example.org; unset:
+    # no WebSub, feeds are polled
+    public_url: str | None = None
+    websub_lease: Duration = 10 * 86400.0  # asked of the hubs; they decide
+    # while pushes are expected, the feed is still polled this often as a safety net
+    websub_poll_interval: Duration = 6 * 3600.0
+
+    @field_validator("public_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and (urlsplit(v).scheme not in ("http", "https")
+                              or not urlsplit(v).hostname):
+            raise ValueError(f"{v!r} is not an http(s) URL")
+        return v
+
+    @model_validator(mode="after")
+    def _both(self) -> WebConfig:
+        if self.public_url and not self.listen:
+            raise ValueError("public_url needs listen (the address the server listens on)")
+        return self
+
+
 class AlertsConfig(_Model):
     """Operator alerts: problems with watcher itself, sent to these channels."""
 
@@ -325,6 +389,7 @@ class Settings(_Model):
     retention: RetentionConfig = RetentionConfig()
     stories: StoriesConfig = StoriesConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web: WebConfig = WebConfig()
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
@@ -357,5 +422,6 @@ class Settings(_Model):
                 min_interval_s=min(f.min_interval or self.poll.min_interval, interval),
                 max_interval_s=max(f.max_interval or self.poll.max_interval, interval),
                 adaptive=f.adaptive,
+                kind=f.type, backfill_s=f.backfill, links=f.links, pattern=f.pattern,
             ))
         return out

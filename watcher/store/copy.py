@@ -14,7 +14,7 @@ from watcher.core.errors import StoreError
 # In the order their foreign keys need; the daemons' registry is not copied (the
 # daemons register themselves).
 TABLES = ("feeds", "articles", "article_sources", "story_keys", "pruned_entries", "matches",
-          "deliveries")
+          "deliveries", "websub")
 _SEQUENCES = (("articles", "id"), ("matches", "id"))
 
 

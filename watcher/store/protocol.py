@@ -36,6 +36,7 @@ from watcher.core.records import (
     StatusReport,
     StoryCandidate,
 )
+from watcher.core.websub import Subscription
 
 
 class FeedStore(Protocol):
@@ -166,6 +167,15 @@ class ArchiveStore(Protocol):
     def finish_prune(self, now: datetime, retention: Retention) -> None: ...
 
 
+class WebSubStore(Protocol):
+    def websub_subscriptions(self) -> list[Subscription]: ...
+
+    def save_websub(self, sub: Subscription) -> None:
+        """Add or replace the feed's subscription."""
+
+    def drop_websub(self, feed: str) -> None: ...
+
+
 class DaemonStore(Protocol):
     def register_daemon(self, info: DaemonInfo) -> None: ...
 
@@ -177,7 +187,8 @@ class DaemonStore(Protocol):
     def live_daemons(self, since: datetime) -> list[DaemonInfo]: ...
 
 
-class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, DaemonStore, Protocol):
+class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, DaemonStore, WebSubStore,
+            Protocol):
     def schema_version(self) -> tuple[int, int]:
         """(version of the database's schema, version this watcher knows)."""
 

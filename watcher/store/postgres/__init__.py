@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from watcher.store.postgres.archive import ArchivePg
 from watcher.store.postgres.feeds import FeedsPg
+from watcher.store.postgres.websub import WebSubPg
 
 
-class PostgresStore(FeedsPg, ArchivePg):
+class PostgresStore(FeedsPg, ArchivePg, WebSubPg):
     """Feeds, articles and stories, the outbox, the archive and the daemons' registry."""
 
 

@@ -21,7 +21,8 @@ class FeedsPg(PgBase):
                     "ON CONFLICT (name) DO UPDATE SET url = excluded.url, "
                     "configured_url = excluded.configured_url, etag = NULL, "
                     "last_modified = NULL, next_poll_at = NULL, gone_at = NULL, "
-                    "consecutive_failures = 0, failing_since = NULL, unhealthy_since = NULL "
+                    "consecutive_failures = 0, failing_since = NULL, unhealthy_since = NULL, "
+                    "memo = NULL "
                     "WHERE feeds.configured_url IS DISTINCT FROM excluded.configured_url",
                     [f.name, f.url, f.url])
 
@@ -33,7 +34,7 @@ class FeedsPg(PgBase):
         return FeedState(name=r["name"], url=r["url"], etag=r["etag"],
                          last_modified=r["last_modified"], next_poll_at=r["next_poll_at"],
                          consecutive_failures=r["consecutive_failures"],
-                         last_error=r["last_error"])
+                         last_error=r["last_error"], memo=r["memo"])
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         return [r["name"] for r in self._rows(
@@ -92,9 +93,10 @@ class FeedsPg(PgBase):
                     "last_polled_at = %s, last_success_at = %s, consecutive_failures = 0, "
                     "failing_since = NULL, unhealthy_since = NULL, hold_until = NULL, "
                     "url = COALESCE(%s, url), title = COALESCE(%s, title), "
-                    "lease_owner = NULL, lease_until = NULL WHERE name = %s",
+                    "memo = COALESCE(%s, memo), lease_owner = NULL, lease_until = NULL "
+                    "WHERE name = %s",
                     [result.etag, result.last_modified, result.next_poll_at, result.at,
-                     result.at, result.url, result.title, result.name])
+                     result.at, result.url, result.title, result.memo, result.name])
             elif isinstance(result, FeedFailed):
                 self._exec(
                     "UPDATE feeds SET next_poll_at = %s, last_polled_at = %s, last_error = %s, "

@@ -147,4 +147,18 @@ CREATE TABLE daemons (
 # (name, SQL); never edit an entry once released: add one.
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial", _V1),
+    # What a source that is not a feed remembers between polls, as the service wrote
+    # it (JSON, opaque here): a sitemap's validators per URL, a section page's links.
+    ("source_memo", "ALTER TABLE feeds ADD COLUMN memo text;"),
+    # WebSub subscriptions, kept across restarts for renewal and removal.
+    ("websub", """CREATE TABLE websub (
+        feed text PRIMARY KEY,
+        hub text NOT NULL,
+        topic text NOT NULL,
+        callback_id text NOT NULL UNIQUE,
+        secret text NOT NULL,
+        state text NOT NULL,
+        requested_at timestamptz NOT NULL,
+        lease_until timestamptz
+    );"""),
 ]

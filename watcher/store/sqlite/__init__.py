@@ -9,9 +9,10 @@ from watcher.store.sqlite.archive import ArchiveStore
 from watcher.store.sqlite.base import from_ts, ts
 from watcher.store.sqlite.daemons import DaemonsStore
 from watcher.store.sqlite.feeds import FeedsStore
+from watcher.store.sqlite.websub import WebSubStore
 
 
-class SqliteStore(FeedsStore, ArchiveStore, DaemonsStore):
+class SqliteStore(FeedsStore, ArchiveStore, DaemonsStore, WebSubStore):
     """Feeds, articles and stories, the outbox and the archive reads, in one file."""
 
 

@@ -26,7 +26,7 @@ class FeedsStore(SqliteBase):
                         "UPDATE feeds SET url = ?, configured_url = ?, etag = NULL, "
                         "last_modified = NULL, next_poll_at = NULL, gone_at = NULL, "
                         "consecutive_failures = 0, failing_since = NULL, "
-                        "unhealthy_since = NULL WHERE name = ?",
+                        "unhealthy_since = NULL, memo = NULL WHERE name = ?",
                         [f.url, f.url, f.name])
 
     def feed_state(self, name: str) -> FeedState | None:
@@ -38,7 +38,7 @@ class FeedsStore(SqliteBase):
                          last_modified=r["last_modified"],
                          next_poll_at=from_ts(r["next_poll_at"]),
                          consecutive_failures=r["consecutive_failures"],
-                         last_error=r["last_error"])
+                         last_error=r["last_error"], memo=r["memo"])
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Configured feeds whose next poll time has come (or that never ran)."""
@@ -117,9 +117,11 @@ class FeedsStore(SqliteBase):
                     "UPDATE feeds SET etag = ?, last_modified = ?, next_poll_at = ?, "
                     "last_polled_at = ?, last_success_at = ?, consecutive_failures = 0, "
                     "failing_since = NULL, unhealthy_since = NULL, hold_until = NULL, "
-                    "url = COALESCE(?, url), title = COALESCE(?, title) WHERE name = ?",
+                    "url = COALESCE(?, url), title = COALESCE(?, title), memo = COALESCE(?, memo) "
+                    "WHERE name = ?",
                     [result.etag, result.last_modified, ts(result.next_poll_at),
-                     ts(result.at), ts(result.at), result.url, result.title, result.name])
+                     ts(result.at), ts(result.at), result.url, result.title, result.memo,
+                     result.name])
             elif isinstance(result, FeedFailed):
                 self._exec(
                     "UPDATE feeds SET next_poll_at = ?, last_polled_at = ?, last_error = ?, "

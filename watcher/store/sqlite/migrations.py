@@ -226,3 +226,29 @@ def m009_leases_and_daemons(db: sqlite_utils.Database) -> None:
         config_hash TEXT NOT NULL
     );
     """)
+
+
+@migrations()
+def m010_source_memo(db: sqlite_utils.Database) -> None:
+    """What a source that is not a feed remembers between polls, as the service wrote it
+    (JSON): a sitemap's validators per sitemap URL, a section page's links."""
+    db.executescript("ALTER TABLE feeds ADD COLUMN memo TEXT;")
+
+
+@migrations()
+def m011_websub(db: sqlite_utils.Database) -> None:
+    """WebSub subscriptions: the hub, topic, callback and secret of each feed pushed to
+    us, and its lease, kept across restarts so it is renewed in time and ended when the
+    feed is removed."""
+    db.executescript("""
+    CREATE TABLE websub (
+        feed TEXT PRIMARY KEY,
+        hub TEXT NOT NULL,
+        topic TEXT NOT NULL,
+        callback_id TEXT NOT NULL UNIQUE,
+        secret TEXT NOT NULL,
+        state TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        lease_until TEXT
+    );
+    """)
