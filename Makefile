@@ -23,8 +23,10 @@ once: $(STAMP)
 	$(BIN)/watcher run --once
 
 lint: $(STAMP)
-	$(BIN)/ruff check watcher tests
+	$(BIN)/ruff check watcher tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/deptry watcher
+	$(BIN)/mypy
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -214,8 +214,47 @@ def test_error_status_carries_retry_after(server: LoopbackServer) -> None:
     server.routes["/f.xml"] = (503, {"Retry-After": "120"}, b"busy")
     with pytest.raises(FetchError) as info:
         fetch_feed(feed(server.url("/f.xml")))
-    assert info.value.status == 503 and info.value.retry_after == "120"
+    assert info.value.status == 503 and info.value.retry_after == 120.0
     assert "answered 503" in str(info.value)
+
+
+@pytest.mark.parametrize(("header", "low", "high"), [
+    ("  30 ", 30, 30),
+    ("0", 0, 0),
+    ("999999", 86400, 86400),  # capped at a day
+    ("in a while", None, None),  # unusable: as if absent
+    ("", None, None),
+])
+def test_retry_after_in_seconds_becomes_a_number(server: LoopbackServer, header: str,
+                                                  low: float | None, high: float | None
+                                                  ) -> None:
+    server.routes["/f.xml"] = (429, {"Retry-After": header}, b"slow down")
+    with pytest.raises(FetchError) as info:
+        fetch_feed(feed(server.url("/f.xml")))
+    assert info.value.status == 429
+    if low is None:
+        assert info.value.retry_after is None
+    else:
+        assert info.value.retry_after is not None and low <= info.value.retry_after <= high
+
+
+@pytest.mark.parametrize(("ahead_s", "low", "high"), [
+    (3600, 3500, 3600),  # an HTTP date an hour on: about an hour from now
+    (-3600, 0, 0),  # a date gone by: at once
+])
+def test_retry_after_as_an_http_date_becomes_seconds_from_now(
+        server: LoopbackServer, ahead_s: int, low: float, high: float) -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    when = datetime.now(UTC) + timedelta(seconds=ahead_s)
+    for header in (format_datetime(when, usegmt=True),  # IMF-fixdate
+                   when.strftime("%a %b %d %H:%M:%S %Y")):  # asctime, no zone: GMT
+        server.routes["/f.xml"] = (503, {"Retry-After": header}, b"busy")
+        with pytest.raises(FetchError) as info:
+            fetch_feed(feed(server.url("/f.xml")))
+        seconds = info.value.retry_after
+        assert isinstance(seconds, float) and low <= seconds <= high, (header, seconds)
 
 
 def test_per_host_and_global_limits_hold(server: LoopbackServer) -> None:

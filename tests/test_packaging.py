@@ -71,6 +71,40 @@ def test_dependencies_have_lower_bounds() -> None:
             "sqlite-utils", "pyyaml", "pydantic"} <= names
 
 
+def test_libraries_whose_internals_are_used_are_bounded_and_installed_within() -> None:
+    """watcher/fetch builds httpcore's connections itself; watcher/extract replaces
+    trafilatura's pruning expressions: a release outside the bounds is not let in
+    untested, and the installed one is inside them."""
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    declared = {Requirement(d).name.lower(): Requirement(d)
+                for d in meta["project"]["dependencies"]}
+    for name in ("httpcore", "trafilatura"):
+        spec = declared[name].specifier
+        assert any(s.operator == "<" for s in spec), f"{name} has no upper bound"
+        assert spec.contains(version(name)), f"{name} {version(name)} is outside {spec}"
+    # imported by name in watcher/, not only pulled in by another package
+    assert {"lxml", "courlan", "charset_normalizer", "markupsafe"} <= declared.keys()
+
+
+def test_lint_checks_the_dependencies_and_the_types() -> None:
+    makefile = (ROOT / "Makefile").read_text()
+    lint = re.search(r"^lint:.*?\n((?:\t.*\n)+)", makefile, re.M)
+    assert lint and re.search(r"^test: lint", makefile, re.M)
+    steps = lint.group(1)
+    assert "deptry watcher" in steps and "mypy" in steps
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert meta["tool"]["mypy"]["files"] == ["watcher"]
+    strict = meta["tool"]["mypy"]["overrides"][0]
+    assert set(strict["module"]) == {"watcher.core.*", "watcher.extract.*", "watcher.rules.*"}
+    assert strict["disallow_untyped_defs"] and strict["warn_return_any"]
+    # psycopg is imported only with a postgresql:// database: declared in that extra
+    assert "postgres" not in meta["tool"]["deptry"]["optional_dependencies_dev_groups"]
+
+
 def _loaded_by(module: str, prefixes: tuple[str, ...]) -> list[str]:
     """The modules starting with `prefixes` that a fresh interpreter has after `import module`."""
     code = (f"import json, sys; import {module}; "

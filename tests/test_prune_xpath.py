@@ -155,10 +155,11 @@ def test_install_replaces_what_it_can_and_only_once(monkeypatch: pytest.MonkeyPa
     unsupported = XPath(".//div[1]")
     teasers = [XPath(".//*[self::div][contains(@class, 'teaser')]"), unsupported]
     monkeypatch.setattr(xpaths, "TEASER_DISCARD_XPATH", teasers)
-    total = prune_xpath.install()
+    first = prune_xpath.install()
     assert isinstance(teasers[0], PrunePath)
     assert teasers[1] is unsupported  # left to libxml2
-    assert prune_xpath.install() == total  # a second call changes nothing
+    assert first.left == (".//div[1]",)
+    assert prune_xpath.install() == first  # a second call changes nothing
     assert not isinstance(teasers[0].xpath, PrunePath)
 
 
@@ -183,3 +184,54 @@ def test_comments_and_processing_instructions_are_not_elements() -> None:
     tree = html.fromstring("<div><!-- c --><?pi x?><p>a</p></div>")
     expression = XPath(".//*")
     assert paths(PrunePath(expression)(tree)) == paths(expression(tree)) == ["/html/body/div/p"]
+
+
+# Pruning lists trafilatura has that watcher's extraction never reaches: comments are
+# not extracted (comments=False) and metadata is watcher's own (with_metadata=False).
+NOT_REACHED = {"COMMENTS_DISCARD_XPATH", "AUTHOR_DISCARD_XPATHS"}
+
+
+def _lists_trafilatura_prunes_with() -> set[str]:
+    """The module-level lists trafilatura's own code hands to prune_unwanted_nodes."""
+    import ast
+
+    import trafilatura
+
+    names: set[str] = set()
+    for source in Path(trafilatura.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == \
+                    "prune_unwanted_nodes" and len(node.args) >= 2:
+                names |= {n.id for n in ast.walk(node.args[1])
+                          if isinstance(n, ast.Name) and n.id.isupper()}
+    return names
+
+
+def test_install_replaces_every_pruning_expression_of_the_installed_trafilatura() -> None:
+    """The day a trafilatura release changes an expression beyond the subset, or adds or
+    renames a pruning list, this fails: the speed-up does not vanish unnoticed."""
+    import trafilatura
+
+    used = _lists_trafilatura_prunes_with()
+    assert used, "trafilatura no longer calls prune_unwanted_nodes with its lists"
+    assert used - NOT_REACHED == set(prune_xpath.PRUNE_LISTS), (
+        f"trafilatura {trafilatura.__version__} prunes with {sorted(used)}")
+    originals = original_expressions()
+    for expression in originals:
+        PrunePath(expression)  # raises Unsupported for one outside the subset
+    installed = prune_xpath.install()
+    assert installed.complete and installed.left == () and installed.missing == ()
+    assert installed.replaced == installed.total == len(originals) > 0
+    assert all(isinstance(e, PrunePath) for name in prune_xpath.PRUNE_LISTS
+               for e in getattr(xpaths, name))
+
+
+def test_install_says_what_it_leaves_to_libxml2(monkeypatch: pytest.MonkeyPatch) -> None:
+    unsupported = XPath(".//div[position() = 1]")
+    monkeypatch.setattr(xpaths, "TEASER_DISCARD_XPATH", [unsupported])
+    monkeypatch.delattr(xpaths, "DISCARD_IMAGE_ELEMENTS")
+    installed = prune_xpath.install()
+    assert not installed.complete
+    assert installed.left == (".//div[position() = 1]",)
+    assert installed.missing == ("DISCARD_IMAGE_ELEMENTS",)
+    assert installed.replaced == installed.total - 1

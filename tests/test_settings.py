@@ -153,6 +153,10 @@ def test_a_postgresql_url_without_password_comes_from_libpq(tmp_path: Path) -> N
     ("channels:\n  c: {type: smoke}\n", "channels.c", "does not match any of the expected tags"),
     ("channels:\n  'bad name': {type: console}\n", "channels.bad name", "invalid channel name"),
     ("delivery:\n  batch: 0\n", "delivery.batch", "greater than or equal to 1"),
+    ("fetch:\n  extract_recycle_after: -1\n", "fetch.extract_recycle_after",
+     "greater than or equal to 0"),
+    ("fetch:\n  extract_recycle_after: often\n", "fetch.extract_recycle_after",
+     "valid integer"),
 ])
 def test_invalid_config_names_file_key_path_and_reason(
         tmp_path: Path, text: str, key_path: str, reason: str) -> None:
@@ -398,6 +402,12 @@ feeds:
         (10800.0, 120.0, 10800.0, False),
         (600.0, 300.0, 1200.0, True),
     ]
+
+
+def test_extraction_workers_are_recycled_after_2000_pages_unless_told(tmp_path: Path) -> None:
+    assert load_settings(write(tmp_path, "{}\n"), env={}).fetch.extract_recycle_after == 2000
+    path = write(tmp_path, "fetch:\n  extract_recycle_after: 0\n")
+    assert load_settings(path, env={}).fetch.extract_recycle_after == 0
 
 
 @pytest.mark.parametrize(("web", "reason"), [

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import os
 import time
 import zlib
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 from watcher.core.errors import ExtractError
 from watcher.core.models import Entry, Extracted, Undecoded
 from watcher.extract.page import extract_page
+from watcher.extract.prune_xpath import PRUNE_LISTS
 from watcher.service.workers import ExtractFunc, ExtractPool
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
@@ -37,11 +40,12 @@ def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> E
 
 
 def with_pool(test: Callable[[ExtractPool], Awaitable[None]], *, workers: int = 1,
-              timeout_s: float = 30, spawn_at: int = 0, func: ExtractFunc = extract_or_hang
-              ) -> None:
+              timeout_s: float = 30, spawn_at: int = 0, func: ExtractFunc = extract_or_hang,
+              recycle_after: int = 2000) -> None:
     """Run `test` against a pool, on an event loop of its own; the pool is closed after."""
     async def go() -> None:
-        pool = ExtractPool(workers=workers, timeout_s=timeout_s, spawn_at=spawn_at, func=func)
+        pool = ExtractPool(workers=workers, timeout_s=timeout_s, spawn_at=spawn_at, func=func,
+                           recycle_after=recycle_after)
         try:
             await test(pool)
         finally:
@@ -288,3 +292,79 @@ def test_a_compressed_page_is_inflated_where_it_is_extracted(in_process: bool) -
             assert pool.worker_pages == 5  # every one went through the worker
 
     with_pool(go)
+
+
+def extract_naming_the_worker(body: bytes, url: str | None, content_type: str | None
+                              ) -> Extracted:
+    """Says which process extracted the page, and which page it was."""
+    return Extracted(text=f"{os.getpid()} {body.decode()}")
+
+
+def test_a_worker_is_replaced_after_its_share_of_pages_and_no_page_is_lost() -> None:
+    async def go(pool: ExtractPool) -> None:
+        # All at once: the pages in flight when a worker is due are finished by it.
+        pages = [f"page-{i}".encode() for i in range(10)]
+        results = await asyncio.gather(*(pool.extract(p, None, "text/html") for p in pages))
+        assert [r.text.split()[1] for r in results] == [p.decode() for p in pages]
+        by_worker = Counter(r.text.split()[0] for r in results)
+        assert sorted(by_worker.values()) == [1, 3, 3, 3]  # three pages each, then replaced
+        assert pool.recycled == 3 and len(pool._pool) == 1
+        # One at a time: the same.
+        for i in range(4):
+            x = await pool.extract(f"next-{i}".encode(), None, "text/html")
+            assert x.text.endswith(f"next-{i}")
+        assert pool.recycled == 4 and len(_pids(pool)) == 1
+        assert pool.worker_pages == 14
+
+    with_pool(go, recycle_after=3, func=extract_naming_the_worker)
+
+
+def test_without_recycling_one_worker_does_every_page() -> None:
+    async def go(pool: ExtractPool) -> None:
+        results = await asyncio.gather(*(pool.extract(b"p", None, "text/html")
+                                         for _ in range(10)))
+        assert len({r.text.split()[0] for r in results}) == 1 and pool.recycled == 0
+
+    with_pool(go, recycle_after=0, func=extract_naming_the_worker)
+
+
+def test_each_worker_start_says_how_much_pruning_runs_in_python(
+        caplog: pytest.LogCaptureFixture) -> None:
+    import trafilatura
+
+    async def go(pool: ExtractPool) -> None:
+        for _ in range(3):
+            assert "tactical missile" in (await pool.extract(PAGE, None, "text/html")).text
+
+    caplog.set_level(logging.INFO, logger="watcher.service.workers")
+    with_pool(go, recycle_after=2, func=extract_page)
+    lines = [r for r in caplog.records if "pruning expressions" in r.getMessage()]
+    assert len(lines) == 2  # the first worker, and the one after it
+    assert all(r.levelno == logging.INFO for r in lines)
+    total = sum(len(getattr(trafilatura.xpaths, n)) for n in PRUNE_LISTS)
+    assert f"runs all {total} of trafilatura {trafilatura.__version__}'s pruning expressions " \
+           f"in Python" in lines[0].getMessage()
+
+
+def test_pruning_left_to_libxml2_is_a_warning(monkeypatch: pytest.MonkeyPatch,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    import pickle
+    from types import SimpleNamespace
+
+    import trafilatura.xpaths as xpaths
+    from lxml.etree import XPath
+
+    from watcher.extract import prune_xpath
+    from watcher.service.workers import _log_pruning
+
+    monkeypatch.setattr(xpaths, "TEASER_DISCARD_XPATH", [XPath(".//div[1]")])
+    total = sum(len(getattr(xpaths, n)) for n in PRUNE_LISTS)
+    frame = bytearray(pickle.dumps((prune_xpath.install(), "9.9")))
+    caplog.set_level(logging.INFO, logger="watcher.service.workers")
+    _log_pruning(SimpleNamespace(process=SimpleNamespace(pid=42)), frame)  # type: ignore[arg-type]
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(
+        f"extract: worker 42 runs {total - 1} of trafilatura 9.9's {total} pruning expressions "
+        "in Python; "
+        "left to libxml2 (slower pages): .//div[1]")

@@ -44,6 +44,7 @@ class FetchError(WatcherError):
                  retry_after: float | None = None) -> None:
         super().__init__(message)
         self.status = status
+        # seconds to wait, from the Retry-After header (delta-seconds or an HTTP date)
         self.retry_after = retry_after
 
 

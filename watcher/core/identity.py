@@ -250,7 +250,8 @@ def signature(text: str) -> np.ndarray | None:
     shingles = shingles[distinct]
     if len(shingles) < MIN_SHINGLES:
         return None
-    return (_A * shingles).min(axis=1).astype(np.uint64)
+    signature: np.ndarray = (_A * shingles).min(axis=1).astype(np.uint64)
+    return signature
 
 
 def to_bytes(sig: np.ndarray) -> bytes:
@@ -281,4 +282,5 @@ def band_keys(sig: np.ndarray) -> list[int]:
     rows = sig.astype(np.uint64).reshape(BANDS, ROWS)
     mixed = _mix(_BAND_SALT.copy(), [rows[:, i] for i in range(ROWS)], _BAND_WEIGHTS,
                  _BAND_MIX)
-    return (mixed >> _U64_1).astype(np.int64).tolist()
+    keys: list[int] = (mixed >> _U64_1).astype(np.int64).tolist()
+    return keys

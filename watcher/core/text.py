@@ -21,6 +21,7 @@ from itertools import accumulate, chain, compress, repeat
 from operator import is_
 
 import numpy as np
+import numpy.typing as npt
 import Stemmer
 
 _INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
@@ -175,7 +176,11 @@ def folded_words(text: str, accents: bool = True) -> list[str]:
     return fold_words(split_words(text)[0], accents)
 
 
-def word_bounds(text: str) -> Sequence[int]:
+# word_bounds' answer: a list, or for ASCII text a numpy array of the same layout
+WordBounds = Sequence[int] | npt.NDArray[np.intp]
+
+
+def word_bounds(text: str) -> WordBounds:
     """Start and end offsets of every word, interleaved: word i spans
     text[b[2i]:b[2i+1]] (the same layout as split_words' running ends).
 

@@ -6,11 +6,14 @@ import codecs
 import copy
 import re
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.errors import ExtractError
 from watcher.core.models import Extracted
 from watcher.extract.metadata import page_metadata
+
+if TYPE_CHECKING:
+    from watcher.extract.prune_xpath import Installed
 
 _CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9._:-]+)", re.IGNORECASE)
 _META_CHARSET = re.compile(rb"<meta[^>]+charset\s*=\s*[\"']?\s*([A-Za-z0-9._:-]+)", re.IGNORECASE)
@@ -161,7 +164,7 @@ def _base_options() -> Any:
 
 
 @cache
-def _prune_in_python() -> int:
+def _prune_in_python() -> Installed:
     """trafilatura's boilerplate-pruning XPath expressions, run in Python instead
     (see watcher.extract.prune_xpath): libxml2 calling back into Python for their regular
     expressions were a large share of a page's extraction."""
@@ -182,6 +185,7 @@ def extract_page(body: bytes, url: str | None = None, content_type: str | None =
     # Imported here so that processes which never extract (the daemon's main
     # process, when a pool does the extracting) do not carry trafilatura.
     import trafilatura
+    from trafilatura.settings import Document
 
     text = decode_page(body, content_type)
     try:
@@ -197,7 +201,7 @@ def extract_page(body: bytes, url: str | None = None, content_type: str | None =
     language = meta["language"].replace("_", "-").split("-")[0].lower() \
         if meta["language"] else None
     return Extracted(
-        text=((doc.text if doc is not None else "") or "").strip(),
+        text=((doc.text if isinstance(doc, Document) else "") or "").strip(),
         title=meta["title"], author=meta["author"], language=language,
         sitename=meta["sitename"], canonical=meta["canonical"],
         date=meta["date"][:10] if meta["date"] else None,

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from lxml.etree import Element
@@ -173,7 +174,8 @@ def _first_of(names: tuple[str, ...]) -> Callable[[Any], str | None]:
             return None
         if len(found) > 1:
             found = [key for key in el.keys() if key in found]  # noqa: SIM118 (order)
-        return el.get(found[0])
+        value: str = el.get(found[0])
+        return value
     return first
 
 
@@ -322,7 +324,7 @@ def _bare(node: Node) -> bool | None:
         return bool(node[1])
     if kind in ("or", "and"):
         values = [_bare(p) for p in node[1]]
-        decisive = kind == "or"  # True decides an `or`, False an `and`
+        decisive: bool = kind == "or"  # True decides an `or`, False an `and`
         if decisive in values:
             return decisive
         return None if None in values else not decisive
@@ -394,26 +396,44 @@ class PrunePath:
         return f"PrunePath({' '.join(self.path.split())[:60]!r}...)"
 
 
-def install() -> int:
+@dataclass(frozen=True)
+class Installed:
+    """What `install()` did with trafilatura's pruning expressions."""
+
+    replaced: int  # now evaluated in Python
+    total: int  # in trafilatura's pruning lists
+    left: tuple[str, ...] = ()  # outside the subset: still libxml2's, the slow way
+    missing: tuple[str, ...] = ()  # lists of PRUNE_LISTS trafilatura no longer has
+
+    @property
+    def complete(self) -> bool:
+        return self.replaced == self.total and not self.missing
+
+
+def install() -> Installed:
     """Put Python versions in place of trafilatura's pruning expressions, in its own
-    lists (every module that imported a list sees the change). Returns how many
-    expressions now run in Python; the others keep running in libxml2."""
+    lists (every module that imported a list sees the change). Says how many now
+    run in Python and which stay with libxml2; a second call changes nothing."""
     from trafilatura import xpaths
 
-    count = 0
+    replaced, total, left, missing = 0, 0, [], []
     for list_name in PRUNE_LISTS:
         expressions = getattr(xpaths, list_name, None)
         if not isinstance(expressions, list):
+            missing.append(list_name)
             continue
         for i, expression in enumerate(expressions):
+            total += 1
             if isinstance(expression, PrunePath):
-                count += 1
+                replaced += 1
                 continue
-            if not hasattr(expression, "path"):
-                continue
+            path = getattr(expression, "path", None)
             try:
+                if path is None:
+                    raise Unsupported("not an XPath object")
                 expressions[i] = PrunePath(expression)
             except Unsupported:
+                left.append(str(path if path is not None else expression))
                 continue
-            count += 1
-    return count
+            replaced += 1
+    return Installed(replaced, total, tuple(left), tuple(missing))

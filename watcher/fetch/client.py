@@ -19,6 +19,7 @@ import os
 import ssl
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import cast
@@ -30,6 +31,7 @@ import httpx
 from watcher import __version__
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, FetchResult, Undecoded
+from watcher.core.schedule import parse_retry_after
 from watcher.fetch.decoding import BoundedDecoder, GzipFile, Sink, content_coding
 from watcher.fetch.pool import Body, Pool
 from watcher.fetch.transport import AsyncioBackend
@@ -294,8 +296,11 @@ class Fetcher:
                 return FetchResult(url, status, resp_headers, b"", not_modified=True,
                                    permanent_redirect=permanent)
             if status >= 400:
+                # Seconds from now, either form (an HTTP date is relative to this clock)
+                retry_after = parse_retry_after(resp_headers.get("retry-after"),
+                                                datetime.now(UTC))
                 raise FetchError(f"{what}: answered {status}", status=status,
-                                 retry_after=resp_headers.get("retry-after"))
+                                 retry_after=retry_after)
             return FetchResult(url, status, resp_headers, body, permanent_redirect=permanent,
                                undecoded=Undecoded(coding, cap, what) if coding else None)
         raise FetchError(f"{what}: more than {MAX_REDIRECTS} redirects")

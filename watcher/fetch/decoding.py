@@ -8,11 +8,15 @@ daemon's own process is the busier one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from isal import isal_zlib
 
 from watcher.core.errors import FetchError
 from watcher.core.models import Undecoded
+
+# isal's stubs declare `error` an instance of Exception; it is the class IsalError.
+_InflateError = cast("type[Exception]", isal_zlib.error)
 
 
 def content_coding(header: str, what: str) -> str | None:
@@ -94,7 +98,7 @@ class BoundedDecoder:
                 limit = min(limit, _SINK_PIECE)  # a bomb's output never held at once
             try:
                 out = self._z.decompress(data, limit)
-            except isal_zlib.error as exc:
+            except _InflateError as exc:
                 if self.coding == "deflate" and not self._raw_deflate_tried and not self.size:
                     self._raw_deflate_tried = True
                     self._z = isal_zlib.decompressobj(-15)
@@ -109,7 +113,7 @@ class BoundedDecoder:
         if self._z is not None and not self._z.eof and not self.stopped:
             try:
                 self._keep(self._z.flush())
-            except isal_zlib.error as exc:
+            except _InflateError as exc:
                 raise FetchError(f"{self.what}: truncated {self.coding} body: {exc}") from None
         return b"".join(self.parts)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ import numpy as np
 
 from watcher.core.models import Article
 from watcher.core.text import (
+    WordBounds,
     fold,
     fold_words,
     folded_words,
@@ -101,14 +102,14 @@ def _key(lit: Literal, language: str) -> str | None:
     return " " + " ".join(words) + " "
 
 
-class _Offsets(dict[str, Sequence[int]]):
+class _Offsets(dict[str, WordBounds]):
     """Word offsets per field, worked out only for the fields that had hits."""
 
     def __init__(self, fields: dict[str, str]) -> None:
         super().__init__()
         self._fields = fields
 
-    def __missing__(self, name: str) -> Sequence[int]:
+    def __missing__(self, name: str) -> WordBounds:
         ends = word_bounds(self._fields.get(name, ""))
         self[name] = ends
         return ends
@@ -204,7 +205,7 @@ class LiteralIndex:
         return built
 
     def find(self, article: Article, fields: dict[str, str]) -> tuple[
-            dict[int, list[RawHit]], dict[str, Sequence[int]]]:
+            dict[int, list[RawHit]], dict[str, WordBounds]]:
         """Every literal hit in the article, and each scanned field's word offsets."""
         language = language_code(article.language)
         automata = self.automata(language)

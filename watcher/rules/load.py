@@ -190,7 +190,8 @@ class _Located:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, (*path, i)) for i, v in enumerate(node.value)]
-        if node.start_mark.line == node.end_mark.line and node.style in (None, "'", '"'):
+        if isinstance(node, yaml.ScalarNode) and node.start_mark.line == node.end_mark.line \
+                and node.style in (None, "'", '"'):
             self.inline[path] = node.style or ""
         # Scalars: let PyYAML's safe resolver decide the type (int, bool, null...).
         return yaml.safe_load(yaml.serialize(node))

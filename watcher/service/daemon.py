@@ -109,7 +109,8 @@ class Daemon(Reloading):
         # Always in processes (spawn_at=0): a page that hangs in extraction is cut off
         # only where a process can be killed.
         self.extractor = ExtractPool(fetch.extract_workers or None, fetch.extract_timeout,
-                                     spawn_at=0, max_workers=fetch.extract_max_workers or None)
+                                     spawn_at=0, max_workers=fetch.extract_max_workers or None,
+                                     recycle_after=fetch.extract_recycle_after)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()  # set with _stopping: pages are no longer waited for
         self._wake_dispatch = asyncio.Event()
@@ -370,7 +371,7 @@ class Daemon(Reloading):
             await self.close()
 
     def _add_jobs(self, scheduler: AsyncIOScheduler) -> None:
-        def every(job: Callable[[], Awaitable[None]], job_id: str, **when: Any) -> None:
+        def every(job: Callable[[], Awaitable[object]], job_id: str, **when: Any) -> None:
             scheduler.add_job(job, "interval", id=job_id, max_instances=1, coalesce=True,
                               misfire_grace_time=None, **when)
         every(self._renew_leases, "leases",

@@ -27,7 +27,6 @@ from watcher.fetch.decoding import decode_body
 
 ExtractFunc = Callable[[bytes, str | None, str | None], Extracted]
 HEADER = struct.Struct("!I")
-READY = b"ready"
 # Workers run at a lower priority than the daemon's process. That process fetches
 # the pages they extract and stores what they return: sharing the cores with it as
 # equals, the workers ran out of pages while it waited to be scheduled. It also
@@ -80,13 +79,17 @@ def serve(sock: socket.socket, func: ExtractFunc) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # a sandbox may refuse it: then as before
         os.nice(NICENESS)
-    import trafilatura  # noqa: F401  (loaded before the first page's clock starts)
+    import trafilatura  # (loaded before the first page's clock starts)
 
+    from watcher.extract import prune_xpath
+
+    # Its first frame says it is ready, and how much of the pruning runs in Python.
+    ready = pickle.dumps((prune_xpath.install(), trafilatura.__version__))
     gc.freeze()  # the modules stay for the worker's life: no collection need walk them
 
     with sock, sock.makefile("rb") as rfile, sock.makefile("wb") as wfile:
         try:
-            wfile.write(HEADER.pack(len(READY)) + READY)
+            wfile.write(HEADER.pack(len(ready)) + ready)
             wfile.flush()
             while (header := _read_exactly(rfile, HEADER.size)) is not None:
                 request = _read_exactly(rfile, HEADER.unpack(header)[0])

@@ -38,6 +38,8 @@ class Worker:
     slow: bool = False  # its current page has run longer than _SLOW_S
     slow_timer: asyncio.TimerHandle | None = None
     idle_timer: asyncio.TimerHandle | None = None
+    sent: int = 0  # pages sent to it over its life
+    draining: bool = False  # sent its last page before it is replaced (recycle_after)
 
 
 def send(worker: Worker, frame: bytes) -> None:

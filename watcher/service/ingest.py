@@ -50,7 +50,6 @@ from watcher.core.schedule import (
     PollPolicy,
     next_poll_after_failure,
     next_poll_after_success,
-    parse_retry_after,
     server_min_wait_s,
 )
 from watcher.core.sitemap import SitemapLimits
@@ -399,7 +398,7 @@ def fetch_failed(feed: Feed, url: str, state: FeedState | None,
     failures = (state.consecutive_failures if state else 0) + 1
     retry_after = None
     if isinstance(exc, FetchError) and exc.status in (429, 503):
-        retry_after = parse_retry_after(exc.retry_after, now)
+        retry_after = exc.retry_after
     when = next_poll_after_failure(now, feed.interval_s, failures, ctx.max_backoff_s,
                                    retry_after)
     message = str(exc)

@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.decide import StoryHit, place_in_story
 from watcher.core.errors import ExtractError, FetchError
@@ -109,7 +109,7 @@ class PageBatch:
         """Until every page is in, `timeout` passes, or the daemon is stopping."""
         if not self.tasks:
             return
-        waiting: set[asyncio.Future[object]] = set(self.tasks.values())
+        waiting: set[asyncio.Future[Any]] = set(self.tasks.values())
         stop = asyncio.ensure_future(hurry.wait()) if hurry is not None else None
         try:
             if stop is not None:

@@ -59,12 +59,17 @@ class ExtractPool:
 
     def __init__(self, workers: int | None = None, timeout_s: float = 20.0,
                  in_process: bool = False, spawn_at: int = 8,
-                 func: ExtractFunc = extract_page, max_workers: int | None = None) -> None:
+                 func: ExtractFunc = extract_page, max_workers: int | None = None,
+                 recycle_after: int = 2000) -> None:
         self.func = func  # a module-level function: workers import it by name
         self.workers = workers or max(os.cpu_count() or 1, 1)
         # while pages are slow, up to this many (the extra ones stop when idle)
         self.max_workers = max(max_workers or 4 * self.workers, self.workers)
         self.timeout_s = timeout_s
+        # A worker is replaced after this many pages (0: never): whatever a library
+        # keeps from page to page, a process's memory grows back only so far.
+        self.recycle_after = recycle_after
+        self.recycled = 0  # workers retired after their recycle_after pages
         # in_process: always extract on a thread of this process.
         self.in_process = in_process
         # Starting the workers costs a second or two: a handful of pages at a time
@@ -136,7 +141,7 @@ class ExtractPool:
 
     async def _fill(self) -> None:
         """Start missing workers, then hand queued pages to the least busy ones."""
-        while len(self._pool) + self._spawning < self.workers and not self._closed:
+        while self._live() + self._spawning < self.workers and not self._closed:
             self._spawning += 1
             try:
                 self._pool.append(await self._spawn())
@@ -172,7 +177,7 @@ class ExtractPool:
     def _dispatch(self) -> None:
         while self._queue:
             ready = [w for w in self._pool
-                     if w.ready and not w.slow and len(w.inflight) < _DEPTH]
+                     if w.ready and not w.slow and not w.draining and len(w.inflight) < _DEPTH]
             if not ready:
                 if self._next_job(take=False) is not None:
                     self._grow()
@@ -188,10 +193,25 @@ class ExtractPool:
             send(worker, job.frame)
             if len(worker.inflight) == 1:
                 self._arm(worker)
+            worker.sent += 1
+            if self.recycle_after and worker.sent >= self.recycle_after:
+                self._drain(worker)
+
+    def _live(self) -> int:
+        """Workers that take pages: not those finishing their last ones."""
+        return sum(not w.draining for w in self._pool)
+
+    def _drain(self, worker: Worker) -> None:
+        """The worker has been sent its last page: it finishes those it holds and is
+        then stopped, while its replacement starts now, so that no page waits for it."""
+        worker.draining = True
+        self.recycled += 1
+        task = asyncio.get_running_loop().create_task(self._fill())
+        task.add_done_callback(_log_failure)
 
     def _grow(self) -> None:
         """Pages wait and every worker is busy on a slow one: start one more."""
-        busy = [w for w in self._pool if w.ready]
+        busy = [w for w in self._pool if w.ready and not w.draining]
         if (self._closed or not busy or not all(w.slow for w in busy) or self._spawning
                 or len(self._pool) >= self.max_workers):
             return
@@ -222,7 +242,7 @@ class ExtractPool:
 
     def _retire_idle(self, worker: Worker) -> None:
         worker.idle_timer = None
-        if not worker.inflight and len(self._pool) > self.workers:
+        if not worker.inflight and self._live() > self.workers:
             self._retire(worker, restart=False)
 
     def pump(self) -> None:
@@ -250,7 +270,7 @@ class ExtractPool:
                 self.timeout_s, self._expire, worker, self.timeout_s)
             worker.slow_timer = worker.loop.call_later(
                 _SLOW_S, self._slow, worker, worker.inflight[0])
-        elif len(self._pool) > self.workers and worker.ready:
+        elif self._live() > self.workers and worker.ready and not worker.draining:
             worker.idle_timer = worker.loop.call_later(_IDLE_S, self._retire_idle, worker)
 
     def _expire(self, worker: Worker, limit_s: float) -> None:
@@ -314,11 +334,14 @@ class ExtractPool:
                     break
                 frame = buffer[start + HEADER.size:end]  # one copy; pickle reads it as is
                 start = end
+                if worker.retired:
+                    return  # recycled after its last answer
                 if worker.ready:
                     self._answered(worker, frame)
                 else:  # its first frame says it has imported trafilatura
                     worker.ready = True
                     self._arm(worker)  # ends the limit on its start
+                    _log_pruning(worker, frame)
             del buffer[:start]
             if len(data) < _RECV_SIZE:
                 return
@@ -350,6 +373,8 @@ class ExtractPool:
     def _answered(self, worker: Worker, answer: bytearray) -> None:
         job = worker.inflight.popleft()
         self._arm(worker)
+        if worker.draining and not worker.inflight:
+            self._retire(worker, restart=True)  # its last page: it has done its share
         status, value, cpu_s = pickle.loads(answer)
         self.worker_cpu_s += cpu_s
         self.worker_pages += 1
@@ -400,6 +425,22 @@ class ExtractPool:
                 worker.retired = True
                 worker.sock.close()
         self._pool = []
+
+
+def _log_pruning(worker: Worker, frame: bytearray) -> None:
+    """One line per worker start: trafilatura's pruning expressions it runs in Python.
+    Those left to libxml2 cost pages several times the CPU: a trafilatura release that
+    changed them is said so, not found in the figures later."""
+    installed, version = pickle.loads(frame)
+    pid = worker.process.pid
+    if installed.complete:
+        log.info("extract: worker %s runs all %d of trafilatura %s's pruning expressions "
+                 "in Python", pid, installed.total, version)
+        return
+    log.warning("extract: worker %s runs %d of trafilatura %s's %d pruning expressions in "
+                "Python; left to libxml2 (slower pages): %s%s", pid, installed.replaced,
+                version, installed.total, "; ".join(" ".join(p.split()) for p in installed.left),
+                f"; lists gone: {', '.join(installed.missing)}" if installed.missing else "")
 
 
 def _log_failure(task: asyncio.Task[None]) -> None:

@@ -281,6 +281,10 @@ class FetchConfig(_Model):
     extract_workers: int = Field(default=0, ge=0, le=64)
     extract_max_workers: int = Field(default=0, ge=0, le=256)
     extract_timeout: Duration = 20.0
+    # An extraction worker is replaced after this many pages (0: never), its pages in
+    # hand finished first and its successor started meanwhile: what the libraries
+    # keep from page to page is given back.
+    extract_recycle_after: int = Field(default=2000, ge=0, le=10_000_000)
 
 
 class DeliveryConfig(_Model):

@@ -72,7 +72,8 @@ def copy_to_postgres(sqlite_path: Path, url: str,
                     for row in _rows(src, table, columns, convert):
                         copy.write_row(row)
                 theirs = src.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-                ours = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()["n"]
+                counted = conn.execute(f"SELECT count(*) AS n FROM {table}").fetchone()
+                ours = counted["n"] if counted is not None else 0
                 counts[table] = (int(theirs), int(ours))
                 if progress is not None:
                     progress(table, int(ours))

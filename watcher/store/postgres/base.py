@@ -110,23 +110,23 @@ class PgBase:
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         with self._connection() as conn, self._errors():
-            cur = conn.execute(sql, params)  # type: ignore[arg-type]
+            cur = conn.execute(sql, params)
             return list(cur.fetchall()) if cur.description else []
 
-    def _value(self, sql: str, params: Sequence[Any] = ()) -> Any:
+    def _value(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Any:
         rows = self._rows(sql, params)
         return next(iter(rows[0].values())) if rows else None
 
     def _exec(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> int:
         """The statement's row count."""
         with self._connection() as conn, self._errors():
-            return conn.execute(sql, params).rowcount  # type: ignore[arg-type]
+            return conn.execute(sql, params).rowcount
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if not rows:
             return
         with self._connection() as conn, self._errors(), conn.cursor() as cur:
-            cur.executemany(sql, rows)  # type: ignore[arg-type]
+            cur.executemany(sql, rows)
 
     # -- the schema ------------------------------------------------------------------
 
@@ -151,7 +151,7 @@ class PgBase:
                     if version in applied:
                         continue
                     with conn.transaction():
-                        conn.execute(sql)  # type: ignore[arg-type]
+                        conn.execute(sql)
                         conn.execute("INSERT INTO schema_migrations (version, name) "
                                      "VALUES (%s, %s)", [version, name])
                     done += 1

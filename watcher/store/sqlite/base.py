@@ -82,7 +82,7 @@ class SqliteBase:
     def _refuse_newer_schema(self) -> None:
         """A database migrated by a newer watcher is not opened: this one would not
         know its tables."""
-        known = [m.name for m in migrations._migrations]  # type: ignore[attr-defined]
+        known = [m.name for m in migrations._migrations]
         table = migrations.migrations_table
         if table not in self.db.table_names():
             return
@@ -99,7 +99,7 @@ class SqliteBase:
         table = migrations.migrations_table
         applied = int(self._value(f"SELECT count(*) FROM [{table}] WHERE migration_set = ?",
                                   [migrations.name]))
-        return applied, len(migrations._migrations)  # type: ignore[attr-defined]
+        return applied, len(migrations._migrations)
 
     def migrate(self) -> int:
         """Apply pending migrations (done at open already); how many were pending."""
@@ -207,7 +207,7 @@ class SqliteBase:
 
     def _rows(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Row]:
         with self._lock, self._errors():  # not inside another thread's transaction
-            cur = self.db.execute(sql, params)  # type: ignore[arg-type]
+            cur = self.db.execute(sql, params)
             cols = [c[0] for c in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 

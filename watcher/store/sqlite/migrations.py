@@ -82,7 +82,7 @@ def m001_initial(db: sqlite_utils.Database) -> None:
     );
     CREATE INDEX deliveries_due ON deliveries(status, next_attempt_at);
     """)
-    db["articles"].enable_fts(["title", "summary", "body"], fts_version="FTS5",
+    db.table("articles").enable_fts(["title", "summary", "body"], fts_version="FTS5",
                               create_triggers=True, tokenize="porter unicode61")
 
 
