@@ -6,7 +6,6 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from watcher.cli.common import Progress
 from watcher.core.errors import ConfigError, RuleError
@@ -16,26 +15,6 @@ from watcher.rules.examples import run_examples
 from watcher.rules.schema import rules_schema_text
 from watcher.settings import Settings, config_path, load_settings, parse_duration
 from watcher.store import open_store
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("rules", parents=[common], help="check, describe or backtest rules")
-    rs = p.add_subparsers(dest="rules_command", required=True)
-    check = rs.add_parser("check", parents=[common],
-                          help="validate a rules file and run each rule's examples")
-    check.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
-    check.set_defaults(func=cmd_check)
-    schema = rs.add_parser("schema", parents=[common],
-                           help="print the JSON Schema of rules.yaml (for editors)")
-    schema.add_argument("-o", "--output", help="write it to this file")
-    schema.set_defaults(func=cmd_schema)
-    test = rs.add_parser("test", parents=[common],
-                         help="run rules over stored articles; nothing is sent")
-    test.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
-    test.add_argument("--rule", help="only this rule")
-    test.add_argument("--since", default="30d", help="how far back (default 30d)")
-    test.add_argument("--show", type=int, default=3, help="newest matches shown per rule")
-    test.set_defaults(func=cmd_test)
 
 
 def _settings(args: argparse.Namespace, required: bool) -> Settings | None:
