@@ -10,11 +10,13 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from watcher.rules import RuleSet, load_rules
 from watcher.settings import Settings, config_path, load_settings
 from watcher.store import Store, open_store
+
+if TYPE_CHECKING:
+    from watcher.rules import RuleSet
 
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
 _TOKEN_PARAMS = re.compile(
@@ -114,6 +116,8 @@ def when(value: datetime | None, width: int = 19) -> str:
 
 
 def load_all(args: argparse.Namespace) -> tuple[Settings, RuleSet]:
+    from watcher.rules import load_rules  # the rule compiler: not for reading commands
+
     settings = load_settings_for(args)
     rules = load_rules(settings.rules, channels=settings.channels.keys(),
                        unusable_channels=settings.unusable_channels)

@@ -20,7 +20,6 @@ from collections.abc import Sequence
 from itertools import accumulate, chain, compress, repeat
 from operator import is_
 
-import numpy as np
 import Stemmer
 
 _INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
@@ -186,6 +185,8 @@ def word_bounds(text: str) -> Sequence[int]:
         return split_words(text)[1]
     # Padded with a space each side, every change between word and non-word
     # bytes is a word's start or end, in the text's own offsets.
+    import numpy as np  # here: commands that only load rules need not import numpy
+
     padded = b" " + text.encode("ascii").translate(_ASCII_FOLD) + b" "
     is_word = np.frombuffer(padded, np.uint8) != 32
     return np.flatnonzero(is_word[1:] != is_word[:-1])
