@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feeds", type=int, default=100)
     ap.add_argument("--items", type=int, default=20)
     ap.add_argument("--importtime", action="store_true")
+    ap.add_argument("--compare", type=Path, metavar="BIN",
+                    help="also time the `watcher` script in BIN (another checkout's venv, "
+                         "e.g. the version before), in the same rounds")
     args = ap.parse_args(argv)
 
     spec = CorpusSpec(feeds=args.feeds, items=args.items)
@@ -73,6 +76,11 @@ def main(argv: list[str] | None = None) -> int:
             "watcher status": [watcher, "status", "--config", str(config)],
             "watcher run --once (warm)": [watcher, "run", "--once", "--config", str(config)],
         }
+        if args.compare:
+            other = str(args.compare / "watcher")
+            commands.update({f"{name} [{args.compare}]": [other, *cmd[1:]]
+                             for name, cmd in list(commands.items())
+                             if name.startswith("watcher")})
         primed = timed(commands["watcher run --once (warm)"])
         print(f"primed: cold run --once {primed:.2f}s ({args.feeds} feeds x {args.items})",
               flush=True)
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{min(values) * 1000:.0f} ms | {max(values) * 1000:.0f} ms |")
         if args.importtime:
             for name, cmd in commands.items():
-                if name.startswith("watcher"):
+                if name.startswith("watcher") and "[" not in name:
                     print(f"\n{name}: " + ", ".join(slowest_imports(cmd)))
     finally:
         server.close()
