@@ -51,7 +51,7 @@ def alert_titles(dirs: list[Path]) -> list[tuple[str, str]]:
     for d in dirs:
         path = d / "alerts.jsonl"
         if path.exists():
-            for line in path.read_text().splitlines():
+            for line in path.read_text().split("\n")[:-1]:  # not a line being written
                 if line.strip():
                     a = json.loads(line)
                     out.append((a["rule"], a["url"] or a["title"]))
@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--latency-ms", type=float, default=0.0, help="server delay per request")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--daemons-only", action="store_true",
+                    help="only the one-daemon against two-daemons figure")
     args = ap.parse_args(argv)
 
     spec = CorpusSpec(seed=args.seed, feeds=args.feeds, items=args.items)
@@ -106,7 +108,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with cluster() as pg:
             dbs: dict[str, Path] = {}
-            for i in range(args.runs):  # alternated: the machine's speed drifts
+            alerts = 0
+            for i in range(args.runs if not args.daemons_only else 0):
+                # alternated: the machine's speed drifts
                 for kind in ("sqlite", "postgres"):
                     target = "watcher.db" if kind == "sqlite" else new_database(pg)
                     d = run_dir(work, f"{kind}-cold{i}", server, names, target,
@@ -117,8 +121,13 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"{kind} cold {i + 1}: process {r.process_wall_s:.2f}s, cycle "
                           f"{r.stats['wall_s']:.2f}s, {r.stats['alerts_sent']} alerts",
                           flush=True)
-            alerts = int(once(dbs["sqlite"], args.timeout, server).stats["alerts_sent"])
-            for i in range(args.runs):
+            if args.daemons_only:  # the alerts to wait for, from one cycle
+                dbs["sqlite"] = run_dir(work, "sqlite-ref", server, names, "watcher.db",
+                                        args.concurrency)
+                once(dbs["sqlite"], args.timeout, server)
+            else:
+                alerts = int(once(dbs["sqlite"], args.timeout, server).stats["alerts_sent"])
+            for i in range(args.runs if not args.daemons_only else 0):
                 for kind in ("sqlite", "postgres"):
                     r = once(dbs[kind], args.timeout, server)
                     figures.setdefault(f"{kind} warm", []).append(r.process_wall_s)

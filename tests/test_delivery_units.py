@@ -24,6 +24,7 @@ from watcher.core.digest import (
     parse_cooldown,
     parse_digest,
 )
+from watcher.core.display import one_line
 from watcher.core.errors import ConfigError
 from watcher.core.models import Digest
 from watcher.delivery import signing
@@ -31,7 +32,6 @@ from watcher.delivery.channels import load_templates
 from watcher.delivery.channels.email import build_message
 from watcher.delivery.channels.webhook import ntfy_target
 from watcher.delivery.render import (
-    clean_line,
     discord_payload,
     mark_html,
     ntfy_payload,
@@ -50,13 +50,13 @@ UTC_TZ = ZoneInfo("UTC")
     ("plain title", "plain title"),
     ("two\r\nlines", "two lines"),
     ("Bcc: evil@example.org\nX", "Bcc: evil@example.org X"),
-    ("tab\tand\x00nul\x1b[31m", "tab and nul [31m"),
+    ("tab\tand\x00nul\x1b[31m", "tab and nul"),
     ("line\u2028separator\u0085next", "line separator next"),
     ("  lots   of   space  ", "lots of space"),
     ("x" * 300, "x" * 199 + "…"),
 ])
-def test_clean_line_removes_every_control_character(raw: str, clean: str) -> None:
-    assert clean_line(raw) == clean
+def test_one_line_removes_every_control_character(raw: str, clean: str) -> None:
+    assert one_line(raw) == clean
 
 
 def test_email_subject_has_no_header_injection() -> None:

@@ -130,6 +130,10 @@ def test_three_daemons_share_the_feeds_and_take_over_a_dead_ones_work(
     assert all(counts[f"/f/{n[1:]}.xml"] <= 2 for n in orphaned)
     assert held == (0,) and claims == (0,)
     assert articles == (2000, 2000)
+    # The work was shared, not claimed whole by the first daemon to tick.
+    polled_by = [len(re.findall(r"ingest: feed 'f\d+': \d+ entries",
+                                (tmp_path / f"d{i}.log").read_text())) for i in (1, 2)]
+    assert min(polled_by) >= 20, polled_by
     ids = hook_ids(receiver)
     # The same alerts as one daemon alone makes from the same corpus.
     single = WebhookReceiver()

@@ -380,3 +380,14 @@ def test_a_dead_owners_feed_leases_can_be_given_back(store: Store) -> None:
     assert store.release_feed_leases_of("dead") == 2
     assert store.feed_lease_owners(T0) == []
     assert store.claim_feeds("me", T0, 120, ["a", "b"]) == ["a", "b"]
+
+
+def test_a_claim_takes_at_most_its_limit_never_polled_first(store: Store) -> None:
+    store.sync_feeds([feed(n) for n in "abcd"])
+    store.record_poll(FeedFetched("c", T0 - timedelta(hours=1), T0 - timedelta(minutes=1),
+                                  None, None))
+    store.record_poll(FeedFetched("d", T0 - timedelta(hours=1), T0 + timedelta(hours=1),
+                                  None, None))
+    assert store.claim_feeds("me", T0, 120, "abcd", limit=2) == ["a", "b"]
+    assert store.claim_feeds("other", T0, 120, "abcd", limit=2) == ["c"]  # d is not due
+    assert store.claim_feeds("me", T0, 120, "abcd", limit=0) == []

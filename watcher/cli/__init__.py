@@ -15,16 +15,24 @@ from watcher.cli.commands import register_all
 from watcher.core.errors import WatcherError
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _common(default: object) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", metavar="PATH",
+    common.add_argument("--config", metavar="PATH", default=default,
                         help="config file (default: $WATCHER_CONFIG, else config/watcher.yaml)")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser = argparse.ArgumentParser(prog="watcher", parents=[common],
+    common.add_argument("-v", "--verbose", action="store_true", default=default,
+                        help="debug logging")
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """--config and -v go before or after the command: the commands' parsers leave
+    them unset unless given (SUPPRESS), so a value given before is not overwritten."""
+    parser = argparse.ArgumentParser(prog="watcher", parents=[_common(None)],
                                      description="News keyword-alert daemon.")
+    parser.set_defaults(verbose=False)
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    register_all(sub, common)
+    register_all(sub, _common(argparse.SUPPRESS))
     return parser
 
 

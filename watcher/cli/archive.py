@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from watcher.cli.common import jsonable, open_store_for, when
+from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError
-from watcher.core.records import ArticleRecord
+from watcher.core.records import ArticleRecord, ProblemRecord, StatusReport
 from watcher.service.lock import holder
 from watcher.settings import parse_duration
 
@@ -34,11 +36,12 @@ def cmd_search(args: argparse.Namespace) -> int:
         return 0
     if not hits:
         print("no articles match")
-    for h in hits:
-        print(f"#{h.id}  {when(h.published_at or h.fetched_at, 16)}  [{h.feed}]  {h.title}")
-        print(f"    {' '.join(h.snippet.split())}")
+    for h in hits:  # feed content: printable, never raw
+        print(printable(f"#{h.id}  {when(h.published_at or h.fetched_at, 16)}  [{h.feed}]  "
+                        f"{h.title}"))
+        print(f"    {printable(h.snippet)}")
         if h.url:
-            print(f"    {h.url}")
+            print(f"    {printable(h.url)}")
     return 0
 
 
@@ -58,7 +61,7 @@ def record_json(record: ArticleRecord) -> dict[str, Any]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    _, store = open_store_for(args)
+    settings, store = open_store_for(args)
     try:
         record = store.article_record(args.article_id)
     finally:
@@ -67,34 +70,52 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"show: no article #{args.article_id}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(record_json(record), ensure_ascii=False, indent=2))
+        shown = record_json(record)
+        shown["page_error"] = redact(shown["page_error"], settings.secrets) or None
+        for d in shown["deliveries"]:
+            d["last_error"] = redact(d["last_error"], settings.secrets) or None
+        print(json.dumps(shown, ensure_ascii=False, indent=2))
         return 0
+    _print_record(record, settings.secrets)
+    return 0
+
+
+def _print_record(record: ArticleRecord, secrets: tuple[str, ...]) -> None:
+    """Feed content and errors printable (and errors redacted), never raw."""
     a = record.article
-    print(f"#{a.id} {a.title}")
-    print(f"feed:      {a.feed}   entry: {a.entry_id}")
-    print(f"link:      {a.url or '-'}")
+    print(printable(f"#{a.id} {a.title}"))
+    print(printable(f"feed:      {a.feed}   entry: {a.entry_id}"))
+    print(printable(f"link:      {a.url or '-'}"))
     print(f"published: {when(a.published)}   fetched: {when(a.fetched_at)}")
-    print(f"text from: {a.text_source}"
-          + (f" (page failed: {a.page_error})" if a.page_error else ""))
+    print(f"text from: {a.text_source}" + (
+        f" (page failed: {printable(redact(a.page_error, secrets))})" if a.page_error else ""))
     if record.matches:
         print("matched:")
         for m in record.matches:
-            print(f"  {m.rule}: {m.query} in {m.field}: {m.snippet}")
+            print(printable(f"  {m.rule}: {m.query} in {m.field}: {m.snippet}"))
         for d in record.deliveries:
-            print(f"  -> {d.channel}: {d.status} after {d.attempts} attempt(s)"
-                  + (f" ({d.last_error})" if d.last_error else ""))
+            print(f"  -> {d.channel}: {d.status} after {d.attempts} attempt(s)" + (
+                f" ({printable(redact(d.last_error, secrets))})" if d.last_error else ""))
     else:
         print("matched:   no rule")
     if len(record.sources) > 1:
         print("sources:")
         for s in record.sources:
-            print(f"  {when(s.seen_at, 16)}  [{s.feed}] {s.title or ''}  {s.url or ''}")
+            print(printable(f"  {when(s.seen_at, 16)}  [{s.feed}] {s.title or ''}  "
+                            f"{s.url or ''}"))
     print()
     if a.summary:
-        print(a.summary)
+        print(printable(a.summary, multiline=True))
         print()
-    print(a.body)
-    return 0
+    print(printable(a.body, multiline=True))
+
+
+def _redacted(report: StatusReport, secrets: tuple[str, ...]) -> StatusReport:
+    """The report with its errors redacted: they may quote a feed's URL and its token."""
+    def clean(problems: tuple[ProblemRecord, ...]) -> tuple[ProblemRecord, ...]:
+        return tuple(replace(p, error=redact(p.error, secrets)) for p in problems)
+    return replace(report, feed_errors=clean(report.feed_errors),
+                   delivery_errors=clean(report.delivery_errors))
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -102,7 +123,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
-        report = store.status_report(now, midnight)
+        report = _redacted(store.status_report(now, midnight), settings.secrets)
         # alive: a heartbeat within three ticks (a minute at least)
         daemons = store.live_daemons(now - timedelta(seconds=max(3 * settings.poll.tick, 60)))
     finally:
@@ -140,5 +161,5 @@ def cmd_status(args: argparse.Namespace) -> int:
     if report.feed_errors or report.delivery_errors:
         print("last errors:")
         for e in (*report.feed_errors, *report.delivery_errors):
-            print(f"  {when(e.at)}  {e.error}")
+            print(f"  {when(e.at)}  {printable(e.error)}")
     return 0

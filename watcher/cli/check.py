@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from watcher.cli.common import load_all
+from watcher.core.display import redact
 from watcher.delivery.channels import check_channels
 from watcher.rules.match import describe
 
@@ -18,7 +19,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"feeds ({len(settings.feeds)}):")
     for f in settings.feed_models():
         tags = f" tags={','.join(f.tags)}" if f.tags else ""
-        print(f"  {f.name}: {f.url} every {f.interval_s:g}s{tags}")
+        print(f"  {f.name}: {redact(f.url, settings.secrets)} every {f.interval_s:g}s{tags}")
     print(f"channels ({len(settings.channels)}):")
     for name, ch in settings.channels.items():
         print(f"  {name}: {ch.type}")

@@ -12,28 +12,20 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from watcher.core.display import printable, redact
 from watcher.settings import Settings, config_path, load_settings
 from watcher.store import Store, open_store
 
 if TYPE_CHECKING:
     from watcher.rules import RuleSet
 
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+(?::[^/\s@]*)?@")
-_TOKEN_PARAMS = re.compile(
-    r"(?i)([?&](?:token|access_token|api_key|apikey|key|secret|signature|sig|password|"
-    r"auth|code)=)[^&\s#'\"]+")
-
-
-def redact(message: str, secrets: Sequence[str]) -> str:
-    """Remove configured secrets, URL credentials and token-like query values."""
-    for s in secrets:
-        message = message.replace(s, "***")
-    message = _URL_CREDENTIALS.sub(r"\1***@", message)
-    return _TOKEN_PARAMS.sub(r"\1***", message)
+# the longest line a log record keeps: a 1 MB title must not become a 1 MB log line
+LOG_LINE_LIMIT = 2000
 
 
 class Redact(logging.Filter):
-    """Secrets never reach a log line, whatever echoed them."""
+    """Secrets never reach a log line, whatever echoed them; nor do escape
+    sequences or control characters from feed content, nor endless lines."""
 
     def __init__(self, secrets: Sequence[str]) -> None:
         super().__init__()
@@ -45,7 +37,9 @@ class Redact(logging.Filter):
             message += "\n" + logging.Formatter().formatException(record.exc_info)
             record.exc_info = None
             record.exc_text = None
-        record.msg, record.args = redact(message, self.secrets), None
+        record.msg = printable(redact(message, self.secrets), multiline=True,
+                               limit=LOG_LINE_LIMIT)
+        record.args = None
         return True
 
 

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from watcher.cli.commands import STATUSES
 from watcher.cli.common import open_store_for, when
+from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError
 from watcher.core.records import DeliveryRecord
 
@@ -22,7 +23,7 @@ def _shown_status(row: DeliveryRecord, now: datetime) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
-    _, store = open_store_for(args)
+    settings, store = open_store_for(args)
     try:
         rows = store.deliveries(STATUSES.get(args.status) if args.status else None, args.rule)
     finally:
@@ -40,11 +41,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         at = r.sent_at if r.status == "sent" else (
             None if r.status == "dead" else r.next_attempt_at)
         print(f"{r.id:<36} {shown:<8} {r.attempts:>5}  {r.rule[:20]:<20} "
-              f"{r.channel[:14]:<14} {when(at):<19}  {(r.title or '')[:60]}")
+              f"{r.channel[:14]:<14} {when(at):<19}  {printable(r.title, limit=60)}")
         if r.digest_id:
             print(f"{'':<36} digest {r.digest_id}")
         if r.last_error and r.status != "sent":
-            print(f"{'':<36} last error: {r.last_error}")
+            print(f"{'':<36} last error: {printable(redact(r.last_error, settings.secrets))}")
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from watcher.cli.common import Progress, open_store_for, when
+from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError, FetchError, ParseError
 from watcher.core.models import Feed, ParsedFeed
 from watcher.core.parse import discover_feeds, looks_like_html, parse_feed
@@ -38,6 +39,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                  else "failing" if r.consecutive_failures else "ok"
                  if r.last_success_at else "new")
         error = (r.last_error or "") if r.consecutive_failures or r.gone_at else ""
+        error = printable(redact(error, settings.secrets))
         print(f"{f.name:<22} {state:<10} {when(r.last_success_at):<19}  "
               f"{when(r.next_poll_at):<19}  {r.consecutive_failures:>5} "
               f"{r.items_7d:>5}  {error}")
@@ -110,10 +112,10 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     added = add_feeds(path, [entry])
     if not added:
-        print(f"feeds add: {feed_url} is already in {path}")
+        print(f"feeds add: {redact(feed_url)} is already in {path}")
         return 0
     load_settings(path)  # the edited file must still validate
-    print(f"added feed {name!r}: {feed_url} ({parsed.title or 'untitled'}, "
+    print(f"added feed {name!r}: {redact(feed_url)} ({printable(parsed.title) or 'untitled'}, "
           f"{len(parsed.entries)} items) to {path}")
     return 0
 
@@ -133,7 +135,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     for s in subs:
         progress(1)
         if urlsplit(s.url).scheme not in ("http", "https"):
-            print(f"feeds import: skipped {s.url!r}: not an http(s) URL", file=sys.stderr)
+            print(f"feeds import: skipped {printable(redact(s.url))!r}: not an http(s) URL",
+                  file=sys.stderr)
             skipped += 1
             continue
         name = _unique(slug(s.title or urlsplit(s.url).hostname or "feed"), taken)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from watcher.cli.common import Progress
+from watcher.core.display import printable
 from watcher.core.errors import ConfigError, RuleError
 from watcher.rules import RuleSet, compile_rules, load_rules
 from watcher.rules.backtest import backtest
@@ -92,8 +93,9 @@ def cmd_test(args: argparse.Namespace) -> int:
         print(f"{t.rule}: {t.count} article(s) would have matched")
         for article, m in t.newest:
             when = article.published or article.fetched_at
-            print(f"  {when:%Y-%m-%d %H:%M}  [{article.feed}] {article.title or '(untitled)'}")
-            print(f"      {m.field}: {_marked(m.snippet, [h.matched for h in m.hits])}")
+            title = printable(article.title) or "(untitled)"
+            print(f"  {when:%Y-%m-%d %H:%M}  [{article.feed}] {title}")
+            print(f"      {m.field}: {printable(_marked(m.snippet, [h.matched for h in m.hits]))}")
     return 0
 
 

@@ -6,8 +6,12 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 
+from watcher.core.display import shorten
 from watcher.core.intents import NewDelivery
 from watcher.core.models import Alert, Article, Match, StoryRef
+
+# An alert's title, at most: the article keeps its whole title, a message needs no more.
+ALERT_TITLE_LIMIT = 300
 
 
 def delivery_id(rule: str, feed: str, entry_id: str, channel: str) -> str:
@@ -38,7 +42,8 @@ def new_deliveries(article: Article, story: StoryRef, matches: Sequence[Match],
         for channel in channels_by_rule.get(m.rule, ()):
             did = delivery_id(m.rule, story.feed, story.entry_id, channel)
             alert = Alert(
-                delivery_id=did, rule=m.rule, query=m.query, title=article.title,
+                delivery_id=did, rule=m.rule, query=m.query,
+                title=shorten(article.title, ALERT_TITLE_LIMIT),
                 url=article.url, feed=article.feed, published=iso(article.published),
                 field=m.field, snippet=m.snippet,
                 matched=tuple(dict.fromkeys(h.matched for h in m.hits)),

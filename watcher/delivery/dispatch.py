@@ -18,7 +18,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
 
+from watcher.core.alerts import ALERT_TITLE_LIMIT
 from watcher.core.digest import Policy, classify, group
+from watcher.core.display import shorten
 from watcher.core.errors import DeliveryError
 from watcher.core.models import Alert, Delivery, Digest
 from watcher.core.schedule import DELIVERY_BACKOFF_S, delivery_retry_at
@@ -113,7 +115,8 @@ class Dispatcher:
         out = []
         for d in batch:
             own = (d.alert.feed, d.alert.url)
-            others = tuple((s.feed, s.title or "", s.url) for s in known.get(d.story_id, ())
+            others = tuple((s.feed, shorten(s.title or "", ALERT_TITLE_LIMIT), s.url)
+                           for s in known.get(d.story_id, ())
                            if (s.feed, s.url) != own) if d.story_id is not None else ()
             out.append(replace(d, alert=replace(d.alert, sources=others)) if others else d)
         return out

@@ -7,11 +7,14 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from watcher.core.display import one_line, printable
 from watcher.core.models import Alert, Digest
+
+_CONSOLE_LINE = 1000  # a console alert's longest line
 
 
 def console_text(alert: Alert) -> str:
-    """A readable block for a terminal or a log."""
+    """A readable block for a terminal or a log; each field on its one line."""
     lines = [
         f"ALERT [{alert.rule}] {alert.title or '(untitled)'}",
         f"  why:       {alert.query} matched in {alert.field}"
@@ -25,7 +28,7 @@ def console_text(alert: Alert) -> str:
     if alert.sources:
         lines.append("  also in:   " + ", ".join(f for f, _, _ in alert.sources))
     lines.append(f"  id:        {alert.delivery_id}")
-    return "\n".join(lines)
+    return "\n".join(printable(line, limit=_CONSOLE_LINE) for line in lines)
 
 
 def mark(snippet: str, matched: tuple[str, ...], left: str = "**", right: str = "**") -> str:
@@ -60,7 +63,6 @@ def jsonl_record(alert: Alert) -> dict[str, Any]:
 
 DIGEST_SCHEMA = "watcher.digest/v1"
 Message = Alert | Digest
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def alerts_of(message: Message) -> tuple[Alert, ...]:
@@ -69,12 +71,6 @@ def alerts_of(message: Message) -> tuple[Alert, ...]:
 
 def message_id(message: Message) -> str:
     return message.id if isinstance(message, Digest) else message.delivery_id
-
-
-def clean_line(text: str, limit: int = 200) -> str:
-    """One line for a header: every CR, LF and control character gone, spaces folded."""
-    out = " ".join(_CONTROL.sub(" ", text or "").split())
-    return out if len(out) <= limit else out[:limit - 1].rstrip() + "…"
 
 
 def mark_html(snippet: str, matched: tuple[str, ...]) -> Markup:
@@ -93,18 +89,40 @@ def _when(alert: Alert) -> str:
     return f" · {alert.published[:16].replace('T', ' ')} UTC" if alert.published else ""
 
 
+# Markdown's syntax characters (Discord's, Teams' and ntfy's): text from a feed is
+# shown as written, never as a link, a mention, a heading or emphasis.
+_MARKDOWN = re.compile(r"([\\`*_~|\[\]<>#])")
+_URL_BREAKERS = str.maketrans({"(": "%28", ")": "%29", " ": "%20", "<": "%3C", ">": "%3E"})
+
+
+def md_escape(text: str) -> str:
+    """`text` for a markdown message: each syntax character escaped, one line."""
+    return _MARKDOWN.sub(r"\\\1", one_line(text, 2000))
+
+
+def _md_link(text: str, url: str | None) -> str:
+    """[text](url), the text escaped and the URL unable to end the link early."""
+    text = md_escape(text)
+    return f"[{text}]({one_line(url, 2000).translate(_URL_BREAKERS)})" if url else text
+
+
+def _md_snippet(alert: Alert, bold: tuple[str, str] = ("**", "**")) -> str:
+    return mark(md_escape(alert.snippet), tuple(md_escape(m) for m in alert.matched), *bold)
+
+
 def _md_line(alert: Alert, bold: tuple[str, str] = ("**", "**")) -> str:
-    title = alert.title or "(untitled)"
-    head = f"[{title}]({alert.url})" if alert.url else title
-    return (f"{head}\n{mark(alert.snippet, alert.matched, *bold)}\n"
-            f"_{alert.query} in {alert.field} · {alert.feed}{_when(alert)}_")
+    head = _md_link(alert.title or "(untitled)", alert.url)
+    return (f"{head}\n{_md_snippet(alert, bold)}\n"
+            f"_{md_escape(alert.query)} in {alert.field} · {md_escape(alert.feed)}"
+            f"{_when(alert)}_")
 
 
-def _headline(message: Message) -> str:
+def _headline(message: Message, markdown: bool = False) -> str:
     alerts = alerts_of(message)
     if isinstance(message, Digest):
         return f"watcher digest [{message.rule}]: {len(alerts)} article(s)"
-    return f"watcher [{alerts[0].rule}]: {alerts[0].title or '(untitled)'}"
+    title = alerts[0].title or "(untitled)"
+    return f"watcher [{alerts[0].rule}]: {md_escape(title) if markdown else title}"
 
 
 def slack_payload(message: Message) -> dict[str, Any]:
@@ -113,7 +131,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
         return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
     blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": clean_line(
+        {"type": "header", "text": {"type": "plain_text", "text": one_line(
             _headline(message), 150)}}]
     for a in alerts_of(message)[:45]:
         title = esc(a.title or "(untitled)")
@@ -122,7 +140,7 @@ def slack_payload(message: Message) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
             f"{head}\n{snippet}\n_{esc(a.query)} in {a.field} · {esc(a.feed)}{_when(a)}_"
         )[:3000]}})
-    return {"text": clean_line(_headline(message), 300), "blocks": blocks}
+    return {"text": one_line(_headline(message), 300), "blocks": blocks}
 
 
 def discord_payload(message: Message) -> dict[str, Any]:
@@ -130,11 +148,11 @@ def discord_payload(message: Message) -> dict[str, Any]:
     embeds = []
     for a in alerts_of(message)[:10]:
         embed: dict[str, Any] = {
-            "title": clean_line(a.title or "(untitled)", 256),
-            "description": mark(a.snippet, a.matched)[:4000],
+            "title": one_line(md_escape(a.title or "(untitled)"), 256),
+            "description": _md_snippet(a)[:4000],
             "fields": [{"name": "rule", "value": a.rule[:1024], "inline": True},
-                       {"name": "feed", "value": a.feed[:1024], "inline": True},
-                       {"name": "why", "value": f"{a.query} in {a.field}"[:1024]}],
+                       {"name": "feed", "value": md_escape(a.feed)[:1024], "inline": True},
+                       {"name": "why", "value": f"{md_escape(a.query)} in {a.field}"[:1024]}],
         }
         if a.url:
             embed["url"] = a.url
@@ -142,14 +160,16 @@ def discord_payload(message: Message) -> dict[str, Any]:
             embed["timestamp"] = a.published
         embeds.append(embed)
     more = len(alerts_of(message)) - len(embeds)
-    content = clean_line(_headline(message), 1900) + (f" (+{more} more)" if more > 0 else "")
+    content = one_line(_headline(message, markdown=True), 1900) + (
+        f" (+{more} more)" if more > 0 else "")
     return {"content": content, "embeds": embeds, "allowed_mentions": {"parse": []}}
 
 
 def teams_payload(message: Message) -> dict[str, Any]:
     """Microsoft Teams (Workflows webhook): an Adaptive Card."""
     body: list[dict[str, Any]] = [
-        {"type": "TextBlock", "text": clean_line(_headline(message)), "weight": "Bolder",
+        {"type": "TextBlock", "text": one_line(_headline(message, markdown=True)),
+         "weight": "Bolder",
          "size": "Medium", "wrap": True}]
     for a in alerts_of(message):
         body.append({"type": "TextBlock", "text": _md_line(a), "wrap": True,
@@ -164,7 +184,7 @@ def ntfy_payload(message: Message, topic: str) -> dict[str, Any]:
     """ntfy JSON publish (POSTed to the server root, topic in the body)."""
     alerts = alerts_of(message)
     out: dict[str, Any] = {
-        "topic": topic, "title": clean_line(_headline(message)),
+        "topic": topic, "title": one_line(_headline(message)),
         "message": "\n\n".join(_md_line(a) for a in alerts)[:4000],
         "markdown": True, "tags": ["newspaper"]}
     if len(alerts) == 1 and alerts[0].url:

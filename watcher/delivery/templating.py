@@ -23,8 +23,9 @@ from typing import Any
 
 import jinja2
 
+from watcher.core.display import one_line, printable
 from watcher.core.models import Alert, Digest
-from watcher.delivery.render import Message, alerts_of, clean_line, mark, mark_html, message_id
+from watcher.delivery.render import Message, alerts_of, mark, mark_html, message_id
 
 NAMES = ("subject", "text", "html", "generic")
 FILES = {"subject": "subject.txt.j2", "text": "text.txt.j2", "html": "html.html.j2",
@@ -71,9 +72,11 @@ class Templates:
                                 f"{type(exc).__name__}: {exc}") from None
 
     def email(self, message: Message) -> tuple[str, str, str]:
-        """(subject, plain text, html); the subject is one clean line."""
-        return (clean_line(self._render("subject", message), 250),
-                self._render("text", message), self._render("html", message))
+        """(subject, plain text, html); the subject is one clean line, and no
+        escape sequence or control character from a feed reaches either body."""
+        return (one_line(self._render("subject", message), 250),
+                printable(self._render("text", message), multiline=True),
+                printable(self._render("html", message), multiline=True))
 
     def generic(self, message: Message, sent_at: str) -> dict[str, Any]:
         text = self._render("generic", message, sent_at)

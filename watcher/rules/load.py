@@ -310,9 +310,7 @@ def parse_rules(text: str, source: str = "rules.yaml",
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        raise RuleError(f"{where}: invalid YAML: {getattr(exc, 'problem', None) or exc}") from None
+        raise RuleError(yaml_problem(exc, source)) from None
     if root is None:
         raise RuleError(f"{source}: the file is empty; expected 'rules:' with a list of rules")
     located = _Located()
@@ -337,6 +335,24 @@ def parse_rules(text: str, source: str = "rules.yaml",
         raise RuleError("\n".join(parser.problems))
     return RuleSet(rules=tuple(rules), source=source, digest=digest_of(text),
                    examples=tuple(examples), trees=trees)
+
+
+def yaml_problem(exc: yaml.YAMLError, source: str) -> str:
+    """Where and why YAML could not be read. A value left open (a quote, a bracket)
+    is noticed only at the end of the file: point at where the value starts."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    start = getattr(exc, "context_mark", None)
+    context = getattr(exc, "context", None) or ""
+    if start is not None and ("quoted scalar" in context or "end of stream" in problem
+                              or "<stream end>" in problem):
+        what = "a quoted value" if "quoted" in context else \
+            context.removeprefix("while parsing ").removeprefix("while scanning ")
+        ended = f" at line {mark.line + 1}" if mark else ""
+        return (f"{source}:{start.line + 1}:{start.column + 1}: invalid YAML: {what} starts "
+                f"here and is never closed ({problem}{ended})")
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    return f"{where}: invalid YAML: {problem}"
 
 
 def digest_of(text: str) -> str:

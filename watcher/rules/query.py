@@ -26,6 +26,9 @@ TEXT_FIELDS: tuple[str, ...] = ("title", "summary", "body", "author", "url")
 KEYWORD_FIELDS: tuple[str, ...] = ("feed", "tag")
 QUERY_FIELDS: tuple[str, ...] = (*TEXT_FIELDS, *KEYWORD_FIELDS)
 Operator = Literal["OR", "AND"]
+# Far more than a person writes; far less than Python's recursion limit, which the
+# recursive steps after parsing (convert, compile, match, explain) would meet.
+MAX_QUERY_DEPTH = 100
 
 # luqum's parser generator talks about its tables on the first parse.
 logging.getLogger("luqum").setLevel(logging.ERROR)
@@ -115,7 +118,21 @@ def parse_query(text: str, fields: tuple[str, ...] = ("title", "summary", "body"
                          len(text) if pos is None else pos) from None
     except ParseError as exc:
         raise QueryError(f"cannot parse the query: {exc}", None) from None
+    _check_depth(parsed)
     return _Converter(default_operator).convert(parsed, fields)
+
+
+def _check_depth(root: tree.Item) -> None:
+    """Refuse a query nested deeper than MAX_QUERY_DEPTH, before anything recurses
+    over it (converting, compiling and matching all do). Iterative: depth is the point."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_QUERY_DEPTH:
+            raise QueryError(f"the query is nested more than {MAX_QUERY_DEPTH} levels deep "
+                             "(parentheses, NOT, + and -); write it flatter",
+                             getattr(node, "pos", None))
+        stack.extend((child, depth + 1) for child in node.children)
 
 
 def _position(message: str) -> int | None:

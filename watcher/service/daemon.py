@@ -11,16 +11,18 @@ import resource
 import signal
 import socket
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
+from watcher.core.display import redact
 from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
@@ -81,7 +83,9 @@ class Daemon(Reloading):
         self.store.check_writable()
         self.store.sync_feeds(self.feeds.values())
         self.storage = StorageHealth(utcnow)
-        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2)
+        self.feed_queue = FeedQueue(self._poll_one, settings.poll.concurrency * 2,
+                                    on_room=self._on_room)
+        self._nothing_due = False  # until the next tick: a claim found nothing
         # who this daemon is to the others sharing the database: its feed leases, its
         # delivery claims and its row in the daemons' registry
         self.owner = claim_owner(socket.gethostname(), os.getpid())
@@ -148,8 +152,9 @@ class Daemon(Reloading):
             delivery_id=f"wh_{feed}_{utcnow():%Y%m%d%H%M}", rule="_feed_health",
             query=f"feed {feed!r} failing for more than "
                   f"{self.settings.alerts.unhealthy_after / 3600:g} h",
-            title=f"Feed {feed!r} is unhealthy", url=state.url if state else None, feed=feed,
-            published=None, field="feed", snippet=notice)
+            title=f"Feed {feed!r} is unhealthy", feed=feed, published=None, field="feed",
+            url=redact(state.url, self.settings.secrets) if state else None,
+            snippet=redact(notice, self.settings.secrets))
         for name in self.settings.alerts.feed_health:
             channel = self.channels.get(name)
             if channel is None:
@@ -221,13 +226,32 @@ class Daemon(Reloading):
             self._fatal(exc)
             return
         try:
-            now = utcnow()
-            self.store.heartbeat(self.owner, now, *self._hashes())
-            names = self.store.claim_feeds(self.owner, now, self.settings.poll.lease, self.feeds)
+            self.store.heartbeat(self.owner, utcnow(), *self._hashes())
         except StoreError as exc:
             self.storage.failed(exc)
             return
+        self._nothing_due = False
+        self._claim(self.feed_queue.room)
+
+    def _claim(self, room: int) -> None:
+        """Claim as many due feeds as the workers can start now, no more: the rest stay
+        free for the other daemons sharing the database, and are claimed here as room
+        frees (`_on_room`)."""
+        if room <= 0:
+            return
+        try:
+            names = self.store.claim_feeds(self.owner, utcnow(), self.settings.poll.lease,
+                                           self.feeds, limit=room)
+        except StoreError as exc:
+            self.storage.failed(exc)
+            return
+        self._nothing_due = not names
         self.feed_queue.submit(names)
+
+    def _on_room(self, room: int) -> None:
+        if not (self._nothing_due or self._stopping.is_set() or self._scheduler is None) \
+                and self.storage.may_try():
+            self._claim(room)
 
     async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
         """Poll the named feeds (not gone nor held by Retry-After), or by default the due
@@ -336,6 +360,16 @@ class Daemon(Reloading):
         finally:
             await self.close()
 
+    def _add_jobs(self, scheduler: AsyncIOScheduler) -> None:
+        def every(job: Callable[[], Awaitable[None]], job_id: str, **when: Any) -> None:
+            scheduler.add_job(job, "interval", id=job_id, max_instances=1, coalesce=True,
+                              misfire_grace_time=None, **when)
+        every(self._renew_leases, "leases",
+              seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3))
+        every(self.tick, "poll", seconds=self.settings.poll.tick, next_run_time=utcnow())
+        every(self.reload_rules_if_changed, "rules-reload", seconds=1)
+        every(self.prune, "prune", hours=24, next_run_time=utcnow() + timedelta(minutes=5))
+
     async def run_forever(self) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -350,18 +384,7 @@ class Daemon(Reloading):
         self._register()
         await rematch_unmatched(self.ctx)
         self._release_orphans()
-        scheduler.add_job(self._renew_leases, "interval",
-                          seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3), id="leases",
-                          max_instances=1, coalesce=True, misfire_grace_time=None)
-        scheduler.add_job(self.tick, "interval", seconds=self.settings.poll.tick,
-                          id="poll", max_instances=1, coalesce=True, next_run_time=utcnow(),
-                          misfire_grace_time=None)
-        scheduler.add_job(self.reload_rules_if_changed, "interval", seconds=1,
-                          id="rules-reload", max_instances=1, coalesce=True,
-                          misfire_grace_time=None)
-        scheduler.add_job(self.prune, "interval", hours=24, id="prune", max_instances=1,
-                          coalesce=True, misfire_grace_time=None,
-                          next_run_time=utcnow() + timedelta(minutes=5))
+        self._add_jobs(scheduler)
         metrics_server = None
         if self.settings.metrics.listen:
             metrics_server = MetricsServer(self.settings.metrics.listen, self.health,

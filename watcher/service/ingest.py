@@ -25,6 +25,7 @@ from watcher.core.decide import (
     plan_articles,
     plan_entries,
 )
+from watcher.core.display import one_line
 from watcher.core.errors import FetchError, ParseError, StoreError
 from watcher.core.identity import (
     band_keys,
@@ -321,7 +322,7 @@ def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | No
                          site_of(article.canonical_url or article.url, article.feed),
                          article.body, article.title)
     if hit is not None:
-        log.info("ingest: %r is a copy of story #%d (similarity %.2f)", article.title,
+        log.info("ingest: %r is a copy of story #%d (similarity %.2f)", one_line(article.title),
                  hit.story.id, hit.similarity)
     return hit, keys
 
@@ -336,8 +337,8 @@ def match_and_enqueue(article: Article, story: StoryRef, ctx: IngestContext
         Matched(article.id, story.id, tuple(matches), deliveries, ctx.clock()))
     for m in matches:
         metrics.MATCHES.labels(m.rule).inc()
-        log.info("match: rule %r fired on %r (feed %r, %s): %s", m.rule, article.title,
-                 article.feed, m.field, m.snippet)
+        log.info("match: rule %r fired on %r (feed %r, %s): %s", m.rule,
+                 one_line(article.title), article.feed, m.field, one_line(m.snippet, 400))
     return len(matches), created
 
 

@@ -23,9 +23,13 @@ class FeedQueue:
     """Feeds waiting to be polled and the workers polling them, at most `workers`
     at once. A feed already queued or being polled is not queued again."""
 
-    def __init__(self, run: Callable[[str], Awaitable[object]], workers: int) -> None:
+    def __init__(self, run: Callable[[str], Awaitable[object]], workers: int,
+                 on_room: Callable[[int], None] | None = None) -> None:
         self._run = run
         self._workers = max(workers, 1)
+        # Told when half the workers or more are idle with nothing queued: a daemon
+        # sharing its database claims only what it can start, and more as room frees.
+        self._on_room = on_room
         self._queue: deque[tuple[str, asyncio.Future[object]]] = deque()
         self._pending: set[str] = set()  # queued or being polled
         self._tasks: set[asyncio.Task[None]] = set()
@@ -33,6 +37,11 @@ class FeedQueue:
     @property
     def pending(self) -> frozenset[str]:
         return frozenset(self._pending)
+
+    @property
+    def room(self) -> int:
+        """How many more feeds would start at once."""
+        return max(self._workers - len(self._pending), 0)
 
     def submit(self, names: Iterable[str]) -> list[asyncio.Future[object]]:
         """Queue the feeds not already pending; the futures of those queued."""
@@ -64,6 +73,9 @@ class FeedQueue:
                 self._pending.discard(name)
             if not future.done():
                 future.set_result(outcome)
+            if self._on_room is not None and not self._queue \
+                    and self.room >= max(self._workers // 2, 1):
+                self._on_room(self.room)
 
     def cancel_queued(self) -> None:
         """Stopping: feeds not yet started are not started (they stay due)."""

@@ -183,7 +183,24 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     for name in list(settings.channels) + list(unusable):
         if not re.match(NAME_PATTERN, name):
             raise ConfigError(f"{path}: channels.{name}: invalid channel name")
+    _check_alert_channels(path, settings)
     return settings
+
+
+def _check_alert_channels(path: Path, settings: Settings) -> None:
+    """The channels under `alerts:` exist and can be used, as a rule's `notify` must."""
+    known = ", ".join(sorted(settings.channels)) or "none"
+    problems = []
+    for key in ("delivery_failures", "feed_health"):
+        for i, name in enumerate(getattr(settings.alerts, key)):
+            if name in settings.unusable_channels:
+                problems.append(f"{path}: alerts.{key}[{i}]: channel {name!r} cannot be "
+                                f"used: {settings.unusable_channels[name]}")
+            elif name not in settings.channels:
+                problems.append(f"{path}: alerts.{key}[{i}]: unknown channel {name!r} "
+                                f"(known: {known})")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _resolve_channel_files(base: Path, ch: Any) -> None:

@@ -51,7 +51,7 @@ class FeedStore(Protocol):
         """Of `names`, those that may be polled on demand: not gone, not held."""
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
-                    due_only: bool = True) -> list[str]:
+                    due_only: bool = True, limit: int | None = None) -> list[str]:
         """Of `names`, take those due (or, not `due_only`, any not gone nor held) that no
         other owner holds, for `lease_s`; soonest due first. Several daemons may ask."""
 

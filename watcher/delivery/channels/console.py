@@ -3,6 +3,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from watcher.core.display import printable
 from watcher.core.models import Alert, Digest
 from watcher.delivery.render import console_text, digest_console_text
 
@@ -14,12 +15,12 @@ class ConsoleChannel:
 
     async def send(self, alert: Alert) -> None:
         stream = self._stream or sys.stdout
-        stream.write(console_text(alert) + "\n\n")
+        stream.write(printable(console_text(alert), multiline=True) + "\n\n")
         stream.flush()
 
     async def send_digest(self, digest: Digest) -> None:
         stream = self._stream or sys.stdout
-        stream.write(digest_console_text(digest) + "\n\n")
+        stream.write(printable(digest_console_text(digest), multiline=True) + "\n\n")
         stream.flush()
 
     async def aclose(self) -> None:

@@ -17,9 +17,10 @@ from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+from watcher.core.display import one_line
 from watcher.core.errors import DeliveryError
 from watcher.core.models import Alert, Digest
-from watcher.delivery.render import Message, alerts_of, clean_line, message_id
+from watcher.delivery.render import Message, alerts_of, message_id
 from watcher.delivery.templating import Templates
 
 log = logging.getLogger("watcher.delivery.channels.email")
@@ -45,7 +46,7 @@ def build_message(message: Message, templates: Templates, sender: str, to: Seque
     """The whole email: multipart text + HTML, Date, Message-ID and List-* headers."""
     subject, text, html = templates.email(message)
     alerts = alerts_of(message)
-    rule = clean_line(alerts[0].rule if alerts else getattr(message, "rule", "watcher"))
+    rule = one_line(alerts[0].rule if alerts else getattr(message, "rule", "watcher"))
     domain = sender.rpartition("@")[2] or "watcher.invalid"
     msg = EmailMessage()
     msg["Subject"] = subject
@@ -141,4 +142,4 @@ class EmailChannel:
 def _text(value: bytes | str) -> str:
     if isinstance(value, bytes):
         value = value.decode("utf-8", "replace")
-    return clean_line(value, 200)
+    return one_line(value, 200)

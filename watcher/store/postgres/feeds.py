@@ -48,7 +48,7 @@ class FeedsPg(PgBase):
         return [n for n in wanted if n not in blocked]
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
-                    due_only: bool = True) -> list[str]:
+                    due_only: bool = True, limit: int | None = None) -> list[str]:
         """Take feeds for `lease_s`: rows another daemon is claiming right now are
         skipped, not waited for, and a lease still running is left to its owner."""
         due = ("(next_poll_at IS NULL OR next_poll_at <= %(now)s) AND gone_at IS NULL"
@@ -57,10 +57,10 @@ class FeedsPg(PgBase):
         rows = self._rows(
             "WITH picked AS (SELECT name FROM feeds WHERE " + due + " AND name = ANY(%(names)s) "
             "AND (lease_until IS NULL OR lease_until <= %(now)s OR lease_owner = %(owner)s) "
-            "ORDER BY next_poll_at NULLS FIRST FOR UPDATE SKIP LOCKED) "
+            "ORDER BY next_poll_at NULLS FIRST, name LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
             "UPDATE feeds f SET lease_owner = %(owner)s, lease_until = %(until)s FROM picked "
             "WHERE f.name = picked.name RETURNING f.name, f.next_poll_at",
-            {"now": now, "names": list(names), "owner": owner,
+            {"now": now, "names": list(names), "owner": owner, "limit": limit,
              "until": now + timedelta(seconds=lease_s)})
         never = datetime.min.replace(tzinfo=now.tzinfo)  # never polled: first
         rows.sort(key=lambda r: (r["next_poll_at"] or never, r["name"]))

@@ -55,27 +55,32 @@ class FeedsStore(SqliteBase):
         return [n for n in names if n not in blocked]
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
-                    due_only: bool = True) -> list[str]:
+                    due_only: bool = True, limit: int | None = None) -> list[str]:
         """Take the feeds to poll for `lease_s`: due ones (or, not `due_only`, any not
-        gone or held by Retry-After), unless another owner's lease still runs."""
+        gone or held by Retry-After), unless another owner's lease still runs; at most
+        `limit`, never polled first, then the longest due."""
         wanted = list(dict.fromkeys(names))
-        if not wanted:
+        if not wanted or limit == 0:
             return []
         due = ("(next_poll_at IS NULL OR next_poll_at <= :now) AND gone_at IS NULL"
                if due_only else "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= :now)")
-        claimed: list[tuple[str, str]] = []
+        free: list[tuple[str, str]] = []
         with self._write():
             for i in range(0, len(wanted), 400):
-                chunk = wanted[i:i + 400]
-                params: dict[str, object] = {f"n{j}": n for j, n in enumerate(chunk)}
-                params.update(now=ts(now), owner=owner,
-                              until=ts(now + timedelta(seconds=lease_s)))
-                claimed += [(r["next_poll_at"] or "", r["name"]) for r in self._rows(
-                    f"UPDATE feeds SET lease_owner = :owner, lease_until = :until WHERE {due} "
-                    "AND (lease_until IS NULL OR lease_until <= :now OR lease_owner = :owner) "
-                    f"AND name IN ({','.join(':' + k for k in params if k.startswith('n'))}) "
-                    "RETURNING name, next_poll_at", params)]
-        return [name for _, name in sorted(claimed)]  # never polled, then soonest due
+                params: dict[str, object] = {f"n{j}": n
+                                             for j, n in enumerate(wanted[i:i + 400])}
+                in_list = ",".join(":" + k for k in params)
+                params.update(now=ts(now), owner=owner)
+                free += [(r["next_poll_at"] or "", r["name"]) for r in self._rows(
+                    f"SELECT name, next_poll_at FROM feeds WHERE {due} AND (lease_until IS "
+                    "NULL OR lease_until <= :now OR lease_owner = :owner) "
+                    f"AND name IN ({in_list})", params)]
+            picked = [name for _, name in sorted(free)[:limit]]
+            until = ts(now + timedelta(seconds=lease_s))
+            self.db.conn.executemany(
+                "UPDATE feeds SET lease_owner = ?, lease_until = ? WHERE name = ?",
+                [(owner, until, name) for name in picked])
+        return picked
 
     def renew_feed_leases(self, owner: str, names: Iterable[str], now: datetime,
                           lease_s: float) -> None:
