@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -145,3 +147,43 @@ def test_templates_export_writes_the_shipped_defaults_once(tmp_path: Path) -> No
     assert forced.returncode == 0
     assert (out / "subject.txt.j2").read_bytes() == (DEFAULT_TEMPLATES / "subject.txt.j2"
                                                      ).read_bytes()
+
+
+# --- start-up: each command imports only what it needs -------------------------------
+
+_HEAVY = ("numpy", "jinja2", "sqlite_utils", "httpx", "httpcore", "pydantic", "feedparser",
+          "trafilatura", "lxml", "apscheduler", "rich", "watcher.rules.compile",
+          "watcher.store", "watcher.service", "watcher.delivery", "watcher.fetch")
+
+
+def test_importing_the_cli_and_building_its_parser_loads_no_heavy_module() -> None:
+    code = ("import sys, watcher.cli; watcher.cli.build_parser(); "
+            "print('\\n'.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                                text=True).stdout.split())
+    assert "watcher.cli.commands" in loaded
+    heavy = sorted(m for m in loaded if m.split(".")[0] in _HEAVY or
+                   any(m == h or m.startswith(h + ".") for h in _HEAVY))
+    assert heavy == []
+
+
+def _dispatched(parser: argparse.ArgumentParser) -> list[Any]:
+    found = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found.append(sub.get_default("func"))
+                found.extend(_dispatched(sub))
+    return [f for f in found if f is not None]
+
+
+def test_every_command_names_a_function_that_exists() -> None:
+    import importlib
+
+    from watcher.cli import build_parser
+
+    funcs = _dispatched(build_parser())
+    assert len(funcs) >= 15
+    for func in funcs:
+        module = importlib.import_module(f"watcher.cli.{func.module}")
+        assert callable(getattr(module, func.name)), func

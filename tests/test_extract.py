@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -128,13 +129,99 @@ def test_our_parsing_and_dropping_give_trafilaturas_own_text(name: str) -> None:
     text to load and clean itself, finds the same text."""
     import trafilatura
 
-    from watcher.extract.page import _extraction_options
+    from watcher.extract.page import _extraction_options, fast_text
 
     body = _FORUM.encode() if name == "forum" else (ARTICLES / name).read_bytes()
     untouched = trafilatura.bare_extraction(decode_page(body, HTML),
                                             options=_extraction_options(None))
     assert untouched is not None and untouched.text
-    assert extract_page(body, None, HTML).text == untouched.text.strip()
+    assert fast_text(decode_page(body, HTML), None)[0] == untouched.text.strip()
+
+
+_SENTENCE = ("The council met on Tuesday to discuss the harbour wall, which has been "
+             "crumbling for years and now threatens the fishing fleet moored behind it. ")
+# Pages whose text trafilatura's fast pass misses and its fallbacks find.
+_MISSED_BY_FAST = {
+    "noscript": f"<html><body><noscript><div><p>{_SENTENCE * 3}</p><p>{_SENTENCE * 2}</p>"
+                "</div></noscript></body></html>",
+    "bare divs": "<html><body>" + f"<div class='x'>{_SENTENCE}</div>" * 6 + "</body></html>",
+    "in navigation": "<html><body><nav><div>" + f"<span>{_SENTENCE}</span><br>" * 6
+                     + "</div></nav></body></html>",
+}
+
+
+@pytest.mark.parametrize("name", [*sorted(p.name for p in ARTICLES.glob("*.html")), "forum",
+                                  *_MISSED_BY_FAST])
+def test_full_extraction_is_trafilaturas_default(name: str) -> None:
+    """The full pass, on our parsing and with the pruning compiled to Python, keeps
+    what trafilatura's own default extraction keeps from the page."""
+    import trafilatura
+
+    from watcher.extract.page import full_text
+
+    body = (_FORUM.encode() if name == "forum" else _MISSED_BY_FAST[name].encode()
+            if name in _MISSED_BY_FAST else (ARTICLES / name).read_bytes())
+    text = decode_page(body, HTML)
+    expected = trafilatura.extract(text, include_comments=False, include_tables=True)
+    assert expected
+    assert unicodedata.normalize("NFC", full_text(text, None)) == expected.strip()
+
+
+@pytest.mark.parametrize("name", sorted(_MISSED_BY_FAST))
+def test_a_page_the_fast_pass_misses_gets_the_full_extraction(name: str) -> None:
+    from watcher.extract.page import fast_text
+
+    page = _MISSED_BY_FAST[name]
+    assert fast_text(page, None)[0] == ""
+    text = extract_page(page.encode(), None, HTML).text
+    assert "harbour wall" in text and len(text) > 600
+    # and the article keeps it, not the feed's short summary
+    chosen = choose_text(Extracted(text=text), entry("", "Harbour wall: council meets"))
+    assert chosen.source == "page"
+
+
+@pytest.mark.parametrize(("chars", "visible", "feed", "short"), [
+    (0, 0, 0, True),                 # nothing at all
+    (0, 5000, 0, True),
+    (1999, 2100, 0, True),           # short
+    (2000, 2100, 0, False),
+    (2000, 9999, 0, False),          # a fifth of the visible text
+    (2000, 10001, 0, True),          # less than a fifth
+    (5000, 20000, 0, False),
+    (5000, 25001, 0, True),
+    (5000, 6000, 8000, False),       # the feed's text would not win (5000 >= 0.6 * 8000)
+    (5000, 6000, 8400, True),        # it would: try harder first
+])
+def test_cut_short(chars: int, visible: int, feed: int, short: bool) -> None:
+    from watcher.extract.page import cut_short
+
+    assert cut_short("x" * chars, visible, feed) is short
+
+
+def test_a_complete_fast_text_is_kept_without_the_full_pass(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from watcher.extract import page as page_module
+
+    page = ("<html><body><nav><a href='/'>Home</a></nav><article>"
+            + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(10))
+            + "</article></body></html>")
+    fast = page_module.fast_text(page, None)[0]
+    assert len(fast) > 2000
+
+    def no_full_pass(text: str, url: str | None) -> str:
+        raise AssertionError("the full extraction ran on a complete text")
+
+    monkeypatch.setattr(page_module, "full_text", no_full_pass)
+    assert extract_page(page.encode(), None, HTML).text == fast
+    with pytest.raises(Exception, match="full extraction ran"):  # a longer feed text
+        extract_page(page.encode(), None, HTML, feed_chars=len(fast) * 2)
+
+
+def test_the_text_is_in_nfc() -> None:
+    decomposed = unicodedata.normalize("NFD", "Zoë’s café reopened after the floods. ")
+    page = f"<html><body><article><p>{decomposed * 70}</p></article></body></html>"
+    text = extract_page(page.encode(), None, HTML).text
+    assert "café" in text and unicodedata.is_normalized("NFC", text)
 
 
 # --- decode_page ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from watcher.core.errors import ExtractError
 from watcher.core.models import Entry, Extracted, Undecoded
 from watcher.extract.page import extract_page
 from watcher.extract.prune_xpath import PRUNE_LISTS
+from watcher.service.extract_worker import decode_and_run
 from watcher.service.workers import ExtractFunc, ExtractPool
 
 SEED = Path(__file__).resolve().parents[1] / "seeds" / "feeds" / "articles"
@@ -27,7 +29,8 @@ ENTRY = Entry(entry_id="e", link="http://x.test/a", title="t", summary="a short 
               content="", published=None)
 
 
-def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> Extracted:
+def extract_or_hang(body: bytes, url: str | None, content_type: str | None, *,
+                    feed_chars: int = 0) -> Extracted:
     """Stands in for a page that sends the extractor into a very long computation,
     one that kills its process, and one that hits a bug."""
     if body == b"pathological":
@@ -36,7 +39,7 @@ def extract_or_hang(body: bytes, url: str | None, content_type: str | None) -> E
         os._exit(3)
     if body == b"buggy":
         raise KeyError("no such node")
-    return extract_page(body, url, content_type)
+    return extract_page(body, url, content_type, feed_chars=feed_chars)
 
 
 def with_pool(test: Callable[[ExtractPool], Awaitable[None]], *, workers: int = 1,
@@ -294,8 +297,8 @@ def test_a_compressed_page_is_inflated_where_it_is_extracted(in_process: bool) -
     with_pool(go)
 
 
-def extract_naming_the_worker(body: bytes, url: str | None, content_type: str | None
-                              ) -> Extracted:
+def extract_naming_the_worker(body: bytes, url: str | None, content_type: str | None, *,
+                              feed_chars: int = 0) -> Extracted:
     """Says which process extracted the page, and which page it was."""
     return Extracted(text=f"{os.getpid()} {body.decode()}")
 
@@ -368,3 +371,22 @@ def test_pruning_left_to_libxml2_is_a_warning(monkeypatch: pytest.MonkeyPatch,
         f"extract: worker 42 runs {total - 1} of trafilatura 9.9's {total} pruning expressions "
         "in Python; "
         "left to libxml2 (slower pages): .//div[1]")
+
+
+def test_the_worker_tells_the_extraction_how_long_the_feeds_text_is() -> None:
+    """So a page text that would lose to the feed's gets the full extraction first."""
+    seen: list[int] = []
+
+    def recording(body: bytes, url: str | None, content_type: str | None, *,
+                  feed_chars: int = 0) -> Extracted:
+        seen.append(feed_chars)
+        return Extracted(text="page text " * 50)
+
+    long_content = replace(ENTRY, content="  the feed's whole story  ")
+    kept = decode_and_run(recording, b"<html></html>", None, None, None, long_content).kept
+    assert seen == [len("the feed's whole story")] and kept is not None
+    assert kept.source == "page"
+    decode_and_run(recording, b"<html></html>", None, None, None, ENTRY)
+    assert seen[-1] == len("a short summary")
+    decode_and_run(recording, b"<html></html>", None, None, None, None)
+    assert seen[-1] == 0

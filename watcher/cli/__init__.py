@@ -1,7 +1,7 @@
 """The composition root: reads config and rules, wires the parts, runs a command.
 
-Each command lives in its own module and registers its subparser here; nothing
-imports the cli package.
+Every command's arguments are in `commands`; the module that runs a command is
+imported only when it is dispatched. Nothing imports the cli package.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import sys
 from collections.abc import Sequence
 
 from watcher import __version__
-from watcher.cli import archive, check, db, deliveries, feeds, rules, run, templates, web
+from watcher.cli.commands import register_all
 from watcher.core.errors import WatcherError
-
-COMMANDS = (run, check, feeds, deliveries, archive, db, rules, templates, web)
 
 
 def _common(default: object) -> argparse.ArgumentParser:
@@ -34,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(verbose=False)
     parser.add_argument("--version", action="version", version=f"watcher {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    common = _common(argparse.SUPPRESS)
-    for module in COMMANDS:
-        module.register(sub, common)
+    register_all(sub, _common(argparse.SUPPRESS))
     return parser
 
 

@@ -18,26 +18,6 @@ from watcher.service.lock import holder
 from watcher.settings import parse_duration
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    s = sub.add_parser("search", parents=[common], help="full-text search of stored articles")
-    s.add_argument("query", help='words (all of them), "a phrase", OR, -word or NOT word, '
-                   "prefix*, (groups)")
-    s.add_argument("--since", help="only articles fetched in this period, e.g. 7d")
-    s.add_argument("--feed", help="only this feed")
-    s.add_argument("--limit", type=int, default=20)
-    s.add_argument("--json", action="store_true", help="JSON lines for scripts")
-    s.set_defaults(func=cmd_search)
-
-    show = sub.add_parser("show", parents=[common], help="one stored article and its alerts")
-    show.add_argument("article_id", type=int)
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=cmd_show)
-
-    status = sub.add_parser("status", parents=[common], help="the daemon at a glance")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(func=cmd_status)
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     since = None
     if args.since:

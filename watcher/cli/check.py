@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from watcher.cli.common import load_all
 from watcher.core.display import redact
 from watcher.delivery.channels import check_channels
 from watcher.rules.match import describe
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("check", parents=[common], help="validate config and rules")
-    p.set_defaults(func=cmd_check)
 
 
 def cmd_check(args: argparse.Namespace) -> int:

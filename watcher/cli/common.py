@@ -10,12 +10,14 @@ import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.display import printable, redact
-from watcher.rules import RuleSet, load_rules
 from watcher.settings import Settings, config_path, load_settings
 from watcher.store import Store, open_store
+
+if TYPE_CHECKING:
+    from watcher.rules import RuleSet
 
 # the longest line a log record keeps: a 1 MB title must not become a 1 MB log line
 LOG_LINE_LIMIT = 2000
@@ -108,6 +110,8 @@ def when(value: datetime | None, width: int = 19) -> str:
 
 
 def load_all(args: argparse.Namespace) -> tuple[Settings, RuleSet]:
+    from watcher.rules import load_rules  # the rule compiler: not for reading commands
+
     settings = load_settings_for(args)
     rules = load_rules(settings.rules, channels=settings.channels.keys(),
                        unusable_channels=settings.unusable_channels)

@@ -5,27 +5,11 @@ from __future__ import annotations
 import argparse
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from watcher.cli.common import Progress, load_settings_for, open_store_for
 from watcher.core.errors import ConfigError
 from watcher.core.intents import Retention
 from watcher.store import is_server_url, open_store, prune
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    db = sub.add_parser("db", parents=[common], help="database maintenance")
-    dbs = db.add_subparsers(dest="db_command", required=True)
-    p = dbs.add_parser("prune", parents=[common],
-                       help="remove articles older than the retention settings")
-    p.set_defaults(func=cmd_prune)
-    m = dbs.add_parser("migrate", parents=[common],
-                       help="bring the database's schema to this watcher's version")
-    m.set_defaults(func=cmd_migrate)
-    c = dbs.add_parser("copy", parents=[common],
-                       help="copy the SQLite database into an empty PostgreSQL database")
-    c.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db")
-    c.set_defaults(func=cmd_copy)
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

@@ -6,35 +6,12 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import UTC, datetime
-from typing import Any
 
+from watcher.cli.commands import STATUSES
 from watcher.cli.common import open_store_for, when
 from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError
 from watcher.core.records import DeliveryRecord
-
-# what people ask for -> the stored status ("failed" = failed at least once, retrying)
-STATUSES = {"pending": "pending", "held": "pending", "failed": "retrying",
-            "retrying": "retrying", "sent": "sent", "dead": "dead"}
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("deliveries", parents=[common],
-                       help="list alert deliveries (the outbox), or send dead ones again")
-    p.add_argument("--status", choices=sorted(STATUSES),
-                   help="only these (failed = retrying; held = waiting for a digest)")
-    p.add_argument("--rule", help="only this rule's deliveries")
-    p.set_defaults(func=cmd_list)
-    ds = p.add_subparsers(dest="deliveries_command")
-    ls = ds.add_parser("list", parents=[common], help="list deliveries (default)")
-    ls.add_argument("--status", choices=sorted(STATUSES))
-    ls.add_argument("--rule")
-    ls.set_defaults(func=cmd_list)
-    retry = ds.add_parser("retry", parents=[common],
-                          help="put deliveries back in the queue, due now")
-    retry.add_argument("ids", nargs="*", metavar="ID", help="delivery ids")
-    retry.add_argument("--all-dead", action="store_true", help="every dead delivery")
-    retry.set_defaults(func=cmd_retry)
 
 
 def _shown_status(row: DeliveryRecord, now: datetime) -> str:

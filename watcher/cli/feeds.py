@@ -19,31 +19,6 @@ from watcher.settings import config_path, load_settings, parse_duration
 from watcher.settings.opml import Subscription, read_opml, slug, write_opml
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("feeds", parents=[common], help="list, add, import or export feeds")
-    p.set_defaults(func=cmd_list)
-    fs = p.add_subparsers(dest="feeds_command")
-    ls = fs.add_parser("list", parents=[common], help="every feed with its state (default)")
-    ls.set_defaults(func=cmd_list)
-    add = fs.add_parser("add", parents=[common],
-                        help="find the best source behind a URL (its feed, else its news "
-                             "sitemap, else the page) and add it to the config")
-    add.add_argument("url")
-    add.add_argument("--name", help="feed name (default: from the feed's title)")
-    add.add_argument("--interval", help="poll interval, e.g. 10m")
-    add.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
-    add.add_argument("--allow-private", action="store_true",
-                     help="the feed is on a private or loopback address (an intranet server)")
-    add.set_defaults(func=cmd_add)
-    imp = fs.add_parser("import", parents=[common], help="add the feeds of an OPML file")
-    imp.add_argument("file")
-    imp.add_argument("--interval", help="poll interval for the imported feeds")
-    imp.set_defaults(func=cmd_import)
-    exp = fs.add_parser("export", parents=[common], help="write the feeds as OPML 2.0")
-    exp.add_argument("-o", "--output", help="file to write (default: standard output)")
-    exp.set_defaults(func=cmd_export)
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     settings, store = open_store_for(args)
     configured = {f.name for f in settings.feeds}

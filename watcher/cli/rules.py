@@ -20,32 +20,6 @@ from watcher.settings import Settings, config_path, load_settings, parse_duratio
 from watcher.store import open_store
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("rules", parents=[common], help="check, describe or backtest rules")
-    rs = p.add_subparsers(dest="rules_command", required=True)
-    check = rs.add_parser("check", parents=[common],
-                          help="validate a rules file and run each rule's examples")
-    check.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
-    check.set_defaults(func=cmd_check)
-    schema = rs.add_parser("schema", parents=[common],
-                           help="print the JSON Schema of rules.yaml (for editors)")
-    schema.add_argument("-o", "--output", help="write it to this file")
-    schema.set_defaults(func=cmd_schema)
-    test = rs.add_parser("test", parents=[common],
-                         help="run rules over stored articles; nothing is sent")
-    test.add_argument("file", nargs="?", help="rules file (default: the config's rules)")
-    test.add_argument("--rule", help="only this rule")
-    test.add_argument("--since", default="30d", help="how far back (default 30d)")
-    test.add_argument("--show", type=int, default=3, help="newest matches shown per rule")
-    test.set_defaults(func=cmd_test)
-    exp = rs.add_parser("explain", parents=[common],
-                        help="why a rule did or did not match a stored article")
-    exp.add_argument("rule", help="the rule's name")
-    exp.add_argument("article_id", type=int, help="the article's id (watcher search, show)")
-    exp.add_argument("--file", help="rules file (default: the config's rules)")
-    exp.set_defaults(func=cmd_explain)
-
-
 def _settings(args: argparse.Namespace, required: bool) -> Settings | None:
     try:
         return load_settings(config_path(args.config))

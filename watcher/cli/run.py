@@ -10,7 +10,6 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from watcher.cli.common import load_all, setup_logging
 from watcher.cli.web import serve_in_thread
@@ -18,18 +17,6 @@ from watcher.rules import compile_rules
 from watcher.service.lock import DaemonLock
 
 log = logging.getLogger("watcher")
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("run", parents=[common], help="run the daemon")
-    p.add_argument("--once", action="store_true",
-                   help="poll every feed and deliver every alert once, then exit "
-                        "(status 1 if any feed failed)")
-    p.add_argument("--log-format", choices=("text", "json"), default="text",
-                   help="human-readable lines (default) or JSON lines")
-    p.add_argument("--stats", metavar="PATH", type=Path,
-                   help="with --once: write the cycle's timings and counts to PATH as JSON")
-    p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -4,22 +4,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 from watcher.core.errors import ConfigError
 from watcher.delivery.channels import DEFAULT_TEMPLATES
 from watcher.delivery.templating import FILES
-
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("templates", parents=[common],
-                       help="the default email and webhook templates")
-    ts = p.add_subparsers(dest="templates_command", required=True)
-    export = ts.add_parser("export", parents=[common],
-                           help="write copies of the default templates to customise")
-    export.add_argument("dir", help="folder to write them into (created if missing)")
-    export.add_argument("--force", action="store_true", help="overwrite files already there")
-    export.set_defaults(func=cmd_export)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -21,20 +21,6 @@ log = logging.getLogger("watcher.web")
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
 
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("web", parents=[common],
-                       help="serve the web console alone (the same database as the daemon)")
-    p.add_argument("--listen", metavar="HOST:PORT",
-                   help=f"where to listen (default: console.listen, else {DEFAULT_LISTEN})")
-    p.set_defaults(func=cmd_web)
-    ws = p.add_subparsers(dest="web_command")
-    pw = ws.add_parser("passwd", parents=[common],
-                       help="print a password hash for console.users in the config")
-    pw.add_argument("name", help="the user's name")
-    pw.add_argument("--role", choices=("viewer", "editor"), default="viewer")
-    pw.set_defaults(func=cmd_passwd)
-
-
 def cmd_passwd(args: argparse.Namespace) -> int:
     from watcher.web.auth import hash_password
 

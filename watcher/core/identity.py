@@ -14,9 +14,9 @@ under a new guid. Two signals bring the copies together:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import courlan
 import numpy as np
 
 from watcher.core.text import word_keys
@@ -43,6 +43,13 @@ _TRACKING = frozenset({
 _TRACKING_PREFIXES = ("utm_", "pk_", "mtm_", "piwik_", "hsa_", "oly_", "matomo_")
 
 
+def _courlan() -> Any:
+    """Imported on first use: a cycle that finds no new entry never needs it."""
+    import courlan
+
+    return courlan
+
+
 def is_tracking_parameter(name: str) -> bool:
     key = name.lower()
     return key in _TRACKING or key.startswith(_TRACKING_PREFIXES)
@@ -59,12 +66,12 @@ def canonical_url(url: str | None) -> str | None:
     try:
         # courlan's strict mode would keep only the few parameters it knows,
         # folding ?NewsID=1001 and ?NewsID=1002 into one article.
-        parts = urlsplit(courlan.normalize_url(url, strict=False))
+        parts = urlsplit(_courlan().normalize_url(url, strict=False))
     except (ValueError, AttributeError):
         return url
     kept = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
             if not is_tracking_parameter(k)]
-    return urlunsplit(parts._replace(query=urlencode(sorted(kept)), fragment=""))
+    return str(urlunsplit(parts._replace(query=urlencode(sorted(kept)), fragment="")))
 
 
 def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None:
@@ -80,7 +87,7 @@ def trusted_canonical(page_url: str | None, canonical: str | None) -> str | None
     if urlsplit(page_url).scheme not in ("http", "https"):
         return None
     try:
-        if courlan.is_external(canonical, page_url, ignore_suffix=False):
+        if _courlan().is_external(canonical, page_url, ignore_suffix=False):
             return None
     except (ValueError, AttributeError):
         return None
@@ -97,7 +104,7 @@ def site_of(url: str | None, feed: str) -> str:
             parts = None
         if parts is not None and parts.scheme.lower() in ("http", "https") and parts.hostname:
             try:
-                domain = courlan.extract_domain(url)
+                domain = _courlan().extract_domain(url)
             except (ValueError, AttributeError):
                 domain = None
             return (domain or parts.hostname).lower()

@@ -14,7 +14,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
-import feedparser
 from lxml import html as lxml_html
 
 from watcher.core.errors import ParseError
@@ -240,6 +239,8 @@ def parse_feed(body: bytes, headers: Mapping[str, str], base_url: str = "") -> P
     # follows the HTTP header, and never a URL (it would fetch by itself).
     response_headers = {k: v for k, v in headers.items()
                         if k in ("content-type", "content-location", "content-language")}
+    import feedparser  # here: a cycle whose feeds all answer 304 never parses one
+
     parsed = feedparser.parse(body, response_headers=response_headers,
                               sanitize_html=False, resolve_relative_uris=False)
     version = parsed.get("version") or ""

@@ -19,10 +19,13 @@ import unicodedata
 from collections.abc import Sequence
 from itertools import accumulate, chain, compress, repeat
 from operator import is_
+from typing import TYPE_CHECKING, TypeAlias
 
-import numpy as np
-import numpy.typing as npt
 import Stemmer
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 _INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
 _INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
@@ -177,7 +180,8 @@ def folded_words(text: str, accents: bool = True) -> list[str]:
 
 
 # word_bounds' answer: a list, or for ASCII text a numpy array of the same layout
-WordBounds = Sequence[int] | npt.NDArray[np.intp]
+# (a string: numpy is imported only where word_bounds runs)
+WordBounds: TypeAlias = "Sequence[int] | npt.NDArray[np.intp]"
 
 
 def word_bounds(text: str) -> WordBounds:
@@ -191,6 +195,8 @@ def word_bounds(text: str) -> WordBounds:
         return split_words(text)[1]
     # Padded with a space each side, every change between word and non-word
     # bytes is a word's start or end, in the text's own offsets.
+    import numpy as np  # here: commands that only load rules need not import numpy
+
     padded = b" " + text.encode("ascii").translate(_ASCII_FOLD) + b" "
     is_word = np.frombuffer(padded, np.uint8) != 32
     return np.flatnonzero(is_word[1:] != is_word[:-1])

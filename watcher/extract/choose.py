@@ -18,21 +18,25 @@ class ChosenText:
     source: TextSource
 
 
+def feed_text(entry: Entry) -> tuple[str, TextSource]:
+    """The feed's own text for an entry: its content, else its summary."""
+    if entry.content.strip():
+        return entry.content.strip(), "feed-content"
+    return entry.summary.strip(), "feed-summary"
+
+
 def choose_text(extracted: Extracted | None, entry: Entry) -> ChosenText:
     """Prefer the page; fall back to the feed's content, then its summary.
 
     The page loses when it could not be fetched, came out empty, or is much
     shorter than what the feed itself carried.
     """
-    feed_text, feed_source = (
-        (entry.content, "feed-content") if entry.content.strip()
-        else (entry.summary, "feed-summary")
-    )
+    feed, feed_source = feed_text(entry)
     page = extracted.text if extracted else ""
-    if page and len(page) >= SHORT_RATIO * len(feed_text.strip()):
+    if page and len(page) >= SHORT_RATIO * len(feed):
         return ChosenText(page, "page")
-    if feed_text.strip():
-        return ChosenText(feed_text.strip(), feed_source)  # type: ignore[arg-type]
+    if feed:
+        return ChosenText(feed, feed_source)
     if page:
         return ChosenText(page, "page")
     return ChosenText("", "none")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import codecs
 import copy
 import re
+import unicodedata
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from watcher.core.errors import ExtractError
 from watcher.core.models import Extracted
+from watcher.extract.choose import SHORT_RATIO
 from watcher.extract.metadata import page_metadata
 
 if TYPE_CHECKING:
@@ -154,13 +156,41 @@ def drop_boilerplate_elements(tree: Any) -> None:
 
 
 @cache
-def _base_options() -> Any:
+def _base_options(fast: bool) -> Any:
     """Built once: building them reads trafilatura's config file's values every
-    time, which cost about as much as parsing the page."""
+    time, which cost about as much as parsing the page.
+
+    fast: trafilatura's own extraction alone, favouring precision. Otherwise its
+    default settings, which also try readability and jusText and keep the best.
+    """
     from trafilatura.settings import Extractor
 
-    return Extractor(output_format="python", fast=True, precision=True, comments=False,
+    return Extractor(output_format="python", fast=fast, precision=fast, comments=False,
                      tables=True, with_metadata=False)
+
+
+# When the fast extraction looks cut short, the full one runs. A page's main text is
+# rarely under a fifth of what the page shows once its menus, asides and footers are
+# gone; a text this short is more often a teaser, a caption or a missed article body.
+MIN_VISIBLE_SHARE = 0.2
+SHORT_TEXT = 2000
+
+
+def cut_short(text: str, visible_chars: int, feed_chars: int = 0) -> bool:
+    """Whether the fast extraction's text is worth a second, full extraction: none at
+    all, little of the page's visible text, short, or so much shorter than the feed's
+    own text that the feed's would be kept (watcher.extract.choose.SHORT_RATIO)."""
+    chars = len(text)
+    return (chars < SHORT_TEXT or chars < MIN_VISIBLE_SHARE * visible_chars
+            or chars < SHORT_RATIO * feed_chars)
+
+
+def visible_chars(tree: Any) -> int:
+    """The characters of the page's body, spaces collapsed (its scripts and styles
+    already gone): the head's title and structured data are not shown as text."""
+    body = tree.find("body")
+    return sum(len(part) + 1 for part in (body if body is not None else tree)
+               .text_content().split())
 
 
 @cache
@@ -173,35 +203,74 @@ def _prune_in_python() -> Installed:
     return prune_xpath.install()
 
 
-def _extraction_options(url: str | None) -> Any:
-    options = copy.copy(_base_options())
+def _extraction_options(url: str | None, fast: bool = True) -> Any:
+    options = copy.copy(_base_options(fast))
     options.url = options.source = url
     return options
 
 
-def extract_page(body: bytes, url: str | None = None, content_type: str | None = None
-                 ) -> Extracted:
-    """Main text without navigation, related links, comments or footer."""
-    # Imported here so that processes which never extract (the daemon's main
-    # process, when a pool does the extracting) do not carry trafilatura.
+def fast_text(text: str, url: str | None) -> tuple[str, int, Any]:
+    """trafilatura's fast extraction favouring precision, on our parsed and pre-cleaned
+    tree: the text, the page's visible characters, and its metadata (None when it is
+    not an HTML page)."""
     import trafilatura
     from trafilatura.settings import Document
 
+    tree = parse_page(text)
+    if tree is None:
+        return "", 0, None
+    meta = page_metadata(tree)
+    drop_boilerplate_elements(tree)
+    _prune_in_python()
+    doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
+    page = (doc.text if isinstance(doc, Document) else "") or ""
+    return page.strip(), visible_chars(tree), meta
+
+
+def full_text(text: str, url: str | None) -> str:
+    """trafilatura's default extraction, with its readability and jusText fallbacks.
+
+    On a freshly parsed tree: the elements dropped up front for the fast pass
+    (navigation, noscript, ...) are where the fallbacks find the text of some pages.
+    """
+    import trafilatura
+    from trafilatura.settings import Document
+
+    tree = parse_page(text)
+    if tree is None:
+        return ""
+    _prune_in_python()
+    doc = trafilatura.bare_extraction(tree, options=_extraction_options(url, fast=False))
+    return ((doc.text if isinstance(doc, Document) else "") or "").strip()
+
+
+def _extract_text(text: str, url: str | None, feed_chars: int) -> tuple[str, Any]:
+    """Fast first; the full extraction when the fast text looks cut short."""
+    fast, visible, meta = fast_text(text, url)
+    if meta is None or not cut_short(fast, visible, feed_chars):
+        return fast, meta
+    return full_text(text, url) or fast, meta
+
+
+def extract_page(body: bytes, url: str | None = None, content_type: str | None = None,
+                 *, feed_chars: int = 0) -> Extracted:
+    """Main text without navigation, related links, comments or footer.
+
+    feed_chars: the length of the feed's own text for this page, when known; a page
+    text much shorter than it is given the full extraction before the feed's wins.
+    """
     text = decode_page(body, content_type)
     try:
-        tree = parse_page(text)
-        if tree is None:
-            return Extracted(text="")
-        meta = page_metadata(tree)
-        drop_boilerplate_elements(tree)
-        _prune_in_python()
-        doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
+        page_text, meta = _extract_text(text, url, feed_chars)
     except Exception as exc:  # trafilatura can raise from deep inside lxml
         raise ExtractError(f"{url or 'page'}: trafilatura failed: {exc}") from None
+    if meta is None:
+        return Extracted(text="")
     language = meta["language"].replace("_", "-").split("-")[0].lower() \
         if meta["language"] else None
     return Extracted(
-        text=((doc.text if isinstance(doc, Document) else "") or "").strip(),
+        # trafilatura's extract() hands its text back in NFC; bare_extraction does not.
+        text=unicodedata.normalize("NFC", page_text),
         title=meta["title"], author=meta["author"], language=language,
         sitename=meta["sitename"], canonical=meta["canonical"],
         date=meta["date"][:10] if meta["date"] else None,

@@ -8,11 +8,11 @@ says is what matching decided. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from watcher.core.models import Article, Rule
-from watcher.core.text import word_keys
+from watcher.core.text import WordBounds, word_keys
 from watcher.rules.evaluate import BAnd, BNode, BNot, BOr, Bound, RawHits, evaluate
 from watcher.rules.load import RuleSet
 from watcher.rules.match import CompiledRules, article_language
@@ -52,7 +52,7 @@ class Explanation:
 
 
 def _places(leaf: Bound, found: list[tuple[Bound, str, int, int]] | None,
-            fields: Mapping[str, str], offsets: Mapping[str, Sequence[int]],
+            fields: Mapping[str, str], offsets: Mapping[str, WordBounds],
             rule: Rule, article: Article) -> tuple[Place, ...]:
     out: list[Place] = []
     for _, f, first, last in (found or [])[:_SHOWN_PLACES]:
@@ -68,7 +68,7 @@ def _places(leaf: Bound, found: list[tuple[Bound, str, int, int]] | None,
 
 
 def _step(node: BNode, hits: RawHits, fields: Mapping[str, str],
-          offsets: Mapping[str, Sequence[int]], rule: Rule, article: Article) -> Step:
+          offsets: Mapping[str, WordBounds], rule: Rule, article: Article) -> Step:
     if isinstance(node, BAnd | BOr):
         children = tuple(_step(c, hits, fields, offsets, rule, article) for c in node.children)
         if isinstance(node, BAnd):

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from watcher.core.models import FIELDS, Article, Hit, Match, Rule
-from watcher.core.text import language_code
+from watcher.core.text import WordBounds, language_code
 from watcher.rules.compile import LiteralIndex, literals_of
 from watcher.rules.evaluate import BNode, Bound, RawHits, bind, evaluate, positive_leaves
 from watcher.rules.load import RuleSet
@@ -101,7 +101,7 @@ class CompiledRules:
         self._index.automata(language_code(language))
 
     def literal_hits(self, article: Article) -> tuple[dict[str, str], RawHits,
-                                                      Mapping[str, Sequence[int]]]:
+                                                      Mapping[str, WordBounds]]:
         """The article's searchable fields, every literal hit in them and each field's
         word offsets: what `match` evaluates (and watcher.rules.explain shows)."""
         fields = {f: field_text(article, f) for f in TEXT_FIELDS}

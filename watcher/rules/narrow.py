@@ -55,8 +55,8 @@ def candidate_query(node: Node) -> str | None:
             return None
         return parts[0] if len(parts) == 1 else "(" + " ".join(parts) + ")"
     if isinstance(node, Or):
-        parts = [candidate_query(c) for c in node.children]
-        if any(p is None for p in parts):
+        options = [candidate_query(c) for c in node.children]
+        if any(p is None for p in options):
             return None
-        return "(" + " OR ".join(p for p in parts if p) + ")"
+        return "(" + " OR ".join(p for p in options if p) + ")"
     return _leaf(node)

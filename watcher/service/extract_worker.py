@@ -15,17 +15,23 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from watcher.core.errors import ExtractError, FetchError
 from watcher.core.models import Entry, Extracted, Undecoded
-from watcher.extract.choose import keep_text
+from watcher.extract.choose import feed_text, keep_text
 from watcher.fetch.decoding import decode_body
 
-ExtractFunc = Callable[[bytes, str | None, str | None], Extracted]
+
+class ExtractFunc(Protocol):
+    """Page bytes, URL, Content-Type -> Extracted (watcher.extract.page.extract_page).
+    feed_chars: the length of the feed's own text for the page, 0 when unknown."""
+
+    def __call__(self, body: bytes, url: str | None, content_type: str | None, *,
+                 feed_chars: int = 0) -> Extracted: ...
+
 HEADER = struct.Struct("!I")
 # Workers run at a lower priority than the daemon's process. That process fetches
 # the pages they extract and stores what they return: sharing the cores with it as
@@ -49,9 +55,9 @@ def decode_and_run(func: ExtractFunc, body: bytes, url: str | None,
         body = decode_body(body, undecoded)
     except FetchError as exc:
         raise ExtractError(str(exc)) from None
-    extracted = func(body, url, content_type)
     if entry is None:
-        return extracted
+        return func(body, url, content_type)
+    extracted = func(body, url, content_type, feed_chars=len(feed_text(entry)[0]))
     return replace(extracted, kept=keep_text(extracted, entry))
 
 

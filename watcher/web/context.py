@@ -39,7 +39,7 @@ class Console:
 
 
 def console(request: Request) -> Console:
-    return request.app.state.console  # type: ignore[no-any-return]
+    return request.app.state.console
 
 
 def principal(request: Request) -> Principal:

@@ -92,7 +92,8 @@ def preview(store: Store, ruleset: RuleSet, rule: str, since: str, now: datetime
         batches: Any = [found]
     else:
         batches = store.iter_articles(start)
-    count, per_day, out = 0, Counter[str](), []
+    count, per_day = 0, Counter[str]()
+    out: list[tuple[Article, Match]] = []
     for batch in batches:
         for article in batch:
             m = next((m for m in compiled.match(article) if m.rule == rule), None)

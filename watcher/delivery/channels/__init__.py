@@ -1,18 +1,21 @@
-"""Delivery channels: one small module per kind. `build_channels` makes them from settings."""
+"""Delivery channels: one small module per kind. `build_channels` makes them from settings.
+
+A kind's module (and what it needs: an HTTP client, jinja2, the email package) is
+imported when a channel of that kind is built, so a command or a cycle that sends
+nothing by email or webhook does not pay for them.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from watcher.core.errors import ConfigError
 from watcher.delivery.channels.base import Channel
-from watcher.delivery.channels.console import ConsoleChannel
-from watcher.delivery.channels.email import EmailChannel, Smtp
-from watcher.delivery.channels.jsonl import JsonlChannel
-from watcher.delivery.channels.webhook import WebhookChannel
-from watcher.delivery.templating import FILES, NAMES, TemplateError, Templates, compile_templates
+
+if TYPE_CHECKING:
+    from watcher.delivery.templating import Templates
 
 # The shipped defaults, package data (`watcher templates export DIR` copies them).
 DEFAULT_TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
@@ -22,6 +25,8 @@ _TEMPLATED = ("email", "webhook", "apprise")
 def load_templates(name: str, paths: Any | None) -> Templates:
     """The channel's templates (its own where set, else the defaults), compiled and
     rendered once against a sample so a mistake is found at start-up."""
+    from watcher.delivery.templating import FILES, NAMES, TemplateError, compile_templates
+
     sources: dict[str, str] = {}
     origins: dict[str, str] = {}
     for key in NAMES:
@@ -51,16 +56,24 @@ def check_channels(configs: Mapping[str, Any]) -> None:
 def build_channel(name: str, config: Any) -> Channel:
     kind = config.type
     if kind == "console":
+        from watcher.delivery.channels.console import ConsoleChannel
+
         return ConsoleChannel(name)
     if kind == "jsonl":
+        from watcher.delivery.channels.jsonl import JsonlChannel
+
         return JsonlChannel(name, config.path)
     templates = load_templates(name, getattr(config, "templates", None))
     try:
         if kind == "webhook":
+            from watcher.delivery.channels.webhook import WebhookChannel
+
             return WebhookChannel(name, config.url, headers=dict(config.headers),
                                   timeout_s=config.timeout, format=config.format,
                                   secret=config.secret, templates=templates)
         if kind == "email":
+            from watcher.delivery.channels.email import EmailChannel, Smtp
+
             s = config.smtp
             smtp = Smtp(host=s.host, port=s.effective_port, security=s.security,
                         username=s.username, password=s.password, ca_file=s.ca_file,

@@ -13,7 +13,6 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from watcher.core.identity import site_of
 from watcher.core.intents import NewArticle, NewSource, PageArrived
 from watcher.core.models import Article, StoryRef
 from watcher.core.records import SourceRecord, StoryCandidate
@@ -97,6 +96,9 @@ class ArticlesPg(PgBase):
     def story_candidates(self, keys: Sequence[int], since: datetime) -> list[StoryCandidate]:
         if not keys:
             return []
+        # here: identity carries numpy and courlan, which reading commands need not load
+        from watcher.core.identity import site_of
+
         return [StoryCandidate(r["id"], StoryRef(r["story_id"], r["feed"], r["entry_id"]),
                                bytes(r["signature"]), site_of(r["link"], r["own_feed"]),
                                r["body"], r["title"]) for r in self._rows(

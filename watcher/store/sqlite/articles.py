@@ -6,7 +6,6 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 
-from watcher.core.identity import site_of
 from watcher.core.intents import NewArticle, NewSource, PageArrived
 from watcher.core.models import Article, StoryRef
 from watcher.core.records import SourceRecord, StoryCandidate
@@ -120,6 +119,9 @@ class ArticlesStore(SqliteBase):
         """Articles fetched since `since` sharing a band key, with their stories."""
         if not keys:
             return []
+        # here: identity carries numpy and courlan, which reading commands need not load
+        from watcher.core.identity import site_of
+
         return [StoryCandidate(r["id"], StoryRef(r["story_id"], r["feed"], r["entry_id"]),
                                r["signature"], site_of(r["link"], r["own_feed"]), r["body"],
                                r["title"])
