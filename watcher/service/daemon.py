@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -26,18 +26,17 @@ from watcher.core.display import redact
 from watcher.core.errors import StoreError
 from watcher.core.intents import Retention
 from watcher.core.models import Alert, Feed
-from watcher.core.records import DaemonInfo
 from watcher.core.sitemap import SitemapLimits
 from watcher.delivery.channels import Channel, build_channels
-from watcher.delivery.dispatch import Dispatcher, DispatchReport, claim_owner, parse_owner
+from watcher.delivery.dispatch import Dispatcher, DispatchReport, claim_owner
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.rules import CompiledRules
-from watcher.rules.load import digest_of
 from watcher.service import metrics
 from watcher.service.ingest import FeedOutcome, IngestContext, rematch_unmatched
 from watcher.service.metrics import MetricsServer
 from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.service.reload import Reloading
+from watcher.service.sharing import Sharing, utcnow
 from watcher.service.sources import ingest_source
 from watcher.service.websub import start_websub
 from watcher.service.workers import ExtractPool
@@ -51,21 +50,6 @@ GRACE_S = 20.0
 LEASE_RENEW_S = 10.0
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this id runs on this host (for stale delivery claims)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # it exists but belongs to someone else
-        return True
-    return True
-
-
 def _cpu_seconds() -> float:
     """User + system CPU of this process (every thread) and its reaped children."""
     own = resource.getrusage(resource.RUSAGE_SELF)
@@ -73,7 +57,7 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-class Daemon(Reloading):
+class Daemon(Sharing, Reloading):
     def __init__(self, settings: Settings, rules: CompiledRules,
                  channels: Mapping[str, Channel] | None = None) -> None:
         self.settings = settings
@@ -189,43 +173,6 @@ class Daemon(Reloading):
             self._channel_map = (self.rules, tuple(self.channels), built)
         return built
 
-    def _hashes(self) -> tuple[str, str]:
-        """(rules, config) as this daemon runs them: `watcher status` compares daemons."""
-        try:
-            config = digest_of(Path(self.settings.source).read_text(encoding="utf-8"))
-        except OSError:
-            config = "?"
-        return self.rules.ruleset.digest, config
-
-    def _register(self) -> None:
-        now = utcnow()
-        self.store.register_daemon(DaemonInfo(self.owner, socket.gethostname(), os.getpid(),
-                                              self.started_at, now, *self._hashes()))
-
-    def _release_orphans(self) -> None:
-        """Free the feed leases and delivery claims of processes on this host that
-        died (kill -9, power cut): a restart takes their work at once, not only once
-        their leases run out. Other hosts' leases run out by themselves."""
-        self.dispatcher.release_orphans(pid_alive)
-        host, freed = socket.gethostname(), 0
-        for owner in self.store.feed_lease_owners(utcnow()):
-            o_host, pid = parse_owner(owner)
-            if owner != self.owner and o_host == host and pid is not None \
-                    and (pid == os.getpid() or not pid_alive(pid)):
-                freed += self.store.release_feed_leases_of(owner)
-        if freed:
-            log.info("poll: %d feed lease(s) of a stopped process released", freed)
-
-    async def _renew_leases(self) -> None:
-        """The feeds this daemon is polling stay its own while the polls last."""
-        pending = self.feed_queue.pending
-        if pending:
-            try:
-                self.store.renew_feed_leases(self.owner, pending, utcnow(),
-                                             self.settings.poll.lease)
-            except StoreError as exc:
-                self.storage.failed(exc)
-
     async def tick(self) -> None:
         """The scheduler's job: hand the due feeds to the feed workers, and return."""
         if not self.storage.may_try():
@@ -242,26 +189,6 @@ class Daemon(Reloading):
             return
         self._nothing_due = False
         self._claim(self.feed_queue.room)
-
-    def _claim(self, room: int) -> None:
-        """Claim as many due feeds as the workers can start now, no more: the rest stay
-        free for the other daemons sharing the database, and are claimed here as room
-        frees (`_on_room`)."""
-        if room <= 0:
-            return
-        try:
-            names = self.store.claim_feeds(self.owner, utcnow(), self.settings.poll.lease,
-                                           self.feeds, limit=room)
-        except StoreError as exc:
-            self.storage.failed(exc)
-            return
-        self._nothing_due = not names
-        self.feed_queue.submit(names)
-
-    def _on_room(self, room: int) -> None:
-        if not (self._nothing_due or self._stopping.is_set() or self._scheduler is None) \
-                and self.storage.may_try():
-            self._claim(room)
 
     async def poll(self, names: Sequence[str] | None = None) -> list[FeedOutcome]:
         """Poll the named feeds (not gone nor held by Retry-After), or by default the due
