@@ -54,14 +54,21 @@ class Sharing:
     _nothing_due: bool
     _stopping: asyncio.Event
     _scheduler: object | None
+    _config_digest: tuple[Settings, str]
 
     def _hashes(self) -> tuple[str, str]:
-        """(rules, config) as this daemon runs them: `watcher status` compares daemons."""
-        try:
-            config = digest_of(Path(self.settings.source).read_text(encoding="utf-8"))
-        except OSError:
-            config = "?"
-        return self.rules.ruleset.digest, config
+        """(rules, config) as this daemon runs them: `watcher status` compares daemons.
+        The config's digest is taken once per loaded configuration, not per heartbeat:
+        a file edited but not reloaded is not what this daemon runs."""
+        cached = getattr(self, "_config_digest", None)
+        if cached is None or cached[0] is not self.settings:
+            try:
+                digest = digest_of(Path(self.settings.source).read_text(encoding="utf-8"))
+            except OSError:
+                digest = "?"
+            cached = (self.settings, digest)
+            self._config_digest = cached
+        return self.rules.ruleset.digest, cached[1]
 
     def _register(self) -> None:
         now = utcnow()
