@@ -185,16 +185,18 @@ def test_a_page_the_fast_pass_misses_gets_the_full_extraction(name: str) -> None
     (0, 5000, 0, True),
     (1999, 2100, 0, True),           # short
     (2000, 2100, 0, False),
-    (2000, 9999, 0, False),          # a fifth of the visible text
-    (2000, 10001, 0, True),          # less than a fifth
-    (5000, 20000, 0, False),
-    (5000, 25001, 0, True),
+    (2000, "at the share", 0, False),
+    (2000, "past the share", 0, True),
+    (5000, "at the share", 0, False),
+    (5000, "past the share", 0, True),
     (5000, 6000, 8000, False),       # the feed's text would not win (5000 >= 0.6 * 8000)
     (5000, 6000, 8400, True),        # it would: try harder first
 ])
-def test_cut_short(chars: int, visible: int, feed: int, short: bool) -> None:
-    from watcher.extract.page import cut_short
+def test_cut_short(chars: int, visible: int | str, feed: int, short: bool) -> None:
+    from watcher.extract.page import MIN_VISIBLE_SHARE, cut_short
 
+    if isinstance(visible, str):  # just within, or just past, the visible share
+        visible = int(chars / MIN_VISIBLE_SHARE) + (1 if visible == "past the share" else 0)
     assert cut_short("x" * chars, visible, feed) is short
 
 

@@ -52,6 +52,11 @@ def decode_page(body: bytes, content_type: str | None) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
+        if "utf-8" in map(_codec, candidates) and _mostly_utf8(body):
+            # Declared UTF-8 with a stray byte or two (a pasted Latin-1 comment): read
+            # as UTF-8 with replacements, as browsers do, rather than detect a
+            # single-byte charset that garbles every character of the text.
+            return body.decode("utf-8", errors="replace")
         from charset_normalizer import from_bytes  # installed with trafilatura/httpx
 
         best = from_bytes(body).best()
@@ -62,6 +67,14 @@ def decode_page(body: bytes, content_type: str | None) -> str:
             # standard's default for undeclared Western pages is windows-1252.
             return body.decode("windows-1252", errors="replace")
         return str(best)
+
+
+def _mostly_utf8(body: bytes) -> bool:
+    """More characters read as valid multi-byte UTF-8 than bytes that are not."""
+    text = body.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - invalid > invalid
 
 
 # What trafilatura's load_html strips before lxml sees the text: characters XML
@@ -169,10 +182,12 @@ def _base_options(fast: bool) -> Any:
                      tables=True, with_metadata=False)
 
 
-# When the fast extraction looks cut short, the full one runs. A page's main text is
-# rarely under a fifth of what the page shows once its menus, asides and footers are
-# gone; a text this short is more often a teaser, a caption or a missed article body.
-MIN_VISIBLE_SHARE = 0.2
+# When the fast extraction looks cut short, the full one runs. Once its menus, asides
+# and footers are gone, most of what a page shows is its main text; a fast text under
+# half of it has more often dropped a part of the article (a list, a section under a
+# heading, a second text block) than the page is mostly boilerplate. Chosen on the whole
+# development set and checked on random halves of it (benchmarks/RESULTS.md).
+MIN_VISIBLE_SHARE = 0.5
 SHORT_TEXT = 2000
 
 
@@ -244,12 +259,28 @@ def full_text(text: str, url: str | None) -> str:
     return ((doc.text if isinstance(doc, Document) else "") or "").strip()
 
 
+def merge_texts(full: str, fast: str) -> str:
+    """The full extraction's text, then the fast one's paragraphs it lacks.
+
+    The two passes each keep paragraphs the other drops (the fast one, on the pre-cleaned
+    tree, headings and list items the fallbacks lose; the full one whole blocks), and for
+    an alert a sentence missed costs more than a line of boilerplate let in. A fast
+    paragraph counts as present when the full text holds it, spaces collapsed.
+    """
+    if not full or not fast:
+        return full or fast
+    present = " ".join(full.split())
+    missing = [line for line in fast.splitlines()
+               if line.strip() and " ".join(line.split()) not in present]
+    return "\n".join([full, *missing]) if missing else full
+
+
 def _extract_text(text: str, url: str | None, feed_chars: int) -> tuple[str, Any]:
-    """Fast first; the full extraction when the fast text looks cut short."""
+    """Fast first; when its text looks cut short, the full extraction too, both kept."""
     fast, visible, meta = fast_text(text, url)
     if meta is None or not cut_short(fast, visible, feed_chars):
         return fast, meta
-    return full_text(text, url) or fast, meta
+    return merge_texts(full_text(text, url), fast), meta
 
 
 def extract_page(body: bytes, url: str | None = None, content_type: str | None = None,
