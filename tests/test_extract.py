@@ -219,6 +219,74 @@ def test_a_complete_fast_text_is_kept_without_the_full_pass(
         extract_page(page.encode(), None, HTML, feed_chars=len(fast) * 2)
 
 
+_OTHER = ("Fishermen say the repairs promised last spring never started, and the "
+          "insurers of the boats have begun to raise their premiums. ")
+
+
+def _article_and_notes(notes: int) -> str:
+    """An article the fast pass keeps, and bare notes beside it that only the full
+    pass reads: with enough notes, the article is under half of what the page shows."""
+    return ("<html><body><article>"
+            + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(8)) + "</article>"
+            + "".join(f"<div class='x'>Note {i}. {_OTHER}</div>" for i in range(notes))
+            + "</body></html>")
+
+
+def test_a_fast_text_under_the_visible_share_gets_the_full_pass_too() -> None:
+    from watcher.extract.page import (
+        MIN_VISIBLE_SHARE,
+        SHORT_TEXT,
+        fast_text,
+        parse_page,
+        visible_chars,
+    )
+
+    page = _article_and_notes(25)
+    fast, visible, _ = fast_text(page, None)
+    assert len(fast) >= SHORT_TEXT and len(fast) < MIN_VISIBLE_SHARE * visible
+    assert "Note 3." not in fast
+    text = extract_page(page.encode(), None, HTML).text
+    assert "Part 3." in text and "Note 3." in text and "insurers of the boats" in text
+    # few notes: the article is most of the page, and the fast text stands alone
+    page = _article_and_notes(4)
+    assert len(fast_text(page, None)[0]) >= MIN_VISIBLE_SHARE * visible_chars(parse_page(page))
+    assert "Note 3." not in extract_page(page.encode(), None, HTML).text
+
+
+def test_the_fast_passs_paragraphs_the_full_pass_drops_are_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from watcher.extract import page as page_module
+
+    page = _article_and_notes(25)
+    real_full = page_module.full_text
+
+    def full_without_the_article(text: str, url: str | None) -> str:
+        return "\n".join(line for line in real_full(text, url).splitlines()
+                         if not line.startswith("Part "))
+
+    monkeypatch.setattr(page_module, "full_text", full_without_the_article)
+    lines = extract_page(page.encode(), None, HTML).text.splitlines()
+    notes = [i for i, line in enumerate(lines) if line.startswith("Note ")]
+    parts = [i for i, line in enumerate(lines) if line.startswith("Part ")]
+    assert len(notes) == 25 and len(parts) == 8
+    assert max(notes) < min(parts)  # the full text first, then what it lacked
+
+
+@pytest.mark.parametrize(("full", "fast", "merged"), [
+    ("", "", ""),
+    ("a\nb", "", "a\nb"),
+    ("", "a\nb", "a\nb"),
+    ("one two\nthree", "one  two\n\nfour", "one two\nthree\nfour"),
+    ("one two three", "two", "one two three"),     # held inside a longer paragraph
+    ("x\ny", "y\nx", "x\ny"),                     # nothing missing: the full text as it is
+    ("first\nsecond", "second\n  third line \nfirst", "first\nsecond\n  third line "),
+])
+def test_merge_texts(full: str, fast: str, merged: str) -> None:
+    from watcher.extract.page import merge_texts
+
+    assert merge_texts(full, fast) == merged
+
+
 def test_the_text_is_in_nfc() -> None:
     decomposed = unicodedata.normalize("NFD", "Zoë’s café reopened after the floods. ")
     page = f"<html><body><article><p>{decomposed * 70}</p></article></body></html>"
@@ -257,6 +325,22 @@ TEXT = "Café Zürich — “quotes” naïve façade résumé déjà vu, Straß
 ])
 def test_decode_page_charset_precedence(body: bytes, content_type: str | None) -> None:
     assert TEXT in decode_page(body, content_type)
+
+
+@pytest.mark.parametrize(("meta", "content_type"), [
+    ('<meta charset="utf-8">', None),
+    ("", "text/html; charset=UTF-8"),
+])
+def test_decode_page_declared_utf8_with_a_stray_byte_stays_utf8(
+        meta: str, content_type: str | None) -> None:
+    """A Latin-1 byte pasted into a UTF-8 page (in a script comment, say) is one
+    replacement character, not a reason to read every umlaut as two characters."""
+    body = PAGE.format(meta=meta + "<script>/* M\xe4scot */</script>").encode("utf-8")
+    body = body.replace("M\xe4scot".encode(), b"M\xe4scot")
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    text = decode_page(body, content_type)
+    assert TEXT in text and text.count("\ufffd") == 1
 
 
 def test_decode_page_detects_undeclared_german_cp1252() -> None:
