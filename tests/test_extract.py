@@ -28,7 +28,11 @@ def extract(name: str):
 def test_seed_story_text_and_metadata() -> None:
     x = extract(SEED)
     assert "tactical missile system" in x.text
-    assert x.text.startswith("SEOUL, May 15 (UPI) -- North Korean leader Kim Jong Un")
+    assert "\nSEOUL, May 15 (UPI) -- North Korean leader Kim Jong Un" in x.text
+    # the story's own header (headline, standfirst) is text; the site's is not
+    lines = x.text.splitlines()
+    assert lines.index(x.title) < lines.index(next(s for s in lines if s.startswith("SEOUL")))
+    assert not any(chrome in x.text for chrome in ("Sign in", "Subscribe", "Share on"))
     assert x.title == "Kim Jong Un inspects new missile system amid growing Russia military ties"
     assert x.date == "2024-05-15"
     assert x.author == "UPI"
@@ -129,11 +133,12 @@ def test_our_parsing_and_dropping_give_trafilaturas_own_text(name: str) -> None:
     text to load and clean itself, finds the same text."""
     import trafilatura
 
-    from watcher.extract.page import _extraction_options, fast_text
+    from watcher.extract.page import _extraction_options, fast_pass, fast_text
 
     body = _FORUM.encode() if name == "forum" else (ARTICLES / name).read_bytes()
-    untouched = trafilatura.bare_extraction(decode_page(body, HTML),
-                                            options=_extraction_options(None))
+    with fast_pass():  # the same settings
+        untouched = trafilatura.bare_extraction(decode_page(body, HTML),
+                                                options=_extraction_options(None))
     assert untouched is not None and untouched.text
     assert fast_text(decode_page(body, HTML), None)[0] == untouched.text.strip()
 
@@ -217,6 +222,22 @@ def test_a_complete_fast_text_is_kept_without_the_full_pass(
     assert extract_page(page.encode(), None, HTML).text == fast
     with pytest.raises(Exception, match="full extraction ran"):  # a longer feed text
         extract_page(page.encode(), None, HTML, feed_chars=len(fast) * 2)
+
+
+def test_the_fast_pass_keeps_a_storys_header_that_trafilaturas_precision_drops() -> None:
+    """The fast pass skips the precision focus's own discards (an article's <header>
+    holds its headline and lead); trafilatura called directly still runs them."""
+    import trafilatura
+
+    from watcher.extract.page import _extraction_options, fast_text
+
+    lead = "Harbour wall to be rebuilt by the spring, the council decided on Tuesday."
+    page = (f"<html><body><article><header><h1>Harbour wall</h1><p>{lead}</p></header>"
+            + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(6))
+            + "</article></body></html>")
+    assert lead in fast_text(page, None)[0]
+    direct = trafilatura.bare_extraction(page, options=_extraction_options(None))
+    assert "Part 3." in direct.text and lead not in direct.text
 
 
 _OTHER = ("Fishermen say the repairs promised last spring never started, and the "

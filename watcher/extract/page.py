@@ -6,6 +6,9 @@ import codecs
 import copy
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -218,6 +221,49 @@ def _prune_in_python() -> Installed:
     return prune_xpath.install()
 
 
+# Set while watcher's fast pass runs (per thread: a context variable).
+_IN_FAST_PASS: ContextVar[bool] = ContextVar("watcher_fast_pass", default=False)
+
+
+class _OutsideFastPass:
+    """trafilatura's precision-only discard expressions, read through unchanged,
+    except by watcher's fast pass, which reads none.
+
+    They prune `<header>` elements, and blocks whose class names a bottom or a link or
+    whose style draws a border. On the development set they removed main text (an
+    article's own header and lead, framed paragraphs) and kept out no boilerplate the
+    rest of the precision focus does not (benchmarks/RESULTS.md)."""
+
+    def __init__(self, expressions: list[Any]) -> None:
+        self.expressions = expressions  # trafilatura's own list, as prune_xpath fills it
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(() if _IN_FAST_PASS.get() else self.expressions)
+
+
+@contextmanager
+def fast_pass() -> Iterator[None]:
+    """trafilatura's precision focus, as watcher's fast pass runs it, within."""
+    _skip_precision_discards_in_fast_pass()
+    token = _IN_FAST_PASS.set(True)
+    try:
+        yield
+    finally:
+        _IN_FAST_PASS.reset(token)
+
+
+@cache
+def _skip_precision_discards_in_fast_pass() -> None:
+    """Only the precision focus reads the list (in prune_unwanted_sections), and in
+    watcher only the fast pass asks for that focus; other callers in the process,
+    trafilatura's own extract() included, still get every expression."""
+    from trafilatura import main_extractor
+
+    expressions = getattr(main_extractor, "PRECISION_DISCARD_XPATH", None)
+    if isinstance(expressions, list):
+        main_extractor.PRECISION_DISCARD_XPATH = _OutsideFastPass(expressions)
+
+
 def _extraction_options(url: str | None, fast: bool = True) -> Any:
     options = copy.copy(_base_options(fast))
     options.url = options.source = url
@@ -225,9 +271,9 @@ def _extraction_options(url: str | None, fast: bool = True) -> Any:
 
 
 def fast_text(text: str, url: str | None) -> tuple[str, int, Any]:
-    """trafilatura's fast extraction favouring precision, on our parsed and pre-cleaned
-    tree: the text, the page's visible characters, and its metadata (None when it is
-    not an HTML page)."""
+    """trafilatura's fast extraction favouring precision (less its precision-only
+    discards), on our parsed and pre-cleaned tree: the text, the page's visible
+    characters, and its metadata (None when it is not an HTML page)."""
     import trafilatura
     from trafilatura.settings import Document
 
@@ -237,7 +283,8 @@ def fast_text(text: str, url: str | None) -> tuple[str, int, Any]:
     meta = page_metadata(tree)
     drop_boilerplate_elements(tree)
     _prune_in_python()
-    doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
+    with fast_pass():
+        doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
     page = (doc.text if isinstance(doc, Document) else "") or ""
     return page.strip(), visible_chars(tree), meta
 
