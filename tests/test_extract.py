@@ -246,7 +246,7 @@ _OTHER = ("Fishermen say the repairs promised last spring never started, and the
 
 def _article_and_notes(notes: int) -> str:
     """An article the fast pass keeps, and bare notes beside it that only the full
-    pass reads: with enough notes, the article is under half of what the page shows."""
+    pass reads: with enough notes, the article is a small share of what the page shows."""
     return ("<html><body><article>"
             + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(8)) + "</article>"
             + "".join(f"<div class='x'>Note {i}. {_OTHER}</div>" for i in range(notes))
@@ -262,7 +262,7 @@ def test_a_fast_text_under_the_visible_share_gets_the_full_pass_too() -> None:
         visible_chars,
     )
 
-    page = _article_and_notes(25)
+    page = _article_and_notes(40)
     fast, visible, _ = fast_text(page, None)
     assert len(fast) >= SHORT_TEXT and len(fast) < MIN_VISIBLE_SHARE * visible
     assert "Note 3." not in fast
@@ -278,7 +278,7 @@ def test_the_fast_passs_paragraphs_the_full_pass_drops_are_kept(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from watcher.extract import page as page_module
 
-    page = _article_and_notes(25)
+    page = _article_and_notes(40)
     real_full = page_module.full_text
 
     def full_without_the_article(text: str, url: str | None) -> str:
@@ -289,7 +289,7 @@ def test_the_fast_passs_paragraphs_the_full_pass_drops_are_kept(
     lines = extract_page(page.encode(), None, HTML).text.splitlines()
     notes = [i for i, line in enumerate(lines) if line.startswith("Note ")]
     parts = [i for i, line in enumerate(lines) if line.startswith("Part ")]
-    assert len(notes) == 25 and len(parts) == 8
+    assert len(notes) == 40 and len(parts) == 8
     assert max(notes) < min(parts)  # the full text first, then what it lacked
 
 
