@@ -262,7 +262,9 @@ def _skip_precision_discards_in_fast_pass() -> None:
 
     expressions = getattr(main_extractor, "PRECISION_DISCARD_XPATH", None)
     if isinstance(expressions, list):
-        main_extractor.PRECISION_DISCARD_XPATH = _OutsideFastPass(expressions)
+        # trafilatura only iterates over it (prune_unwanted_nodes), which the view supports
+        main_extractor.PRECISION_DISCARD_XPATH = _OutsideFastPass(  # type: ignore[assignment]
+            expressions)
 
 
 def _extraction_options(url: str | None, fast: bool = True) -> Any:
