@@ -231,9 +231,9 @@ class _OutsideFastPass:
     except by watcher's fast pass, which reads none.
 
     They prune `<header>` elements, and blocks whose class names a bottom or a link or
-    whose style draws a border. On the development set they removed main text (an
-    article's own header and lead, framed paragraphs) and kept out no boilerplate the
-    rest of the precision focus does not (benchmarks/RESULTS.md)."""
+    whose style draws a border. On the development set they removed far more main text
+    (an article's own header and lead, framed paragraphs) than boilerplate the rest of
+    the precision focus lets through (benchmarks/RESULTS.md)."""
 
     def __init__(self, expressions: list[Any]) -> None:
         self.expressions = expressions  # trafilatura's own list, as prune_xpath fills it
