@@ -160,7 +160,8 @@ class Daemon(Sharing, Reloading):
     def _policies(self) -> dict[str, Policy]:
         # Mutes are set from the web console, another process: read at each pass.
         mutes = self.store.mutes(utcnow())
-        return {r.name: Policy(r.cooldown_s, r.digest, mutes.get(r.name))
+        drops = self.store.dropping_mutes(utcnow()) if mutes else set()
+        return {r.name: Policy(r.cooldown_s, r.digest, mutes.get(r.name), r.name in drops)
                 for r in self.rules.rules}
 
     def _channels_by_rule(self) -> Mapping[str, Sequence[str]]:

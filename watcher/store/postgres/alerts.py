@@ -76,14 +76,19 @@ class AlertsPg(ArticlesPg):
             out.setdefault(r["rule"], {})[r["day"]] = int(r["n"])
         return out
 
-    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime,
+                  drop: bool = False) -> None:
         if until is None:
             self._exec("DELETE FROM rule_mutes WHERE rule = %s", [rule])
         else:
-            self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at) VALUES "
-                       "(%s, %s, %s) ON CONFLICT (rule) DO UPDATE SET muted_until = "
-                       "excluded.muted_until, created_at = excluded.created_at",
-                       [rule, until, now])
+            self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at, drop_held) "
+                       "VALUES (%s, %s, %s, %s) ON CONFLICT (rule) DO UPDATE SET muted_until = "
+                       "excluded.muted_until, created_at = excluded.created_at, "
+                       "drop_held = excluded.drop_held", [rule, until, now, drop])
+
+    def dropping_mutes(self, now: datetime) -> set[str]:
+        return {r["rule"] for r in self._rows(
+            "SELECT rule FROM rule_mutes WHERE muted_until > %s AND drop_held", [now])}
 
     def mutes(self, now: datetime) -> dict[str, datetime]:
         return {r["rule"]: r["muted_until"] for r in self._rows(
