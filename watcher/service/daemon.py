@@ -306,6 +306,7 @@ class Daemon(Sharing, Reloading):
               seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3))
         every(self.tick, "poll", seconds=self.settings.poll.tick, next_run_time=utcnow())
         every(self.reload_rules_if_changed, "rules-reload", seconds=1)
+        every(self.reload_config_if_changed, "config-reload", seconds=1)
         every(self.prune, "prune", hours=24, next_run_time=utcnow() + timedelta(minutes=5))
 
     async def run_forever(self) -> int:

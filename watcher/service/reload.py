@@ -1,5 +1,6 @@
-"""Taking in a changed config (SIGHUP) or rules.yaml (watched) while the daemon runs:
-a file that does not validate is refused, logged once, and the running one stays."""
+"""Taking in a changed config (SIGHUP, or watched) or rules.yaml (watched) while the
+daemon runs: a file that does not validate is refused, logged once, and the running one
+stays."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Reloading:
     fetcher: Fetcher
     _dispatch_lock: asyncio.Lock
     _notices: set[asyncio.Task[object]]
+    # the config file as last looked at: (mtime_ns, size), the digest of its text, and
+    # whether that text was refused
+    _config_seen: tuple[tuple[int, int], str, bool] | None = None
 
     def _on_sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload_config())
@@ -63,6 +67,28 @@ class Reloading:
         log.info("config: reloaded %s: %d feed(s), %d channel(s), %d rule(s)", source,
                  len(self.feeds), len(self.channels), len(ruleset.rules))
         return True
+
+    async def reload_config_if_changed(self) -> bool:
+        """The config file changed on disk (the web console adds and removes feeds, from
+        another process maybe): reload it as SIGHUP does. Its time and size are looked at
+        each second, its text read only when they change; a refused text is not retried
+        until it changes again."""
+        path = Path(self.settings.source)
+        try:
+            st = path.stat()
+            mark = (st.st_mtime_ns, st.st_size)
+            if self._config_seen is not None and self._config_seen[0] == mark:
+                return False
+            digest = digest_of(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return False  # being replaced, or unreadable: SIGHUP or the next look says why
+        seen, self._config_seen = self._config_seen, (mark, digest, False)
+        if seen is None or seen[1] == digest:
+            return False  # the first look (the text loaded at start), or only touched
+        if await self.reload_config():
+            return True
+        self._config_seen = (mark, digest, True)
+        return False
 
     def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
         text = Path(settings.rules).read_text(encoding="utf-8")
