@@ -196,6 +196,13 @@ def feeds_edited(path: Path, add: Iterable[dict[str, Any]] = (),
             raise ConfigError(f"{path}: feeds: no feed named {name!r}")
         del seq[at]
         removed.append(name)
+    if removed and not seq:
+        # ruamel writes an emptied block list as a stray "[]" line that breaks the keys
+        # after it: a fresh empty list in flow style instead ("feeds: []").
+        seq = CommentedSeq()
+        seq.fa.set_flow_style()
+        doc["feeds"] = seq
+        doc.ca.items.pop("feeds", None)  # a comment under the key has no list to stay in
     names = {f.get("name"): f.get("url") for f in seq if isinstance(f, dict)}
     urls = {url: name for name, url in names.items()}
     added = []

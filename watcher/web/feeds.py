@@ -197,7 +197,8 @@ def import_opml(ctx: Console, data: bytes, version: str | None
 
 
 def export_opml(ctx: Console) -> bytes:
-    subs = [Subscription(title=f.name, url=f.url, categories=tuple(f.tags), kind=f.type)
+    subs = [Subscription(title=f.name, url=f.url, categories=tuple(f.tags),
+                         kind="rss" if f.type == "feed" else f.type)
             for f in configured(ctx).feeds]
     return write_opml(subs, "watcher feeds", ctx.now())
 
