@@ -32,9 +32,9 @@ class Reloading:
     fetcher: Fetcher
     _dispatch_lock: asyncio.Lock
     _notices: set[asyncio.Task[object]]
-    # the config file as last looked at: (mtime_ns, size), the digest of its text, and
-    # whether that text was refused
-    _config_seen: tuple[tuple[int, int], str, bool] | None = None
+    # the config file as last looked at (mtime_ns, size); the digest of a text refused
+    _config_seen: tuple[int, int] | None = None
+    _config_refused: str | None = None
 
     def _on_sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload_config())
@@ -77,17 +77,18 @@ class Reloading:
         try:
             st = path.stat()
             mark = (st.st_mtime_ns, st.st_size)
-            if self._config_seen is not None and self._config_seen[0] == mark:
+            if mark == self._config_seen:
                 return False
             digest = digest_of(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError):
             return False  # being replaced, or unreadable: SIGHUP or the next look says why
-        seen, self._config_seen = self._config_seen, (mark, digest, False)
-        if seen is None or seen[1] == digest:
-            return False  # the first look (the text loaded at start), or only touched
+        self._config_seen = mark
+        if digest in (self.settings.source_digest, self._config_refused):
+            return False  # the text in force (only touched), or one refused already
         if await self.reload_config():
+            self._config_refused = None
             return True
-        self._config_seen = (mark, digest, True)
+        self._config_refused = digest
         return False
 
     def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
