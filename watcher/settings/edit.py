@@ -202,7 +202,8 @@ def feeds_edited(path: Path, add: Iterable[dict[str, Any]] = (),
         seq = CommentedSeq()
         seq.fa.set_flow_style()
         doc["feeds"] = seq
-        doc.ca.items.pop("feeds", None)  # a comment under the key has no list to stay in
+        if isinstance(doc, CommentedMap):  # a comment under the key has no list to stay in
+            doc.ca.items.pop("feeds", None)
     names = {f.get("name"): f.get("url") for f in seq if isinstance(f, dict)}
     urls = {url: name for name, url in names.items()}
     added = []

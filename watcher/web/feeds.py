@@ -295,7 +295,7 @@ def add_api(body: FeedIn, ctx: Ctx, _: Editor,
 def remove_api(name: str, ctx: Ctx, _: Editor,
                if_match: Annotated[str | None, Header()] = None) -> JSONResponse:
     try:
-        _, version = write_feeds(ctx, _version(if_match), remove=(name,))
+        version = write_feeds(ctx, _version(if_match), remove=(name,))[1]
     except Problem as exc:
         return _answer(exc)
     return JSONResponse({"removed": name, "version": version},
@@ -385,7 +385,7 @@ async def add_form(request: Request, ctx: Ctx, _: Editor) -> Response:
                           "", form.get("interval", "").strip() or None,
                           [t.strip() for t in form.get("tags", "").split(",") if t.strip()],
                           form.get("allow_private") == "1")
-        edit, _ = write_feeds(ctx, form.get("version"), [entry])
+        edit = write_feeds(ctx, form.get("version"), [entry])[0]
     except Problem as exc:
         return _page(request, ctx, exc.status, error=exc.message)
     if not edit.added:
@@ -415,9 +415,10 @@ async def import_form(request: Request, ctx: Ctx, _: Editor) -> HTMLResponse:
     plain = {k: v for k, v in form.items() if isinstance(v, str)}
     await _check_csrf(request, plain.get("csrf"))
     upload = form.get("opml")
-    data = await upload.read(OPML_MAX_BYTES + 1) if hasattr(upload, "read") else b""
+    data = b"" if upload is None or isinstance(upload, str) else \
+        await upload.read(OPML_MAX_BYTES + 1)
     try:
-        edit, _, skipped = import_opml(ctx, data, plain.get("version"))
+        edit, _version_now, skipped = import_opml(ctx, data, plain.get("version"))
     except Problem as exc:
         return _page(request, ctx, exc.status, error=exc.message)
     return _page(request, ctx, imported={"added": edit.added, "skipped": skipped})
