@@ -320,6 +320,20 @@ def test_a_mute_that_drops_marks_its_deliveries_dropped_and_never_sends(store: S
     assert store.dropping_mutes(until) == set()
 
 
+def test_choosing_drop_drops_what_the_mute_already_holds(store: Store) -> None:
+    until = T0 + timedelta(hours=1)
+    store.mute_rule("r", until, T0)
+    match(store, add(store, article("e1")), rule="r")
+    match(store, add(store, article("e2")), rule="q")
+    assert classify_all(store, {"r": Policy(muted_until=until),
+                                "q": Policy(cooldown_s=60)}) == 2
+    store.mute_rule("r", T0 + timedelta(days=1), T0 + timedelta(minutes=1), drop=True)
+    by_rule = {d.rule: d for d in store.deliveries()}
+    assert by_rule["r"].status == "dropped" and by_rule["q"].status == "pending"
+    claimed = store.claim_deliveries(T0 + timedelta(days=2), 60, 10)
+    assert [d.rule for d in claimed] == ["q"]  # the dropped one never goes out
+
+
 def test_holds_are_applied_only_on_the_basis_decided(store: Store) -> None:
     cooldown = {"r": Policy(cooldown_s=1800)}
     for i in range(3):

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from watcher.core.digest import dropped_why
 from watcher.core.models import Article
 from watcher.core.records import AlertRecord
 from watcher.core.search import parse_search, to_fts5
@@ -95,8 +96,16 @@ class AlertsStore(ArticlesStore):
 
     def mute_rule(self, rule: str, until: datetime | None, now: datetime,
                   drop: bool = False) -> None:
-        """Hold the rule's deliveries until then (None: no longer); `drop`: drop them."""
+        """Hold the rule's deliveries until then (None: no longer); `drop`: drop them,
+        and those its mute holds already."""
         with self._atomic():
+            held = self._value("SELECT muted_until FROM rule_mutes WHERE rule = ? "
+                               "AND muted_until > ?", [rule, ts(now)])
+            if drop and held is not None:
+                self._exec("UPDATE deliveries SET status = 'dropped', last_error = ? "
+                           "WHERE rule = ? AND status = 'pending' AND held_until = ? "
+                           "AND (claimed_until IS NULL OR claimed_until <= ?)",
+                           [dropped_why(must_ts(held)), rule, held, ts(now)])
             if until is None:
                 self._exec("DELETE FROM rule_mutes WHERE rule = ?", [rule])
             else:
