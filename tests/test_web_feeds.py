@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from tests.servers import LoopbackServer
+from tests.test_web_hostile import EVIL, assert_inert
 from tests.web_helpers import NOW, Web, add_article, make_web
+from watcher.core.intents import FeedFailed, FeedFetched
 from watcher.rules.load import digest_of
 from watcher.settings import load_settings
 from watcher.settings.opml import read_opml
@@ -288,3 +290,23 @@ def test_discovery_errors_name_the_field(web: Web, site: LoopbackServer) -> None
     # A private address is refused unless asked for (the console fetches what it is given).
     r = api(web, "POST", "/api/v1/feeds/discover", json={"url": site.url("/")})
     assert r.status_code == 422 and r.json()["detail"].startswith("url:")
+
+
+def test_hostile_feed_titles_errors_and_proposals_stay_inert(web: Web) -> None:
+    evil = EVIL.encode().replace(b"&", b"&amp;").replace(b"<", b"&lt;")
+    hostile = LoopbackServer(routes={"/rss.xml": (
+        200, {"Content-Type": "application/rss+xml"},
+        RSS.replace(b"<title>Coast News</title>", b"<title>" + evil + b"</title>"))})
+    try:
+        web.store.record_poll(FeedFetched("wire", NOW, NOW, None, None, title=EVIL))
+        web.store.record_poll(FeedFailed("wire", NOW, NOW, f"fetch: {EVIL}"))
+        csrf = web.login()
+        page = web.client.get("/feeds")
+        proposal = web.client.post("/feeds/discover", data={
+            "csrf": csrf, "url": hostile.url("/rss.xml"), "allow_private": "1"})
+    finally:
+        hostile.close()
+    for r in (page, proposal):
+        assert r.status_code == 200 and "&lt;script&gt;" in r.text
+        assert_inert(r.text)
+    assert "Add this source?" in proposal.text
