@@ -70,13 +70,13 @@ def console(tmp_path: Path, seed_server: LoopbackServer,
            "feeds": [{"name": "demo-world", "url": seed_server.url("/feeds/world.xml"),
                       "allow_private": True}],
            "channels": {"file": {"type": "jsonl", "path": "out/alerts.jsonl"}},
-           "console": {"listen": f"127.0.0.1:{port}"}}
+           "web": {"listen": f"127.0.0.1:{port}"}}
     (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "rules.yaml").write_text(FIRST_RULES)
     once = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
     assert once.returncode == 0, once.stderr
     # The daemon, on the same database and rules, without a console of its own.
-    daemon_cfg = {**cfg, "console": {"listen": ""}, "poll": {"tick": "1s"},
+    daemon_cfg = {**cfg, "web": {"listen": ""}, "poll": {"tick": "1s"},
                   "fetch": {"fetch_pages": False}, "delivery": {"tick": "1s"},
                   "feeds": cfg["feeds"] + [{"name": "late", "url": late_feed.url("/late.xml"),
                                             "allow_private": True, "interval": "1s",
