@@ -232,3 +232,24 @@ def test_migration_keeps_older_deliveries_sendable(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "watcher.db") as db:
         cols = {r[1] for r in db.execute("PRAGMA table_info(deliveries)")}
         assert {"classified_at", "held_until", "digest_id", "requeued_at"} <= cols
+
+
+@pytest.mark.parametrize("drop", [False, True])
+def test_a_muted_rule_sends_one_digest_when_the_mute_ends_or_drops_what_it_held(
+        tmp_path: Path, drop: bool) -> None:
+    store, clock, hook = store_at(tmp_path), Clock(), RecordingChannel()
+    until = T0 + timedelta(hours=1)
+    d = dispatcher(store, hook, clock, {"missiles": Policy(muted_until=until, drop_muted=drop)})
+    for n, minutes in ((1, 0), (2, 20)):
+        clock.now = T0 + timedelta(minutes=minutes)
+        add_match(store, n, clock.now)
+        asyncio.run(d.dispatch_due())
+    assert hook.sent == []
+    assert statuses(store) == ({"dropped": 2} if drop else {"pending": 2})
+    clock.now = until + timedelta(minutes=1)
+    asyncio.run(d.dispatch_due())
+    if drop:
+        assert hook.sent == [] and statuses(store) == {"dropped": 2}
+        assert all("muted until" in (r.last_error or "") for r in store.deliveries())
+    else:
+        assert [type(m) for m in hook.sent] == [Digest] and statuses(store) == {"sent": 2}

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
 
 from tests.conftest import ROOT, run_watcher
 from tests.servers import LoopbackServer
+from watcher.settings import load_settings
+from watcher.store import open_store
 
 FEED = (b'<?xml version="1.0"?><rss version="2.0"><channel><title>Harbour Gazette World'
         b"</title><item><guid>1</guid><title>One</title></item></channel></rss>")
@@ -111,6 +114,22 @@ def test_feeds_lists_state_of_each_feed(tmp_path: Path) -> None:
     listed = run_watcher("feeds", "--config", str(cfg)).stdout
     line = next(x for x in listed.splitlines() if x.startswith("demo-world"))
     assert " ok " in line and line.split()[-1] == "5"  # five items seen in the last 7 days
+
+
+
+def test_a_paused_feed_is_not_polled_and_is_listed_paused(tmp_path: Path) -> None:
+    cfg = config_copy(tmp_path)
+    assert run_watcher("feeds", "--config", str(cfg)).returncode == 0  # makes the database
+    store = open_store(tmp_path / "data" / "watcher.db")
+    try:
+        store.sync_feeds(load_settings(cfg).feed_models())
+        assert store.pause_feed("demo-world", True, datetime.now(UTC))
+    finally:
+        store.close()
+    run_watcher("run", "--once", "--config", str(cfg))
+    line = next(x for x in run_watcher("feeds", "--config", str(cfg)).stdout.splitlines()
+                if x.startswith("demo-world"))
+    assert " paused " in line and line.split()[-1] == "0"  # nothing fetched
 
 
 NEWS = (b'<?xml version="1.0"?><urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '

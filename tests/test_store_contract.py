@@ -273,6 +273,67 @@ def test_claims_are_exclusive_and_outcomes_recorded(store: Store) -> None:
     assert store.release_claims_of("four") == 1
 
 
+def test_a_paused_feed_is_claimed_by_no_one_until_resumed(store: Store) -> None:
+    store.sync_feeds([feed("a"), feed("b")])
+    store.record_poll(FeedFetched("a", T0, T0 + timedelta(hours=1), None, None))
+    assert store.pause_feed("a", True, T0) and store.pause_feed("b", True, T0)
+    assert not store.pause_feed("nope", True, T0)
+    later = T0 + timedelta(hours=2)
+    assert store.claim_feeds("o", later, 60, ["a", "b"]) == []
+    assert store.claim_feeds("o", later, 60, ["a", "b"], due_only=False) == []
+    assert store.due_feeds(later, ["a", "b"]) == []
+    assert store.pollable_feeds(later, ["a", "b"]) == []
+    health = {h.name: h for h in store.feed_health(later)}
+    assert health["a"].paused_at == T0 and health["b"].paused_at == T0
+    assert store.pause_feed("a", False, later)
+    state = store.feed_state("a")
+    assert state is not None and state.next_poll_at is None  # due at once when resumed
+    assert store.claim_feeds("o", later, 60, ["a", "b"]) == ["a"]
+    assert {h.name: h.paused_at for h in store.feed_health(later)} == {"a": None, "b": T0}
+
+
+def test_items_per_day_are_counted_per_feed(store: Store) -> None:
+    add(store, article("e1", "f", when=T0))
+    add(store, article("e2", "f", when=T0 + timedelta(days=1)))
+    add(store, article("e3", "g", when=T0 + timedelta(days=1)))
+    add(store, article("old", "g", when=T0 - timedelta(days=40)))
+    assert store.items_per_day(T0 - timedelta(days=30)) == {
+        "f": {"2026-05-01": 1, "2026-05-02": 1}, "g": {"2026-05-02": 1}}
+
+
+def test_a_mute_that_drops_marks_its_deliveries_dropped_and_never_sends(store: Store) -> None:
+    until = T0 + timedelta(hours=1)
+    store.mute_rule("r", until, T0, drop=True)
+    store.mute_rule("q", until, T0)
+    assert store.dropping_mutes(T0) == {"r"} and store.mutes(T0) == {"r": until, "q": until}
+    match(store, add(store, article("e1")), rule="r")
+    match(store, add(store, article("e2")), rule="q")
+    policies = {name: Policy(muted_until=until, drop_muted=name in store.dropping_mutes(T0))
+                for name in store.mutes(T0)}
+    assert classify_all(store, policies) == 2
+    by_rule = {d.rule: d for d in store.deliveries()}
+    assert by_rule["r"].status == "dropped" and "muted" in (by_rule["r"].last_error or "")
+    assert by_rule["q"].status == "pending" and by_rule["q"].held_until == until
+    assert [d.id for d in store.deliveries(status="dropped")] == [by_rule["r"].id]
+    claimed = store.claim_deliveries(until + timedelta(minutes=1), 60, 10)
+    assert [d.rule for d in claimed] == ["q"]  # the dropped one never goes out
+    assert store.dropping_mutes(until) == set()
+
+
+def test_choosing_drop_drops_what_the_mute_already_holds(store: Store) -> None:
+    until = T0 + timedelta(hours=1)
+    store.mute_rule("r", until, T0)
+    match(store, add(store, article("e1")), rule="r")
+    match(store, add(store, article("e2")), rule="q")
+    assert classify_all(store, {"r": Policy(muted_until=until),
+                                "q": Policy(cooldown_s=60)}) == 2
+    store.mute_rule("r", T0 + timedelta(days=1), T0 + timedelta(minutes=1), drop=True)
+    by_rule = {d.rule: d for d in store.deliveries()}
+    assert by_rule["r"].status == "dropped" and by_rule["q"].status == "pending"
+    claimed = store.claim_deliveries(T0 + timedelta(days=2), 60, 10)
+    assert [d.rule for d in claimed] == ["q"]  # the dropped one never goes out
+
+
 def test_holds_are_applied_only_on_the_basis_decided(store: Store) -> None:
     cooldown = {"r": Policy(cooldown_s=1800)}
     for i in range(3):

@@ -6,12 +6,13 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
 
 from tests.web_helpers import NOW, RULES, Web, add_article, make_web, match_all
+from watcher.core.digest import Policy, classify
 from watcher.rules.load import digest_of
 from watcher.web.auth import hash_password, verify_password
 
@@ -332,7 +333,7 @@ def test_editors_mute_a_rule_for_a_while(web: Web) -> None:
     assert api(web, "POST", "/api/v1/rules/nope/mute", json={"for": "1h"}).status_code == 404
     assert api(web, "POST", "/api/v1/rules/arms/mute", json={"for": "soon"}).status_code == 422
     assert api(web, "POST", "/api/v1/rules/arms/mute", json={"for": None}).json() == {
-        "rule": "arms", "muted_until": None}
+        "rule": "arms", "muted_until": None, "drop": False}
     assert web.store.mutes(NOW) == {}
     csrf = web.login()
     r = web.client.post("/rules/arms/mute", data={"csrf": csrf, "span": "1w"},
@@ -340,6 +341,29 @@ def test_editors_mute_a_rule_for_a_while(web: Web) -> None:
     assert r.status_code == 303 and web.store.mutes(NOW) == {"arms": NOW + timedelta(days=7)}
     assert "until 2026-05-17 12:00 UTC" in web.client.get("/rules").text
     assert web.client.post("/rules/arms/mute", data={"span": "1h"}).status_code == 403
+
+
+def test_a_mute_may_drop_what_it_holds_and_the_dropped_are_listed(web: Web) -> None:
+    r = api(web, "POST", "/api/v1/rules/arms/mute", json={"for": "1h", "drop": True})
+    assert r.json() == {"rule": "arms", "muted_until": (NOW + timedelta(hours=1)).isoformat(),
+                        "drop": True}
+    assert web.store.dropping_mutes(NOW) == {"arms"}
+    csrf = web.login()
+    assert "dropping what it holds" in web.client.get("/rules").text
+    r = web.client.post("/rules/arms/mute", data={"csrf": csrf, "span": "1d"},
+                        follow_redirects=False)
+    assert r.status_code == 303 and web.store.dropping_mutes(NOW) == set()  # a digest again
+    web.client.post("/rules/arms/mute", data={"csrf": csrf, "span": "1d", "drop": "1"})
+    assert web.store.dropping_mutes(NOW) == {"arms"}
+    # What the daemon's dispatcher decides for a new delivery of the muted rule:
+    add_article(web.store, "e1", "A tactical missile test", "tactical missile", when=NOW)
+    match_all(web.store, web.settings, NOW)
+    policy = {"arms": Policy(muted_until=NOW + timedelta(days=1), drop_muted=True)}
+    web.store.apply_holds(classify(*web.store.hold_candidates(), policy, UTC), NOW)
+    page = web.client.get("/deliveries?status=dropped").text
+    assert "A tactical missile test" in page and "muted until" in page
+    listed = api(web, "GET", "/api/v1/deliveries?status=dropped").json()["deliveries"]
+    assert [d["status"] for d in listed] == ["dropped"]
 
 
 def test_a_not_relevant_alert_becomes_a_no_match_example(web: Web) -> None:

@@ -1,8 +1,10 @@
 """The console in a real browser: headless Chromium from the distribution's packages,
 driven by Playwright (which cannot download its own browsers here). The seed feed is
 polled once over loopback, then a person logs in with the token link, writes a rule,
-sees the seed story in the live preview, saves, marks an alert not relevant and mutes
-its rule. Each step leaves a screenshot in the test's temporary folder."""
+sees the seed story in the live preview, saves, sees the running daemon (another
+process) alert with the new rule on a story that comes after, marks an alert not
+relevant and mutes its rule. Each step leaves a screenshot in the test's temporary
+folder."""
 
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, run_watcher
-from tests.servers import LoopbackServer
+from tests.servers import LoopbackServer, wait_for
 from tests.test_e2e import SEED_TITLE
 from tests.test_web_cli import free_port
 
@@ -40,11 +42,29 @@ NEW_RULE = """\
     query: '"missile system" AND kim'
     notify: [file]
 """
+LATE_TITLE = "Kim watches a second missile system being tested at sea"
+LATE_RSS = (b"<?xml version='1.0'?><rss version='2.0'><channel><title>late</title>"
+            b"<item><title>" + LATE_TITLE.encode() + b"</title><guid>late-1</guid>"
+            b"<description>Kim Jong Un watched the navy test a second missile system off "
+            b"the east coast, state media said on Friday.</description></item>"
+            b"</channel></rss>")
+EMPTY_RSS = b"<?xml version='1.0'?><rss version='2.0'><channel><title>late</title></channel></rss>"
 
 
 @pytest.fixture
-def console(tmp_path: Path, seed_server: LoopbackServer) -> Iterator[tuple[str, Path]]:
-    """A polled database and `watcher web` serving it; (login link, folder)."""
+def late_feed() -> Iterator[LoopbackServer]:
+    """A feed with nothing in it until the test puts a story there."""
+    server = LoopbackServer()
+    server.routes["/late.xml"] = (200, {"Content-Type": "application/rss+xml"}, EMPTY_RSS)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def console(tmp_path: Path, seed_server: LoopbackServer,
+            late_feed: LoopbackServer) -> Iterator[tuple[str, Path]]:
+    """A polled database, the daemon running on it, and `watcher web` serving it;
+    (login link, folder)."""
     port = free_port()
     cfg = {"database": "state/watcher.db", "rules": "rules.yaml",
            "feeds": [{"name": "demo-world", "url": seed_server.url("/feeds/world.xml"),
@@ -55,6 +75,17 @@ def console(tmp_path: Path, seed_server: LoopbackServer) -> Iterator[tuple[str, 
     (tmp_path / "rules.yaml").write_text(FIRST_RULES)
     once = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))
     assert once.returncode == 0, once.stderr
+    # The daemon, on the same database and rules, without a console of its own.
+    daemon_cfg = {**cfg, "web": {"listen": ""}, "poll": {"tick": "1s"},
+                  "fetch": {"fetch_pages": False}, "delivery": {"tick": "1s"},
+                  "feeds": cfg["feeds"] + [{"name": "late", "url": late_feed.url("/late.xml"),
+                                            "allow_private": True, "interval": "1s",
+                                            "min_interval": "1s"}]}
+    (tmp_path / "daemon.yaml").write_text(yaml.safe_dump(daemon_cfg))
+    log = (tmp_path / "daemon.log").open("w")
+    daemon = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config",
+                               str(tmp_path / "daemon.yaml")], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=log)
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "web", "--config",
                              str(tmp_path / "watcher.yaml")], cwd=ROOT, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -71,11 +102,14 @@ def console(tmp_path: Path, seed_server: LoopbackServer) -> Iterator[tuple[str, 
         yield url, tmp_path
     finally:
         proc.terminate()
+        daemon.terminate()
         proc.wait(timeout=20)
+        daemon.wait(timeout=30)
+        log.close()
 
 
 def test_a_person_writes_a_rule_previews_it_saves_and_reviews_alerts(
-        console: tuple[str, Path]) -> None:
+        console: tuple[str, Path], late_feed: LoopbackServer) -> None:
     url, folder = console
     shots = folder / "screenshots"
     shots.mkdir()
@@ -108,6 +142,24 @@ def test_a_person_writes_a_rule_previews_it_saves_and_reviews_alerts(
         assert saved == FIRST_RULES + NEW_RULE and "this comment stays" in saved
         page.screenshot(path=shots / "3-saved.png", full_page=True)
 
+        # The running daemon takes the saved rules in; then a story comes that only the
+        # new rule matches, and its alert arrives on the alerts page.
+        daemon_log = folder / "daemon.log"
+        assert wait_for(lambda: "rules: reloaded" in daemon_log.read_text(), 30), \
+            daemon_log.read_text()
+        late_feed.routes["/late.xml"] = (200, {"Content-Type": "application/rss+xml"},
+                                         LATE_RSS)
+        alerts_of_new_rule = url.split("/login")[0] + "/alerts?rule=kim-visits"
+        for _ in range(60):
+            page.goto(alerts_of_new_rule)
+            if page.locator("article.alert").filter(has_text=LATE_TITLE).count():
+                break
+            page.wait_for_timeout(1000)
+        arrived = page.locator("article.alert").filter(has_text=LATE_TITLE)
+        assert arrived.count() == 1, daemon_log.read_text()
+        assert "kim-visits" in arrived.inner_text()
+        page.screenshot(path=shots / "3b-new-alert.png", full_page=True)
+
         page.goto(url.split("/login")[0] + "/alerts")
         first = page.locator("article.alert").first
         first.get_by_role("button", name="Not relevant").click()
@@ -122,7 +174,7 @@ def test_a_person_writes_a_rule_previews_it_saves_and_reviews_alerts(
         browser.close()
     assert not [m for m in problems if "Content Security Policy" in m or "Refused" in m]
     assert problems == []
-    assert len(list(shots.glob("*.png"))) == 5
+    assert len(list(shots.glob("*.png"))) == 6
     if out := os.environ.get("WATCHER_SCREENSHOTS"):  # `make screenshots`, for the README
         Path(out).mkdir(parents=True, exist_ok=True)
         shutil.copy(shots / "4-not-relevant.png", Path(out) / "alerts.png")

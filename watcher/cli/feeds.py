@@ -36,7 +36,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             print(f"{f.name:<22} {f.type:<8} {'new':<10} {'-':<19}  {'-':<19}  "
                   f"{0:>5} {0:>5}")
             continue
-        state = ("gone" if r.gone_at else "unhealthy" if r.unhealthy_since
+        state = ("paused" if r.paused_at else "gone" if r.gone_at
+                 else "unhealthy" if r.unhealthy_since
                  else "failing" if r.consecutive_failures else "ok"
                  if r.last_success_at else "new")
         error = (r.last_error or "") if r.consecutive_failures or r.gone_at else ""

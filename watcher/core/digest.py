@@ -8,7 +8,8 @@ claimed with `group`.
   `cooldown` seconds; matches inside the window are held until it ends and then
   go out together as one digest. The next match after the window alerts at once.
 - a rule muted until a time: its matches are held until then and go out as one
-  digest when the mute ends (a mute wins over both of the below).
+  digest when the mute ends (a mute wins over both of the below); or, when the
+  mute was set to drop, they are marked dropped and never go out.
 - `digest`: every match waits for the next digest time ("hourly": the top of the
   hour, "daily": midnight, "HH:MM": that time each day). `digest` wins over
   `cooldown` when a rule has both.
@@ -38,6 +39,7 @@ class Policy:
     digest: str | None = None
     # muted (from the web console): held until then, and then sent as one digest
     muted_until: datetime | None = None
+    drop_muted: bool = False  # the mute drops what it holds instead
 
     @property
     def holds(self) -> bool:
@@ -113,6 +115,12 @@ def hold_until(policy: Policy, created_at: datetime, last_immediate_at: datetime
     return None
 
 
+def dropped_why(muted_until: datetime) -> str:
+    """What a dropped delivery says, in the outbox, of why it was not sent."""
+    return (f"dropped: its rule was muted until {muted_until.isoformat(timespec='minutes')} "
+            "with drop chosen; not sent")
+
+
 def digest_id(rule: str, channel: str, held_until: datetime, salt: str = "") -> str:
     """Stable for one (rule, channel, release time): retries of the digest reuse it."""
     key = "\x00".join((rule, channel, held_until.isoformat(), salt))
@@ -140,9 +148,10 @@ def classify(candidates: Sequence[HoldCandidate],
             last[key] = c.created_at
             out.append(HoldDecision(c.id, c.rule, c.channel, None, None, last_immediate.get(key)))
         else:
+            dropped = bool(policy and policy.drop_muted and policy.muted_until == until)
             out.append(HoldDecision(c.id, c.rule, c.channel, until,
                                     digest_id(c.rule, c.channel, until),
-                                    last_immediate.get(key)))
+                                    last_immediate.get(key), dropped))
     return out
 
 

@@ -138,7 +138,8 @@ class HoldCandidate:
 
 @dataclass(frozen=True)
 class HoldDecision:
-    """Send `id` now (release_at None) or hold it until `release_at` in `digest_id`.
+    """Send `id` now (release_at None) or hold it until `release_at` in `digest_id`;
+    `drop`: its rule is muted with "drop", so it is marked dropped, never sent.
 
     `basis` is the last immediate alert of (rule, channel) the decision assumed;
     the store applies it only while that is still true, so two processes that
@@ -151,6 +152,7 @@ class HoldDecision:
     release_at: datetime | None
     digest_id: str | None
     basis: datetime | None
+    drop: bool = False
 
 
 @dataclass(frozen=True)

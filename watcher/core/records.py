@@ -50,6 +50,7 @@ class FeedHealth:
     gone_at: datetime | None
     conditional: bool  # the server gave validators (ETag, Last-Modified)
     items_7d: int
+    paused_at: datetime | None = None  # paused from the console: not polled
 
 
 @dataclass(frozen=True)

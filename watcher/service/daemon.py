@@ -162,7 +162,8 @@ class Daemon(Sharing, Reloading):
     def _policies(self) -> dict[str, Policy]:
         # Mutes are set from the web console, another process: read at each pass.
         mutes = self.store.mutes(utcnow())
-        return {r.name: Policy(r.cooldown_s, r.digest, mutes.get(r.name))
+        drops = self.store.dropping_mutes(utcnow()) if mutes else set()
+        return {r.name: Policy(r.cooldown_s, r.digest, mutes.get(r.name), r.name in drops)
                 for r in self.rules.rules}
 
     def _channels_by_rule(self) -> Mapping[str, Sequence[str]]:
@@ -307,6 +308,7 @@ class Daemon(Sharing, Reloading):
               seconds=min(LEASE_RENEW_S, self.settings.poll.lease / 3))
         every(self.tick, "poll", seconds=self.settings.poll.tick, next_run_time=utcnow())
         every(self.reload_rules_if_changed, "rules-reload", seconds=1)
+        every(self.reload_config_if_changed, "config-reload", seconds=1)
         every(self.prune, "prune", hours=24, next_run_time=utcnow() + timedelta(minutes=5))
 
     async def run_forever(self) -> int:

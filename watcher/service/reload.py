@@ -1,5 +1,6 @@
-"""Taking in a changed config (SIGHUP) or rules.yaml (watched) while the daemon runs:
-a file that does not validate is refused, logged once, and the running one stays."""
+"""Taking in a changed config (SIGHUP, or watched) or rules.yaml (watched) while the
+daemon runs: a file that does not validate is refused, logged once, and the running one
+stays."""
 
 from __future__ import annotations
 
@@ -31,6 +32,9 @@ class Reloading:
     fetcher: Fetcher
     _dispatch_lock: asyncio.Lock
     _notices: set[asyncio.Task[object]]
+    # the config file as last looked at (mtime_ns, size); the digest of a text refused
+    _config_seen: tuple[int, int] | None = None
+    _config_refused: str | None = None
 
     def _on_sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload_config())
@@ -63,6 +67,29 @@ class Reloading:
         log.info("config: reloaded %s: %d feed(s), %d channel(s), %d rule(s)", source,
                  len(self.feeds), len(self.channels), len(ruleset.rules))
         return True
+
+    async def reload_config_if_changed(self) -> bool:
+        """The config file changed on disk (the web console adds and removes feeds, from
+        another process maybe): reload it as SIGHUP does. Its time and size are looked at
+        each second, its text read only when they change; a refused text is not retried
+        until it changes again."""
+        path = Path(self.settings.source)
+        try:
+            st = path.stat()
+            mark = (st.st_mtime_ns, st.st_size)
+            if mark == self._config_seen:
+                return False
+            digest = digest_of(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            return False  # being replaced, or unreadable: SIGHUP or the next look says why
+        self._config_seen = mark
+        if digest in (self.settings.source_digest, self._config_refused):
+            return False  # the text in force (only touched), or one refused already
+        if await self.reload_config():
+            self._config_refused = None
+            return True
+        self._config_refused = digest
+        return False
 
     def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
         text = Path(settings.rules).read_text(encoding="utf-8")

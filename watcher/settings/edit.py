@@ -4,6 +4,7 @@ and layout, and rules.yaml replaced whole, only over the version it was read at.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from watcher.core.errors import ConfigError
 from watcher.rules.load import digest_of
+from watcher.settings.load import load_settings
 
 
 class VersionConflict(ConfigError):
@@ -161,3 +163,90 @@ def rule_written(path: Path, rule: dict[str, Any]) -> str:
     out = StringIO()
     yaml.dump(doc, out)
     return out.getvalue()
+
+
+@dataclass(frozen=True)
+class FeedsEdit:
+    """config/watcher.yaml with feeds added and removed, not yet written."""
+
+    version: str  # of the text it was made from
+    text: str
+    added: list[str]
+    removed: list[str]
+    skipped: list[tuple[str, str]]  # (the feed's URL or name, why it was not taken)
+
+
+def feeds_edited(path: Path, add: Iterable[dict[str, Any]] = (),
+                 remove: Iterable[str] = ()) -> FeedsEdit:
+    """The config's text with feeds appended (one whose name or URL is taken is skipped,
+    with the reason) and feeds removed by name, comments and layout kept."""
+    yaml, text, doc = _load_rules_doc(path)
+    if doc is None:
+        doc = CommentedMap()
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    seq = doc.setdefault("feeds", CommentedSeq())
+    if not isinstance(seq, list):
+        raise ConfigError(f"{path}: feeds: expected a list")
+    removed, skipped = [], []
+    for name in remove:
+        at = next((i for i, f in enumerate(seq) if isinstance(f, dict) and f.get("name") == name),
+                  None)
+        if at is None:
+            raise ConfigError(f"{path}: feeds: no feed named {name!r}")
+        del seq[at]
+        removed.append(name)
+    if removed and not seq:
+        # ruamel writes an emptied block list as a stray "[]" line that breaks the keys
+        # after it: a fresh empty list in flow style instead ("feeds: []").
+        seq = CommentedSeq()
+        seq.fa.set_flow_style()
+        doc["feeds"] = seq
+        if isinstance(doc, CommentedMap):  # a comment under the key has no list to stay in
+            doc.ca.items.pop("feeds", None)
+    names = {f.get("name"): f.get("url") for f in seq if isinstance(f, dict)}
+    urls = {url: name for name, url in names.items()}
+    added = []
+    for feed in add:
+        if feed["url"] in urls:
+            skipped.append((feed["url"], f"already configured as {urls[feed['url']]!r}"))
+            continue
+        if feed["name"] in names:
+            skipped.append((feed["url"], f"the name {feed['name']!r} is taken"))
+            continue
+        seq.append(_flow_item(feed))
+        names[feed["name"]], urls[feed["url"]] = feed["url"], feed["name"]
+        added.append(feed["name"])
+    out = StringIO()
+    yaml.dump(doc, out)
+    return FeedsEdit(digest_of(text), out.getvalue(), added, removed, skipped)
+
+
+def _flow_item(feed: dict[str, Any]) -> CommentedMap:
+    """A feed as the bundled config writes them: one line, {name: ..., url: ...}."""
+    item = CommentedMap(feed)
+    item.fa.set_flow_style()
+    for key, value in item.items():
+        if isinstance(value, list):
+            inner = CommentedSeq(value)
+            inner.fa.set_flow_style()
+            item[key] = inner
+    return item
+
+
+def save_config(path: Path, text: str, expected_version: str) -> str:
+    """Write config/watcher.yaml's new text over `expected_version` once it validates
+    as the daemon will load it (relative paths resolved from the same folder); the new
+    version. ConfigError naming the key and reason when it does not validate."""
+    check = path.with_name(f".{path.name}.check")
+    try:
+        check.write_text(text, encoding="utf-8")
+        load_settings(check)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace(str(check.resolve()), str(path))
+                          .replace(str(check), str(path))) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write beside it: {exc}") from None
+    finally:
+        check.unlink(missing_ok=True)
+    return replace_text(path, text, expected_version)

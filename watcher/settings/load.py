@@ -6,6 +6,7 @@ config works whatever directory the daemon is started from.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -84,7 +85,8 @@ def _loc(parts: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
+    """The file's mapping, and the sha256 of its text."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -100,11 +102,12 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     if raw is None:
-        return {}
+        return {}, digest
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    return raw
+    return raw, digest
 
 
 def _unusable_channels(path: Path, missing: list[tuple[tuple[Any, ...], str]]
@@ -163,7 +166,8 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     path = Path(path)
     missing: list[tuple[tuple[Any, ...], str]] = []
     secrets: list[str] = []
-    data = _substitute(_read_yaml(path), env, (), missing, secrets)
+    raw, digest = _read_yaml(path)
+    data = _substitute(raw, env, (), missing, secrets)
     unusable = _unusable_channels(path, missing)
     if isinstance(data.get("channels"), dict):
         # An unusable channel is set aside whole: validating a half-substituted
@@ -173,8 +177,8 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     notices = _console_is_web(path, data)
     try:
         settings = Settings.model_validate(
-            {**data, "source": path.resolve(), "unusable_channels": unusable,
-             "notices": notices,
+            {**data, "source": path.resolve(), "source_digest": digest,
+             "unusable_channels": unusable, "notices": notices,
              "secrets": tuple(sorted(set(secrets), key=len, reverse=True))})
     except ValidationError as exc:
         raise ConfigError(_validation_message(path, exc)) from None

@@ -417,6 +417,8 @@ class Settings(_Model):
     metrics: MetricsConfig = MetricsConfig()
     web: WebConfig = WebConfig()
     source: Path = DEFAULT_CONFIG
+    # sha256 of the text loaded: the daemon reloads when the file's text differs
+    source_digest: str = ""
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
     # values that came from the environment inside channels: never logged

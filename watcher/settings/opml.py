@@ -18,6 +18,7 @@ class Subscription:
     url: str
     html_url: str | None = None
     categories: tuple[str, ...] = ()
+    kind: str = "rss"  # OPML's type: rss for a feed; watcher's sitemap and page sources
 
 
 def read_opml(data: bytes, source: str = "OPML") -> list[Subscription]:
@@ -45,7 +46,8 @@ def read_opml(data: bytes, source: str = "OPML") -> list[Subscription]:
             if url:
                 subs.append(Subscription(title=title.strip(), url=url.strip(),
                                          html_url=outline.get("htmlUrl"),
-                                         categories=folders + tuple(c.strip("/") for c in cats)))
+                                         categories=folders + tuple(c.strip("/") for c in cats),
+                                         kind=(outline.get("type") or "rss").strip().lower()))
             else:
                 walk(outline, (*folders, title.strip()) if title.strip() else folders)
 
@@ -60,7 +62,7 @@ def write_opml(subs: list[Subscription], title: str, now: datetime) -> bytes:
     etree.SubElement(head, "dateCreated").text = format_datetime(now)
     body = etree.SubElement(root, "body")
     for s in subs:
-        attrs = {"type": "rss", "text": s.title, "title": s.title, "xmlUrl": s.url}
+        attrs = {"type": s.kind, "text": s.title, "title": s.title, "xmlUrl": s.url}
         if s.html_url:
             attrs["htmlUrl"] = s.html_url
         if s.categories:

@@ -74,6 +74,13 @@ class FeedStore(Protocol):
 
     def feed_health(self, now: datetime) -> list[FeedHealth]: ...
 
+    def pause_feed(self, name: str, paused: bool, now: datetime) -> bool:
+        """Pause a feed (no daemon sharing the database polls it) or resume it, due at
+        once; False when the store has no such feed."""
+
+    def items_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        """feed -> UTC day (YYYY-MM-DD) -> articles stored since then."""
+
 
 class ArticleStore(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
@@ -191,9 +198,13 @@ class AlertStore(Protocol):
     def alerts_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
         """rule -> UTC day (YYYY-MM-DD) -> alerts that day, since then."""
 
-    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime,
+                  drop: bool = False) -> None:
         """Hold the rule's deliveries until then (None: unmute); the dispatcher sends
-        what was held as one digest when the mute ends."""
+        what was held as one digest when the mute ends, or, `drop`, marks them dropped."""
+
+    def dropping_mutes(self, now: datetime) -> set[str]:
+        """The rules muted now whose deliveries are dropped rather than held."""
 
     def mutes(self, now: datetime) -> dict[str, datetime]:
         """rule -> until when it is muted, for the mutes not over yet."""

@@ -44,6 +44,8 @@ class ExplainIn(BaseModel):
 class MuteIn(BaseModel):
     span: str | None = Field(default="1h", alias="for",
                              description="1h, 1d, 1w or a duration (30m); null unmutes")
+    drop: bool = Field(default=False, description="drop what the mute holds (marked "
+                       "'dropped' in the outbox) instead of sending it as one digest")
 
 
 class FeedbackIn(BaseModel):
@@ -149,15 +151,16 @@ def diff(current: str, mine: str) -> str:
 @router.post("/rules/{name}/mute")
 def mute(name: str, body: MuteIn, ctx: Ctx, _: Editor) -> dict[str, Any]:
     """Deliveries of the rule are held while it is muted and go out as one digest
-    when the mute ends; its matches are still recorded."""
+    when the mute ends (or, `drop`, are marked dropped); its matches are still recorded."""
     ruleset = _parsed(ctx.rules_text(), ctx)
     try:
-        until = rulework.mute(ctx.store, ruleset, name, body.span, ctx.now())
+        until = rulework.mute(ctx.store, ruleset, name, body.span, ctx.now(), body.drop)
     except KeyError:
         raise HTTPException(404, f"rules: no rule named {name!r}") from None
     except ValueError as exc:
         raise HTTPException(422, f"for: {exc}") from None
-    return {"rule": name, "muted_until": until.isoformat() if until else None}
+    return {"rule": name, "muted_until": until.isoformat() if until else None,
+            "drop": bool(until and body.drop)}
 
 
 @router.get("/alerts")

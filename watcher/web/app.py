@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from watcher.settings import Settings
 from watcher.store.protocol import Store
-from watcher.web import api, login, outlook, pages
+from watcher.web import api, feeds, login, outlook, pages
 from watcher.web.auth import Auth
 from watcher.web.context import Console
 from watcher.web.security import Guard, allowed_hosts, public_host
@@ -47,6 +47,7 @@ def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
     app.include_router(login.router)
     app.include_router(pages.router)
     app.include_router(outlook.router)
+    app.include_router(feeds.router)
     return app
 
 

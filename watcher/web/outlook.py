@@ -1,5 +1,5 @@
-"""The archive (full-text search, an article), the outbox (retry what died) and the
-feeds' state: pages and their JSON under /api/v1."""
+"""The archive (full-text search, an article) and the outbox (retry what died): pages
+and their JSON under /api/v1 (the feeds: watcher/web/feeds.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from watcher.core.errors import StoreError
-from watcher.core.records import DeliveryRecord, FeedHealth, SearchHit
+from watcher.core.records import DeliveryRecord, SearchHit
 from watcher.web.auth import Principal
 from watcher.web.context import Console, console, editor, principal, safe_url
 from watcher.web.pages import form_of, render
@@ -20,7 +20,7 @@ router = APIRouter()
 Ctx = Annotated[Console, Depends(console)]
 Viewer = Annotated[Principal, Depends(principal)]
 Editor = Annotated[Principal, Depends(editor)]
-STATUSES = ("pending", "retrying", "sent", "dead")
+STATUSES = ("pending", "retrying", "sent", "dead", "dropped")
 SHOWN = 200
 
 
@@ -90,17 +90,6 @@ def retry(delivery_id: str, ctx: Ctx, _: Editor) -> dict[str, Any]:
     return {"requeued": requeued}
 
 
-def _feed(f: FeedHealth) -> dict[str, Any]:
-    state = "gone" if f.gone_at else "unhealthy" if f.unhealthy_since else \
-        "failing" if f.consecutive_failures else "ok"
-    return _jsonable({**asdict(f), "url": safe_url(f.url), "state": state})
-
-
-@router.get("/api/v1/feeds")
-def feeds(ctx: Ctx, _: Viewer) -> dict[str, Any]:
-    return {"feeds": [_feed(f) for f in ctx.store.feed_health(ctx.now())]}
-
-
 # -- pages ----------------------------------------------------------------------------------
 
 
@@ -140,9 +129,3 @@ async def retry_form(delivery_id: str, request: Request, ctx: Ctx, _: Editor) ->
     if not ctx.store.requeue_deliveries(ctx.now(), [delivery_id]):
         raise HTTPException(404, f"deliver: no delivery {delivery_id!r} to retry")
     return RedirectResponse("/deliveries?status=pending", status_code=303)
-
-
-@router.get("/feeds", include_in_schema=False)
-def feeds_page(request: Request, ctx: Ctx, _: Viewer) -> HTMLResponse:
-    return render(request, "feeds.html", feeds=[_feed(f) for f in
-                                                ctx.store.feed_health(ctx.now())])

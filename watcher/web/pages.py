@@ -136,6 +136,7 @@ def _rule_rows(ctx: Console, text: str) -> list[dict[str, Any]]:
     counts = ctx.store.alert_counts(ctx.now() - timedelta(days=30))
     flagged = ctx.store.feedback_counts()
     mutes = ctx.store.mutes(ctx.now())
+    drops = ctx.store.dropping_mutes(ctx.now()) if mutes else set()
     per_day = ctx.store.alerts_per_day(ctx.now() - timedelta(days=30))
     days = days_back(ctx.now(), 30)
     rows = []
@@ -144,7 +145,7 @@ def _rule_rows(ctx: Console, text: str) -> list[dict[str, Any]]:
         relevance = f"{max(0.0, 1 - bad / n):.0%}" if n else "–"
         rows.append({"name": r.name, "query": r.query or " / ".join(r.any + r.all),
                      "alerts": n, "not_relevant": bad, "relevance": relevance,
-                     "muted_until": mutes.get(r.name),
+                     "muted_until": mutes.get(r.name), "drops": r.name in drops,
                      "chart": sparkline(per_day.get(r.name, {}), days)})
     return rows
 
@@ -299,7 +300,7 @@ async def mute_form(name: str, request: Request, ctx: Ctx, _: Editor) -> Respons
     span = form.get("span") or None
     try:
         rulework.mute(ctx.store, rulework.parse(ctx.rules_text(), ctx.settings), name, span,
-                      ctx.now())
+                      ctx.now(), drop=form.get("drop") == "1")
     except RuleError:
         raise HTTPException(409, "rules: the saved rules have problems; fix them first") \
             from None

@@ -110,14 +110,15 @@ MUTE_FOR = {"1h": 3600.0, "1d": 86400.0, "1w": 7 * 86400.0}
 
 
 def mute(store: Store, ruleset: RuleSet, rule: str, span: str | None,
-         now: datetime) -> datetime | None:
+         now: datetime, drop: bool = False) -> datetime | None:
     """Mute a rule of the saved rules for a span (1h, 1d, 1w or a duration such as
-    30m); None unmutes. KeyError: no such rule; ValueError: not a span."""
+    30m); None unmutes. What it holds goes out as one digest when the mute ends, or,
+    `drop`, is marked dropped. KeyError: no such rule; ValueError: not a span."""
     if rule not in {r.name for r in ruleset.rules}:
         raise KeyError(rule)
     until = None if span is None else now + timedelta(
         seconds=MUTE_FOR.get(span) or parse_duration(span))
-    store.mute_rule(rule, until, now)
+    store.mute_rule(rule, until, now, drop=drop)
     return until
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from watcher.core.digest import dropped_why
 from watcher.core.models import Article
 from watcher.core.records import AlertRecord
 from watcher.core.search import parse_search, to_tsquery
@@ -76,14 +77,31 @@ class AlertsPg(ArticlesPg):
             out.setdefault(r["rule"], {})[r["day"]] = int(r["n"])
         return out
 
-    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime,
+                  drop: bool = False) -> None:
+        with self._tx():
+            held = self._value("SELECT muted_until FROM rule_mutes WHERE rule = %s "
+                               "AND muted_until > %s", [rule, now])
+            if drop and held is not None:  # what the mute holds already is dropped too
+                self._exec("UPDATE deliveries SET status = 'dropped', last_error = %s "
+                           "WHERE rule = %s AND status = 'pending' AND held_until = %s "
+                           "AND (claimed_until IS NULL OR claimed_until <= %s)",
+                           [dropped_why(held), rule, held, now])
+            self._set_mute(rule, until, now, drop)
+
+    def _set_mute(self, rule: str, until: datetime | None, now: datetime,
+                  drop: bool) -> None:
         if until is None:
             self._exec("DELETE FROM rule_mutes WHERE rule = %s", [rule])
         else:
-            self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at) VALUES "
-                       "(%s, %s, %s) ON CONFLICT (rule) DO UPDATE SET muted_until = "
-                       "excluded.muted_until, created_at = excluded.created_at",
-                       [rule, until, now])
+            self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at, drop_held) "
+                       "VALUES (%s, %s, %s, %s) ON CONFLICT (rule) DO UPDATE SET muted_until = "
+                       "excluded.muted_until, created_at = excluded.created_at, "
+                       "drop_held = excluded.drop_held", [rule, until, now, drop])
+
+    def dropping_mutes(self, now: datetime) -> set[str]:
+        return {r["rule"] for r in self._rows(
+            "SELECT rule FROM rule_mutes WHERE muted_until > %s AND drop_held", [now])}
 
     def mutes(self, now: datetime) -> dict[str, datetime]:
         return {r["rule"]: r["muted_until"] for r in self._rows(

@@ -39,13 +39,15 @@ class FeedsPg(PgBase):
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         return [r["name"] for r in self._rows(
             "SELECT name FROM feeds WHERE (next_poll_at IS NULL OR next_poll_at <= %s) "
-            "AND gone_at IS NULL AND name = ANY(%s) ORDER BY next_poll_at NULLS FIRST, name",
+            "AND gone_at IS NULL AND paused_at IS NULL AND name = ANY(%s) "
+            "ORDER BY next_poll_at NULLS FIRST, name",
             [now, list(names)])]
 
     def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         wanted = list(names)
         blocked = {r["name"] for r in self._rows(
-            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > %s", [now])}
+            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > %s "
+            "OR paused_at IS NOT NULL", [now])}
         return [n for n in wanted if n not in blocked]
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
@@ -54,7 +56,8 @@ class FeedsPg(PgBase):
         skipped, not waited for, and a lease still running is left to its owner."""
         due = ("(next_poll_at IS NULL OR next_poll_at <= %(now)s) AND gone_at IS NULL"
                if due_only else
-               "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= %(now)s)")
+               "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= %(now)s)"
+               ) + " AND paused_at IS NULL"
         rows = self._rows(
             "WITH picked AS (SELECT name FROM feeds WHERE " + due + " AND name = ANY(%(names)s) "
             "AND (lease_until IS NULL OR lease_until <= %(now)s OR lease_owner = %(owner)s) "
@@ -122,6 +125,23 @@ class FeedsPg(PgBase):
         return [FeedHealth(**r) for r in self._rows(
             "SELECT f.name, f.url, f.title, f.last_success_at, f.last_error, f.last_error_at, "
             "f.next_poll_at, f.consecutive_failures, f.failing_since, f.unhealthy_since, "
-            "f.gone_at, (f.etag IS NOT NULL OR f.last_modified IS NOT NULL) AS conditional, "
+            "f.gone_at, f.paused_at, "
+            "(f.etag IS NOT NULL OR f.last_modified IS NOT NULL) AS conditional, "
             "(SELECT count(*) FROM articles a WHERE a.feed = f.name AND a.fetched_at >= %s) "
             "AS items_7d FROM feeds f ORDER BY f.name", [now - timedelta(days=7)])]
+
+    def pause_feed(self, name: str, paused: bool, now: datetime) -> bool:
+        if paused:
+            return bool(self._exec("UPDATE feeds SET paused_at = COALESCE(paused_at, %s) "
+                                   "WHERE name = %s", [now, name]))
+        return bool(self._exec(
+            "UPDATE feeds SET next_poll_at = CASE WHEN paused_at IS NULL THEN next_poll_at "
+            "END, paused_at = NULL WHERE name = %s", [name]))
+
+    def items_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows("SELECT feed, to_char(fetched_at AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD') AS day, count(*) AS n FROM articles "
+                            "WHERE fetched_at >= %s GROUP BY 1, 2", [since]):
+            out.setdefault(r["feed"], {})[r["day"]] = int(r["n"])
+        return out

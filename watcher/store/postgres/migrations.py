@@ -179,4 +179,11 @@ MIGRATIONS: list[tuple[str, str]] = [
         lease_until timestamptz
     );"""),
     ("alert_feedback", _ALERT_FEEDBACK),
+    # 013: feeds paused from the console; mutes that drop what they hold, and the
+    # 'dropped' status that keeps those deliveries visible.
+    ("console_feeds", """ALTER TABLE feeds ADD COLUMN paused_at timestamptz;
+    ALTER TABLE rule_mutes ADD COLUMN drop_held boolean NOT NULL DEFAULT false;
+    ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
+    ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
+        CHECK (status IN ('pending', 'retrying', 'sent', 'dead', 'dropped'));"""),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from watcher.core.digest import dropped_why
 from watcher.core.intents import HoldCandidate, HoldDecision, Matched
 from watcher.core.models import Alert, Delivery
 from watcher.core.records import DeliveryRecord
@@ -72,6 +73,13 @@ class OutboxPg(PgBase):
                 if d.release_at is None or d.digest_id is None:
                     applied += self._exec("UPDATE deliveries SET classified_at = %s "
                                           "WHERE id = %s AND classified_at IS NULL", [now, d.id])
+                    continue
+                if d.drop:
+                    applied += self._exec(
+                        "UPDATE deliveries SET classified_at = %s, held_until = %s, "
+                        "status = 'dropped', last_error = %s WHERE id = %s "
+                        "AND classified_at IS NULL",
+                        [now, d.release_at, dropped_why(d.release_at), d.id])
                     continue
                 group = d.digest_id
                 if self._rows("SELECT 1 FROM deliveries WHERE digest_id = %s AND (status IN "

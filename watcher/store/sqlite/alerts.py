@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from watcher.core.digest import dropped_why
 from watcher.core.models import Article
 from watcher.core.records import AlertRecord
 from watcher.core.search import parse_search, to_fts5
@@ -93,16 +94,30 @@ class AlertsStore(ArticlesStore):
             out.setdefault(r["rule"], {})[r["day"]] = int(r["n"])
         return out
 
-    def mute_rule(self, rule: str, until: datetime | None, now: datetime) -> None:
-        """Hold the rule's deliveries until then (None: no longer)."""
+    def mute_rule(self, rule: str, until: datetime | None, now: datetime,
+                  drop: bool = False) -> None:
+        """Hold the rule's deliveries until then (None: no longer); `drop`: drop them,
+        and those its mute holds already."""
         with self._atomic():
+            held = self._value("SELECT muted_until FROM rule_mutes WHERE rule = ? "
+                               "AND muted_until > ?", [rule, ts(now)])
+            if drop and held is not None:
+                self._exec("UPDATE deliveries SET status = 'dropped', last_error = ? "
+                           "WHERE rule = ? AND status = 'pending' AND held_until = ? "
+                           "AND (claimed_until IS NULL OR claimed_until <= ?)",
+                           [dropped_why(must_ts(held)), rule, held, ts(now)])
             if until is None:
                 self._exec("DELETE FROM rule_mutes WHERE rule = ?", [rule])
             else:
-                self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at) "
-                           "VALUES (?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
+                self._exec("INSERT INTO rule_mutes (rule, muted_until, created_at, drop_held) "
+                           "VALUES (?, ?, ?, ?) ON CONFLICT (rule) DO UPDATE SET "
                            "muted_until = excluded.muted_until, "
-                           "created_at = excluded.created_at", [rule, ts(until), ts(now)])
+                           "created_at = excluded.created_at, drop_held = excluded.drop_held",
+                           [rule, ts(until), ts(now), int(drop)])
+
+    def dropping_mutes(self, now: datetime) -> set[str]:
+        return {r["rule"] for r in self._rows(
+            "SELECT rule FROM rule_mutes WHERE muted_until > ? AND drop_held", [ts(now)])}
 
     def mutes(self, now: datetime) -> dict[str, datetime]:
         """rule -> until when it is muted, for the mutes not over yet."""

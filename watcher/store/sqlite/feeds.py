@@ -45,13 +45,14 @@ class FeedsStore(SqliteBase):
         wanted = set(names)
         rows = self._rows(
             "SELECT name FROM feeds WHERE (next_poll_at IS NULL OR next_poll_at <= ?) "
-            "AND gone_at IS NULL ORDER BY next_poll_at", [ts(now)])
+            "AND gone_at IS NULL AND paused_at IS NULL ORDER BY next_poll_at", [ts(now)])
         return [r["name"] for r in rows if r["name"] in wanted]
 
     def pollable_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Feeds that may be polled now on demand: not gone, not held by Retry-After."""
         blocked = {r["name"] for r in self._rows(
-            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > ?", [ts(now)])}
+            "SELECT name FROM feeds WHERE gone_at IS NOT NULL OR hold_until > ? "
+            "OR paused_at IS NOT NULL", [ts(now)])}
         return [n for n in names if n not in blocked]
 
     def claim_feeds(self, owner: str, now: datetime, lease_s: float, names: Iterable[str],
@@ -63,7 +64,8 @@ class FeedsStore(SqliteBase):
         if not wanted or limit == 0:
             return []
         due = ("(next_poll_at IS NULL OR next_poll_at <= :now) AND gone_at IS NULL"
-               if due_only else "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= :now)")
+               if due_only else "gone_at IS NULL AND (hold_until IS NULL OR hold_until <= :now)"
+               ) + " AND paused_at IS NULL"
         free: list[tuple[str, str]] = []
         with self._write():
             for i in range(0, len(wanted), 400):
@@ -152,9 +154,28 @@ class FeedsStore(SqliteBase):
         return [_health(r) for r in self._rows(
             "SELECT f.name, f.url, f.title, f.last_success_at, f.last_error, f.last_error_at, "
             "f.next_poll_at, f.consecutive_failures, f.failing_since, f.unhealthy_since, "
-            "f.gone_at, f.etag IS NOT NULL OR f.last_modified IS NOT NULL AS conditional, "
+            "f.gone_at, f.paused_at, "
+            "f.etag IS NOT NULL OR f.last_modified IS NOT NULL AS conditional, "
             "(SELECT count(*) FROM articles a WHERE a.feed = f.name AND a.fetched_at >= ?) "
             "AS items_7d FROM feeds f ORDER BY f.name", [week])]
+
+    def pause_feed(self, name: str, paused: bool, now: datetime) -> bool:
+        """Paused: no daemon claims it. Resumed: due at once."""
+        with self._write():
+            if paused:
+                return bool(self._exec("UPDATE feeds SET paused_at = COALESCE(paused_at, ?) "
+                                       "WHERE name = ?", [ts(now), name]).rowcount)
+            return bool(self._exec(
+                "UPDATE feeds SET next_poll_at = CASE WHEN paused_at IS NULL THEN "
+                "next_poll_at END, paused_at = NULL WHERE name = ?", [name]).rowcount)
+
+    def items_per_day(self, since: datetime) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for r in self._rows("SELECT feed, substr(fetched_at, 1, 10) AS day, count(*) AS n "
+                            "FROM articles WHERE fetched_at >= ? GROUP BY feed, day",
+                            [ts(since)]):
+            out.setdefault(r["feed"], {})[r["day"]] = int(r["n"])
+        return out
 
 
 def _health(r: Row) -> FeedHealth:
@@ -165,4 +186,5 @@ def _health(r: Row) -> FeedHealth:
         consecutive_failures=r["consecutive_failures"],
         failing_since=from_ts(r["failing_since"]),
         unhealthy_since=from_ts(r["unhealthy_since"]), gone_at=from_ts(r["gone_at"]),
-        conditional=bool(r["conditional"]), items_7d=r["items_7d"])
+        conditional=bool(r["conditional"]), items_7d=r["items_7d"],
+        paused_at=from_ts(r["paused_at"]))

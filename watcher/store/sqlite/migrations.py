@@ -273,3 +273,30 @@ def m012_alert_feedback(db: sqlite_utils.Database) -> None:
     );
     CREATE INDEX matches_created ON matches(created_at);
     """)
+
+
+@migrations()
+def m013_console_feeds(db: sqlite_utils.Database) -> None:
+    """Feeds paused from the console (no daemon sharing the database polls them);
+    mutes that drop what they hold instead of sending it as a digest, and the
+    'dropped' status that keeps those deliveries visible."""
+    db.executescript("""
+    ALTER TABLE feeds ADD COLUMN paused_at TEXT;
+    ALTER TABLE rule_mutes ADD COLUMN drop_held INTEGER NOT NULL DEFAULT 0;
+    """)
+    # A CHECK constraint cannot be altered in SQLite: the table is rebuilt from its own
+    # text (whatever columns earlier migrations added), with its indexes.
+    table = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' "
+                       "AND name = 'deliveries'").fetchone()[0]
+    wider = table.replace("'sent', 'dead')", "'sent', 'dead', 'dropped')", 1)
+    if wider == table:
+        raise RuntimeError("migration 013: deliveries' status constraint not found")
+    indexes = [r[0] for r in db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'deliveries' "
+        "AND sql IS NOT NULL")]
+    # In the migration's own transaction: all of it, or none.
+    for sql in (wider.replace("deliveries", "deliveries_013", 1),
+                "INSERT INTO deliveries_013 SELECT * FROM deliveries",
+                "DROP TABLE deliveries",
+                "ALTER TABLE deliveries_013 RENAME TO deliveries", *indexes):
+        db.execute(sql)

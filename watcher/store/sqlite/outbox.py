@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+from watcher.core.digest import dropped_why
 from watcher.core.intents import HoldCandidate, HoldDecision, Matched
 from watcher.core.models import Alert, Delivery
 from watcher.core.records import DeliveryRecord
@@ -84,6 +85,13 @@ class OutboxStore(SqliteBase):
                     applied += self._exec(
                         "UPDATE deliveries SET classified_at = ? WHERE id = ? "
                         "AND classified_at IS NULL", [ts(now), d.id]).rowcount
+                    continue
+                if d.drop:
+                    applied += self._exec(
+                        "UPDATE deliveries SET classified_at = ?, held_until = ?, "
+                        "status = 'dropped', last_error = ? WHERE id = ? "
+                        "AND classified_at IS NULL",
+                        [ts(now), ts(d.release_at), dropped_why(d.release_at), d.id]).rowcount
                     continue
                 group = d.digest_id
                 if self._value(
