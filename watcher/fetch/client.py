@@ -58,7 +58,7 @@ def _pool(limits: HttpLimits, guarded: bool) -> Pool:
     # both kept alive, and room for the sites queued behind them.
     pool_limits = httpx.Limits(max_connections=limits.concurrency * 4,
                                max_keepalive_connections=limits.concurrency * 2)
-    return Pool(AsyncioBackend(guarded), ssl.create_default_context(), pool_limits)
+    return Pool(AsyncioBackend(guarded), ssl.create_default_context, pool_limits)
 
 
 # httpcore's exceptions (those of transport.py and pool.py are among them): one request's
