@@ -26,13 +26,13 @@ from typing import cast
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import httpcore
-import httpx
 
 from watcher import __version__
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, FetchResult, Undecoded
 from watcher.core.schedule import parse_retry_after
 from watcher.fetch.decoding import BoundedDecoder, GzipFile, Sink, content_coding
+from watcher.fetch.httpx_lib import httpx
 from watcher.fetch.pool import Body, Pool
 from watcher.fetch.transport import AsyncioBackend
 

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import cast
 
 import httpcore
-import httpx
+
+from watcher.fetch.httpx_lib import httpx
 
 _OriginKey = tuple[bytes, bytes, int]
 
