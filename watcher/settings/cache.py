@@ -44,7 +44,12 @@ def cache_dir(env: Mapping[str, str]) -> Path | None:
     if chosen:
         return Path(chosen)
     xdg = env.get("XDG_CACHE_HOME", "").strip()
-    return Path(xdg) / "watcher" if xdg else Path.home() / ".cache" / "watcher"
+    if xdg:
+        return Path(xdg) / "watcher"
+    try:
+        return Path.home() / ".cache" / "watcher"
+    except RuntimeError:  # no home (a service's dynamic user): validate every time
+        return None
 
 
 def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
