@@ -28,7 +28,11 @@ def extract(name: str):
 def test_seed_story_text_and_metadata() -> None:
     x = extract(SEED)
     assert "tactical missile system" in x.text
-    assert x.text.startswith("SEOUL, May 15 (UPI) -- North Korean leader Kim Jong Un")
+    assert "\nSEOUL, May 15 (UPI) -- North Korean leader Kim Jong Un" in x.text
+    # the story's own header (headline, standfirst) is text; the site's is not
+    lines = x.text.splitlines()
+    assert lines.index(x.title) < lines.index(next(s for s in lines if s.startswith("SEOUL")))
+    assert not any(chrome in x.text for chrome in ("Sign in", "Subscribe", "Share on"))
     assert x.title == "Kim Jong Un inspects new missile system amid growing Russia military ties"
     assert x.date == "2024-05-15"
     assert x.author == "UPI"
@@ -129,11 +133,12 @@ def test_our_parsing_and_dropping_give_trafilaturas_own_text(name: str) -> None:
     text to load and clean itself, finds the same text."""
     import trafilatura
 
-    from watcher.extract.page import _extraction_options, fast_text
+    from watcher.extract.page import _extraction_options, fast_pass, fast_text
 
     body = _FORUM.encode() if name == "forum" else (ARTICLES / name).read_bytes()
-    untouched = trafilatura.bare_extraction(decode_page(body, HTML),
-                                            options=_extraction_options(None))
+    with fast_pass():  # the same settings
+        untouched = trafilatura.bare_extraction(decode_page(body, HTML),
+                                                options=_extraction_options(None))
     assert untouched is not None and untouched.text
     assert fast_text(decode_page(body, HTML), None)[0] == untouched.text.strip()
 
@@ -185,16 +190,18 @@ def test_a_page_the_fast_pass_misses_gets_the_full_extraction(name: str) -> None
     (0, 5000, 0, True),
     (1999, 2100, 0, True),           # short
     (2000, 2100, 0, False),
-    (2000, 9999, 0, False),          # a fifth of the visible text
-    (2000, 10001, 0, True),          # less than a fifth
-    (5000, 20000, 0, False),
-    (5000, 25001, 0, True),
+    (2000, "at the share", 0, False),
+    (2000, "past the share", 0, True),
+    (5000, "at the share", 0, False),
+    (5000, "past the share", 0, True),
     (5000, 6000, 8000, False),       # the feed's text would not win (5000 >= 0.6 * 8000)
     (5000, 6000, 8400, True),        # it would: try harder first
 ])
-def test_cut_short(chars: int, visible: int, feed: int, short: bool) -> None:
-    from watcher.extract.page import cut_short
+def test_cut_short(chars: int, visible: int | str, feed: int, short: bool) -> None:
+    from watcher.extract.page import MIN_VISIBLE_SHARE, cut_short
 
+    if isinstance(visible, str):  # just within, or just past, the visible share
+        visible = int(chars / MIN_VISIBLE_SHARE) + (1 if visible == "past the share" else 0)
     assert cut_short("x" * chars, visible, feed) is short
 
 
@@ -215,6 +222,90 @@ def test_a_complete_fast_text_is_kept_without_the_full_pass(
     assert extract_page(page.encode(), None, HTML).text == fast
     with pytest.raises(Exception, match="full extraction ran"):  # a longer feed text
         extract_page(page.encode(), None, HTML, feed_chars=len(fast) * 2)
+
+
+def test_the_fast_pass_keeps_a_storys_header_that_trafilaturas_precision_drops() -> None:
+    """The fast pass skips the precision focus's own discards (an article's <header>
+    holds its headline and lead); trafilatura called directly still runs them."""
+    import trafilatura
+
+    from watcher.extract.page import _extraction_options, fast_text
+
+    lead = "Harbour wall to be rebuilt by the spring, the council decided on Tuesday."
+    page = (f"<html><body><article><header><h1>Harbour wall</h1><p>{lead}</p></header>"
+            + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(6))
+            + "</article></body></html>")
+    assert lead in fast_text(page, None)[0]
+    direct = trafilatura.bare_extraction(page, options=_extraction_options(None))
+    assert "Part 3." in direct.text and lead not in direct.text
+
+
+_OTHER = ("Fishermen say the repairs promised last spring never started, and the "
+          "insurers of the boats have begun to raise their premiums. ")
+
+
+def _article_and_notes(notes: int) -> str:
+    """An article the fast pass keeps, and bare notes beside it that only the full
+    pass reads: with enough notes, the article is a small share of what the page shows."""
+    return ("<html><body><article>"
+            + "".join(f"<p>Part {i}. {_SENTENCE * 2}</p>" for i in range(8)) + "</article>"
+            + "".join(f"<div class='x'>Note {i}. {_OTHER}</div>" for i in range(notes))
+            + "</body></html>")
+
+
+def test_a_fast_text_under_the_visible_share_gets_the_full_pass_too() -> None:
+    from watcher.extract.page import (
+        MIN_VISIBLE_SHARE,
+        SHORT_TEXT,
+        fast_text,
+        parse_page,
+        visible_chars,
+    )
+
+    page = _article_and_notes(40)
+    fast, visible, _ = fast_text(page, None)
+    assert len(fast) >= SHORT_TEXT and len(fast) < MIN_VISIBLE_SHARE * visible
+    assert "Note 3." not in fast
+    text = extract_page(page.encode(), None, HTML).text
+    assert "Part 3." in text and "Note 3." in text and "insurers of the boats" in text
+    # few notes: the article is most of the page, and the fast text stands alone
+    page = _article_and_notes(4)
+    assert len(fast_text(page, None)[0]) >= MIN_VISIBLE_SHARE * visible_chars(parse_page(page))
+    assert "Note 3." not in extract_page(page.encode(), None, HTML).text
+
+
+def test_the_fast_passs_paragraphs_the_full_pass_drops_are_kept(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from watcher.extract import page as page_module
+
+    page = _article_and_notes(40)
+    real_full = page_module.full_text
+
+    def full_without_the_article(text: str, url: str | None) -> str:
+        return "\n".join(line for line in real_full(text, url).splitlines()
+                         if not line.startswith("Part "))
+
+    monkeypatch.setattr(page_module, "full_text", full_without_the_article)
+    lines = extract_page(page.encode(), None, HTML).text.splitlines()
+    notes = [i for i, line in enumerate(lines) if line.startswith("Note ")]
+    parts = [i for i, line in enumerate(lines) if line.startswith("Part ")]
+    assert len(notes) == 40 and len(parts) == 8
+    assert max(notes) < min(parts)  # the full text first, then what it lacked
+
+
+@pytest.mark.parametrize(("full", "fast", "merged"), [
+    ("", "", ""),
+    ("a\nb", "", "a\nb"),
+    ("", "a\nb", "a\nb"),
+    ("one two\nthree", "one  two\n\nfour", "one two\nthree\nfour"),
+    ("one two three", "two", "one two three"),     # held inside a longer paragraph
+    ("x\ny", "y\nx", "x\ny"),                     # nothing missing: the full text as it is
+    ("first\nsecond", "second\n  third line \nfirst", "first\nsecond\n  third line "),
+])
+def test_merge_texts(full: str, fast: str, merged: str) -> None:
+    from watcher.extract.page import merge_texts
+
+    assert merge_texts(full, fast) == merged
 
 
 def test_the_text_is_in_nfc() -> None:
@@ -255,6 +346,22 @@ TEXT = "Café Zürich — “quotes” naïve façade résumé déjà vu, Straß
 ])
 def test_decode_page_charset_precedence(body: bytes, content_type: str | None) -> None:
     assert TEXT in decode_page(body, content_type)
+
+
+@pytest.mark.parametrize(("meta", "content_type"), [
+    ('<meta charset="utf-8">', None),
+    ("", "text/html; charset=UTF-8"),
+])
+def test_decode_page_declared_utf8_with_a_stray_byte_stays_utf8(
+        meta: str, content_type: str | None) -> None:
+    """A Latin-1 byte pasted into a UTF-8 page (in a script comment, say) is one
+    replacement character, not a reason to read every umlaut as two characters."""
+    body = PAGE.format(meta=meta + "<script>/* M\xe4scot */</script>").encode("utf-8")
+    body = body.replace("M\xe4scot".encode(), b"M\xe4scot")
+    with pytest.raises(UnicodeDecodeError):
+        body.decode("utf-8")
+    text = decode_page(body, content_type)
+    assert TEXT in text and text.count("\ufffd") == 1
 
 
 def test_decode_page_detects_undeclared_german_cp1252() -> None:

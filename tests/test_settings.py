@@ -425,3 +425,30 @@ def test_web_settings_default_to_no_websub(tmp_path: Path) -> None:
                                              "websub_lease: 2d}\n"), env={})
     assert settings.web.websub_lease == 2 * 86400 and settings.web.websub_poll_interval == 6 * 3600
     assert load_settings(write(tmp_path, "feeds: []\n"), env={}).web.public_url is None
+
+
+# --- the web server: console and WebSub under web: -------------------------------------
+
+def test_the_console_and_websub_share_the_web_section(tmp_path: Path) -> None:
+    path = write(tmp_path, "database: w.db\nrules: r.yaml\nweb:\n  listen: 127.0.0.1:8080\n"
+                 "  public_url: https://w.test\n  hosts: [w.test]\n"
+                 "  tokens: {ci: {token: '0123456789abcdef0123'}}\n")
+    s = load_settings(path, env={})
+    assert (s.web.listen, s.web.public_url, s.web.hosts) == ("127.0.0.1:8080", "https://w.test",
+                                                             ("w.test",))
+    assert list(s.web.tokens) == ["ci"] and s.notices == ()
+
+
+def test_an_older_console_section_is_read_as_web_with_a_notice(tmp_path: Path) -> None:
+    path = write(tmp_path, "database: w.db\nrules: r.yaml\nconsole:\n  listen: 127.0.0.1:9\n"
+                 "web:\n  public_url: https://w.test\n")
+    s = load_settings(path, env={})
+    assert (s.web.listen, s.web.public_url) == ("127.0.0.1:9", "https://w.test")
+    assert len(s.notices) == 1 and "console: is now part of web:" in s.notices[0]
+    assert str(path) in s.notices[0]
+    both = write(tmp_path, "database: w.db\nrules: r.yaml\nconsole:\n  listen: 127.0.0.1:9\n"
+                 "web:\n  listen: 127.0.0.1:8\n")
+    msg = config_error(both)
+    assert f"{both}: console: listen also set under web:" in msg
+    bad = write(tmp_path, "database: w.db\nrules: r.yaml\nconsole:\n  lisen: 127.0.0.1:9\n")
+    assert f"{bad}: web.lisen: unknown key" in config_error(bad)

@@ -129,7 +129,7 @@ def test_passwords_are_hashed_and_checked() -> None:
 
 
 def test_users_log_in_by_password_and_viewers_cannot_save(tmp_path: Path) -> None:
-    web = make_web(tmp_path, "console:\n  users:\n"
+    web = make_web(tmp_path, "web:\n  users:\n"
                    f"    ann: {{password_hash: '{hash_password('pw-ann')}', role: editor}}\n"
                    f"    vic: {{password_hash: '{hash_password('pw-vic')}'}}\n")
     try:
@@ -155,7 +155,7 @@ def test_users_log_in_by_password_and_viewers_cannot_save(tmp_path: Path) -> Non
 
 
 def test_api_tokens_from_the_config_carry_their_role(tmp_path: Path) -> None:
-    web = make_web(tmp_path, "console:\n  tokens:\n    ci: {token: 'viewer-token-0123456789'}\n")
+    web = make_web(tmp_path, "web:\n  tokens:\n    ci: {token: 'viewer-token-0123456789'}\n")
     try:
         head = {"Authorization": "Bearer viewer-token-0123456789"}
         assert web.client.get("/api/v1/alerts", headers=head).status_code == 200

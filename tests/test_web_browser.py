@@ -50,7 +50,7 @@ def console(tmp_path: Path, seed_server: LoopbackServer) -> Iterator[tuple[str, 
            "feeds": [{"name": "demo-world", "url": seed_server.url("/feeds/world.xml"),
                       "allow_private": True}],
            "channels": {"file": {"type": "jsonl", "path": "out/alerts.jsonl"}},
-           "console": {"listen": f"127.0.0.1:{port}"}}
+           "web": {"listen": f"127.0.0.1:{port}"}}
     (tmp_path / "watcher.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "rules.yaml").write_text(FIRST_RULES)
     once = run_watcher("run", "--once", "--config", str(tmp_path / "watcher.yaml"))

@@ -87,9 +87,10 @@ def test_watcher_web_serves_the_console_behind_its_login_link(tmp_path: Path) ->
         proc.wait(timeout=20)
 
 
-def test_the_daemon_serves_the_console_when_console_listen_is_set(tmp_path: Path) -> None:
+def test_the_daemon_serves_the_console_when_web_listen_is_set(tmp_path: Path) -> None:
     port = free_port()
-    config = write_config(tmp_path, f"console: {{listen: '127.0.0.1:{port}'}}\n")
+    config = write_config(tmp_path, f"web: {{listen: '127.0.0.1:{port}', "
+                                    "public_url: 'https://watcher.test'}\n")
     proc = subprocess.Popen([sys.executable, "-m", "watcher", "run", "--config", str(config)],
                             cwd=ROOT, text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
@@ -105,9 +106,43 @@ def test_the_daemon_serves_the_console_when_console_listen_is_set(tmp_path: Path
                 except httpx.ConnectError:
                     time.sleep(0.1)
             assert page.status_code == 200 and "<h1>Alerts</h1>" in page.text
+            # WebSub's callbacks on the same server, outside the console's login and
+            # Host check (hubs carry neither): the daemon answers them.
+            door = f"http://127.0.0.1:{port}/websub/unknown"
+            r = client.get(door, params={"hub.mode": "subscribe", "hub.challenge": "c"},
+                           headers={"Host": "watcher.test"})
+            assert r.status_code == 404, r.text
+            r = client.post(door, content=b"<rss/>", headers={"Host": "watcher.test"})
+            assert r.status_code == 404 and r.text == "unknown subscription"
+            assert client.get(f"http://127.0.0.1:{port}/alerts", headers={
+                "Host": "evil.test"}).status_code == 421  # the console still checks Host
+            assert client.get(f"http://127.0.0.1:{port}/alerts", headers={
+                "Host": "watcher.test"}).status_code == 200  # public_url's name is its own
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_the_console_alone_answers_websub_callbacks_with_try_again(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "web: {public_url: 'https://watcher.test', "
+                                    "listen: '127.0.0.1:1'}\n")
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "watcher", "web", "--config", str(config),
+                             "--listen", f"127.0.0.1:{port}"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(timeout=10) as client:
+            for _ in range(100):
+                try:
+                    r = client.post(f"http://127.0.0.1:{port}/websub/x", content=b"<rss/>")
+                    break
+                except httpx.ConnectError:
+                    time.sleep(0.1)
+            # No daemon behind a console run alone: the hub is told to try again.
+            assert r.status_code == 503 and "no daemon" in r.text
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
 
 
 def test_rules_explain_prints_no_terminal_escapes_from_feeds(tmp_path: Path) -> None:

@@ -25,6 +25,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"  {name}: {ch.type}")
     for name, why in settings.unusable_channels.items():
         print(f"  {name}: UNUSABLE ({why}); no rule uses it")
+    for notice in settings.notices:
+        print(f"warning: {notice}")
     print("rules:")
     for r in ruleset.rules:
         pacing = (f" (digest {r.digest})" if r.digest else

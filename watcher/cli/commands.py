@@ -168,7 +168,7 @@ def _web(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("web", parents=[common],
                        help="serve the web console alone (the same database as the daemon)")
     p.add_argument("--listen", metavar="HOST:PORT",
-                   help="where to listen (default: console.listen, else 127.0.0.1:8080)")
+                   help="where to listen (default: web.listen, else 127.0.0.1:8080)")
     p.set_defaults(func=Lazy("web", "cmd_web"))
     ws = p.add_subparsers(dest="web_command")
     pw = ws.add_parser("passwd", parents=[common],

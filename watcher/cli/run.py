@@ -24,6 +24,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings, ruleset = load_all(args)
     setup_logging(args.verbose, settings.secrets, args.log_format)
+    for notice in settings.notices:
+        log.warning("config: %s", notice)
     for name, why in settings.unusable_channels.items():
         log.warning("config: channel %r is unusable and no rule uses it: %s", name, why)
     # One daemon per SQLite file; daemons sharing PostgreSQL claim their work there.
@@ -38,7 +40,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             if args.once:
                 return runner.run(daemon.run_once(stats_path=args.stats))
-            stop_web = serve_in_thread(settings) if settings.console.listen else None
+            stop_web = None
+            if settings.web.listen:
+                stop_web, daemon.websub_door = serve_in_thread(settings)
             try:
                 return runner.run(daemon.run_forever())
             finally:

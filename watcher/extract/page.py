@@ -6,6 +6,9 @@ import codecs
 import copy
 import re
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +55,11 @@ def decode_page(body: bytes, content_type: str | None) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError:
+        if "utf-8" in map(_codec, candidates) and _mostly_utf8(body):
+            # Declared UTF-8 with a stray byte or two (a pasted Latin-1 comment): read
+            # as UTF-8 with replacements, as browsers do, rather than detect a
+            # single-byte charset that garbles every character of the text.
+            return body.decode("utf-8", errors="replace")
         from charset_normalizer import from_bytes  # installed with trafilatura/httpx
 
         best = from_bytes(body).best()
@@ -62,6 +70,14 @@ def decode_page(body: bytes, content_type: str | None) -> str:
             # standard's default for undeclared Western pages is windows-1252.
             return body.decode("windows-1252", errors="replace")
         return str(best)
+
+
+def _mostly_utf8(body: bytes) -> bool:
+    """More characters read as valid multi-byte UTF-8 than bytes that are not."""
+    text = body.decode("utf-8", errors="replace")
+    invalid = text.count("\ufffd")
+    non_ascii = len(text) - len(text.encode("ascii", errors="ignore"))
+    return non_ascii - invalid > invalid
 
 
 # What trafilatura's load_html strips before lxml sees the text: characters XML
@@ -169,10 +185,13 @@ def _base_options(fast: bool) -> Any:
                      tables=True, with_metadata=False)
 
 
-# When the fast extraction looks cut short, the full one runs. A page's main text is
-# rarely under a fifth of what the page shows once its menus, asides and footers are
-# gone; a text this short is more often a teaser, a caption or a missed article body.
-MIN_VISIBLE_SHARE = 0.2
+# When the fast extraction looks cut short, the full one runs. Once its menus, asides
+# and footers are gone, most of what a page shows is its main text; a fast text under
+# two-fifths of it has more often dropped a part of the article (a list, a section under
+# a heading, a second text block) than the page is mostly boilerplate. Chosen on the
+# whole development set for recall first, then CPU, and checked on random halves of it
+# (benchmarks/RESULTS.md).
+MIN_VISIBLE_SHARE = 0.4
 SHORT_TEXT = 2000
 
 
@@ -203,6 +222,51 @@ def _prune_in_python() -> Installed:
     return prune_xpath.install()
 
 
+# Set while watcher's fast pass runs (per thread: a context variable).
+_IN_FAST_PASS: ContextVar[bool] = ContextVar("watcher_fast_pass", default=False)
+
+
+class _OutsideFastPass:
+    """trafilatura's precision-only discard expressions, read through unchanged,
+    except by watcher's fast pass, which reads none.
+
+    They prune `<header>` elements, and blocks whose class names a bottom or a link or
+    whose style draws a border. On the development set they removed far more main text
+    (an article's own header and lead, framed paragraphs) than boilerplate the rest of
+    the precision focus lets through (benchmarks/RESULTS.md)."""
+
+    def __init__(self, expressions: list[Any]) -> None:
+        self.expressions = expressions  # trafilatura's own list, as prune_xpath fills it
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(() if _IN_FAST_PASS.get() else self.expressions)
+
+
+@contextmanager
+def fast_pass() -> Iterator[None]:
+    """trafilatura's precision focus, as watcher's fast pass runs it, within."""
+    _skip_precision_discards_in_fast_pass()
+    token = _IN_FAST_PASS.set(True)
+    try:
+        yield
+    finally:
+        _IN_FAST_PASS.reset(token)
+
+
+@cache
+def _skip_precision_discards_in_fast_pass() -> None:
+    """Only the precision focus reads the list (in prune_unwanted_sections), and in
+    watcher only the fast pass asks for that focus; other callers in the process,
+    trafilatura's own extract() included, still get every expression."""
+    from trafilatura import main_extractor
+
+    expressions = getattr(main_extractor, "PRECISION_DISCARD_XPATH", None)
+    if isinstance(expressions, list):
+        # trafilatura only iterates over it (prune_unwanted_nodes), which the view supports
+        main_extractor.PRECISION_DISCARD_XPATH = _OutsideFastPass(  # type: ignore[assignment]
+            expressions)
+
+
 def _extraction_options(url: str | None, fast: bool = True) -> Any:
     options = copy.copy(_base_options(fast))
     options.url = options.source = url
@@ -210,9 +274,9 @@ def _extraction_options(url: str | None, fast: bool = True) -> Any:
 
 
 def fast_text(text: str, url: str | None) -> tuple[str, int, Any]:
-    """trafilatura's fast extraction favouring precision, on our parsed and pre-cleaned
-    tree: the text, the page's visible characters, and its metadata (None when it is
-    not an HTML page)."""
+    """trafilatura's fast extraction favouring precision (less its precision-only
+    discards), on our parsed and pre-cleaned tree: the text, the page's visible
+    characters, and its metadata (None when it is not an HTML page)."""
     import trafilatura
     from trafilatura.settings import Document
 
@@ -222,7 +286,8 @@ def fast_text(text: str, url: str | None) -> tuple[str, int, Any]:
     meta = page_metadata(tree)
     drop_boilerplate_elements(tree)
     _prune_in_python()
-    doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
+    with fast_pass():
+        doc = trafilatura.bare_extraction(tree, options=_extraction_options(url))
     page = (doc.text if isinstance(doc, Document) else "") or ""
     return page.strip(), visible_chars(tree), meta
 
@@ -244,12 +309,28 @@ def full_text(text: str, url: str | None) -> str:
     return ((doc.text if isinstance(doc, Document) else "") or "").strip()
 
 
+def merge_texts(full: str, fast: str) -> str:
+    """The full extraction's text, then the fast one's paragraphs it lacks.
+
+    The two passes each keep paragraphs the other drops (the fast one, on the pre-cleaned
+    tree, headings and list items the fallbacks lose; the full one whole blocks), and for
+    an alert a sentence missed costs more than a line of boilerplate let in. A fast
+    paragraph counts as present when the full text holds it, spaces collapsed.
+    """
+    if not full or not fast:
+        return full or fast
+    present = " ".join(full.split())
+    missing = [line for line in fast.splitlines()
+               if line.strip() and " ".join(line.split()) not in present]
+    return "\n".join([full, *missing]) if missing else full
+
+
 def _extract_text(text: str, url: str | None, feed_chars: int) -> tuple[str, Any]:
-    """Fast first; the full extraction when the fast text looks cut short."""
+    """Fast first; when its text looks cut short, the full extraction too, both kept."""
     fast, visible, meta = fast_text(text, url)
     if meta is None or not cut_short(fast, visible, feed_chars):
         return fast, meta
-    return full_text(text, url) or fast, meta
+    return merge_texts(full_text(text, url), fast), meta
 
 
 def extract_page(body: bytes, url: str | None = None, content_type: str | None = None,

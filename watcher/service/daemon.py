@@ -36,7 +36,7 @@ from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.service.reload import Reloading
 from watcher.service.sharing import Sharing, utcnow
 from watcher.service.sources import ingest_source
-from watcher.service.websub import start_websub
+from watcher.service.websub import Door, start_websub
 from watcher.service.workers import ExtractPool
 from watcher.settings import Settings
 from watcher.store import open_store, prune
@@ -63,6 +63,8 @@ class Daemon(Sharing, Reloading):
                  channels: Mapping[str, Channel] | None = None) -> None:
         self.settings = settings
         self.rules = rules
+        # the web server's way in for WebSub callbacks, given by `watcher run`
+        self.websub_door: Door | None = None
         self._rules_refused: str | None = None  # digest of the last rules.yaml refused
         self.feeds: dict[str, Feed] = {f.name: f for f in settings.feed_models()}
         self.store = open_store(settings.database)

@@ -1,11 +1,13 @@
-"""WebSub in the daemon: subscribe to the hubs feeds name, answer the hubs on a small
-HTTP server of our own, and ingest what they push at once.
+"""WebSub in the daemon: subscribe to the hubs feeds name, answer the hubs on the web
+server (the console's), and ingest what they push at once.
 
 A subscription is asked for when a polled feed names a hub (rel="hub") and
 `web.public_url` is set; the hub verifies our intent on the callback, each
-subscription's own path under `/websub/`. A push is read only up to the feed size
-cap and believed only with a good X-Hub-Signature (checked before parsing); it is
-then parsed and ingested like a poll's entries. Leases are renewed before they end,
+subscription's own path under `/websub/` on the web server (`web.listen`), which
+hands the requests to `WebSub.answer` on the daemon's loop (watcher.web.websub). A
+push is read only up to the feed size cap and believed only with a good
+X-Hub-Signature (checked before parsing); it is then parsed and ingested like a
+poll's entries. Leases are renewed before they end,
 a feed removed from the config is unsubscribed, and while pushes are expected the
 feed is still polled, at `web.websub_poll_interval`, as a safety net.
 """
@@ -19,8 +21,7 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from typing import Any, Protocol
 
 from watcher.core.errors import FetchError, ParseError, StoreError
 from watcher.core.models import Feed, ParsedFeed
@@ -36,17 +37,24 @@ from watcher.service.ingest import IngestContext, ingest_entries
 
 log = logging.getLogger("watcher.service.websub")
 _PATH = "/websub/"
-_REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 403: "Forbidden",
-            404: "Not Found", 405: "Method Not Allowed", 411: "Length Required",
-            413: "Content Too Large"}
+
+
+class Door(Protocol):
+    """Where the web server hands the hubs' requests over (watcher.web.websub.WebSubDoor):
+    the daemon and the console know each other only through this."""
+
+    def attach(self, loop: asyncio.AbstractEventLoop, answer: Callable[
+            [str, str, Mapping[str, str], Mapping[str, str], bytes | None],
+            Coroutine[Any, Any, tuple[int, str]]]) -> None: ...
+
+    def detach(self) -> None: ...
 
 
 class WebSub:
     def __init__(self, listen: str, public_url: str, lease_s: float, poll_s: float,
                  feeds: Callable[[], Mapping[str, Feed]], ctx: Callable[[], IngestContext],
                  max_bytes: int) -> None:
-        host, _, port = listen.rpartition(":")
-        self.host, self.port = host or "127.0.0.1", int(port)
+        self.listen = listen
         self.public_url = public_url.rstrip("/")
         self.lease_s, self.poll_s, self.max_bytes = lease_s, poll_s, max_bytes
         self._feeds, self._ctx = feeds, ctx
@@ -59,21 +67,24 @@ class WebSub:
         # feeds as last configured: a removed one is unsubscribed under its own rules
         # (allow_private), as long as this process saw it
         self._known: dict[str, Feed] = {}
-        self._server: asyncio.Server | None = None
+        self._door: Door | None = None
 
     # -- life ---------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, door: Door | None) -> None:
         self.subs = {s.feed: s for s in self._ctx().store.websub_subscriptions()}
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("websub: callbacks on %s:%d, reached at %s%s", self.host, self.port,
+        self._door = door
+        if door is None:
+            log.error("websub: no web server to take the hubs' callbacks (web.listen); "
+                      "feeds are polled")
+            return
+        door.attach(asyncio.get_running_loop(), self.answer)
+        log.info("websub: callbacks on the web server (%s), reached at %s%s", self.listen,
                  self.public_url, _PATH)
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
+        if self._door is not None:
+            self._door.detach()
         for task in list(self._tasks):
             task.cancel()
 
@@ -163,43 +174,24 @@ class WebSub:
         self._ctx().store.drop_websub(sub.feed)
         self.subs.pop(sub.feed, None)
 
-    # -- the callback server ------------------------------------------------
+    # -- the callbacks ------------------------------------------------------
 
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        status, body = 400, "bad request"
+    async def answer(self, method: str, callback: str, query: Mapping[str, str],
+                     headers: Mapping[str, str], body: bytes | None) -> tuple[int, str]:
+        """A hub's request on the web server's `/websub/<callback>` (watcher.web.websub
+        hands it over): a verification of intent, or a push. `body` is None when it was
+        not read: its declared length is missing or over the cap."""
         try:
-            async with asyncio.timeout(10):
-                status, body = await self._answer(reader)
-        except (TimeoutError, ConnectionError, ValueError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError):
-            status, body = 400, "bad request"
+            return self._answer(method, callback, query, headers, body)
         except StoreError as exc:
             log.error("%s", exc)
-            status, body = 503, "try again"
-        try:
-            data = body.encode()
-            writer.write(f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: "
-                         f"text/plain\r\nContent-Length: {len(data)}\r\nConnection: close"
-                         f"\r\n\r\n".encode() + data)
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+            return 503, "try again"
 
-    async def _answer(self, reader: asyncio.StreamReader) -> tuple[int, str]:
-        method, target, _ = (await reader.readline()).decode("latin-1").split(" ", 2)
-        headers: dict[str, str] = {}
-        while line := (await reader.readline()).strip():
-            if len(headers) > 100:
-                return 400, "too many headers"
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        parts = urlsplit(target)
-        callback = parts.path[len(_PATH):] if parts.path.startswith(_PATH) else ""
+    def _answer(self, method: str, callback: str, query: Mapping[str, str],
+                headers: Mapping[str, str], body: bytes | None) -> tuple[int, str]:
         sub = self._lookup(callback)
         if method == "GET":
-            return self._verify(sub, dict(parse_qsl(parts.query)))
+            return self._verify(sub, dict(query))
         if method != "POST":
             return 405, "method not allowed"
         if sub is None or sub.feed not in self._feeds():
@@ -207,11 +199,10 @@ class WebSub:
         declared = headers.get("content-length", "")
         if not declared.isdigit():
             return 411, "length required"
-        if int(declared) > self.max_bytes:
+        if body is None or int(declared) > self.max_bytes:
             log.warning("websub: feed %r: a push of %s bytes, over the %d byte cap; refused",
                         sub.feed, declared, self.max_bytes)
             return 413, "too large"
-        body = await reader.readexactly(int(declared))
         if not signature_ok(sub.secret, headers.get("x-hub-signature"), body):
             if sub.callback_id not in self._told:
                 self._told.add(sub.callback_id)
@@ -219,7 +210,7 @@ class WebSub:
                             "refused (logged once)", sub.feed)
             return 403, "bad signature"
         self._silent.discard(sub.feed)
-        self._spawn(self._ingest(sub.feed, body, headers))
+        self._spawn(self._ingest(sub.feed, body, dict(headers)))
         return 202, "accepted"
 
     def _lookup(self, callback: str) -> Subscription | None:
@@ -281,7 +272,7 @@ async def start_websub(daemon: Any, scheduler: Any) -> WebSub | None:
     websub = WebSub(web.listen, web.public_url, web.websub_lease, web.websub_poll_interval,
                     lambda: daemon.feeds, lambda: daemon.ctx,
                     daemon.settings.fetch.max_feed_bytes)
-    await websub.start()
+    await websub.start(daemon.websub_door)
     daemon.ctx = replace(daemon.ctx, websub=websub)
     # Often enough that a lease is renewed within its last tenth.
     scheduler.add_job(websub.maintain, "interval", seconds=min(60.0, max(1.0, web.websub_lease

@@ -171,9 +171,11 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         # URL would only produce a second, more confusing error.
         data["channels"] = {k: v for k, v in data["channels"].items() if k not in unusable}
     _resolve_paths(path, data)
+    notices = _console_is_web(path, data)
     try:
         settings = Settings.model_validate(
             {**data, "source": path.resolve(), "unusable_channels": unusable,
+             "notices": notices,
              "secrets": tuple(sorted(set(secrets), key=len, reverse=True))})
     except ValidationError as exc:
         raise ConfigError(_validation_message(path, exc)) from None
@@ -186,6 +188,25 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             raise ConfigError(f"{path}: channels.{name}: invalid channel name")
     _check_alert_channels(path, settings)
     return settings
+
+
+def _console_is_web(path: Path, data: dict[str, Any]) -> tuple[str, ...]:
+    """A `console:` section (the console's settings before they joined `web:`) is read as
+    part of `web:`; a key set in both is refused rather than one silently winning."""
+    console = data.pop("console", None)
+    if console is None:
+        return ()
+    web = data.get("web") or {}
+    if not isinstance(console, dict) or not isinstance(web, dict):
+        raise ConfigError(f"{path}: {'console' if not isinstance(console, dict) else 'web'}: "
+                          "expected a mapping")
+    both = sorted(set(console) & set(web))
+    if both:
+        raise ConfigError(f"{path}: console: {', '.join(both)} also set under web: "
+                          "the console's settings are under web: now; keep one")
+    data["web"] = {**web, **console}
+    return (f"{path}: console: is now part of web: (read as web: "
+            f"{', '.join(sorted(console))}); rename it",)
 
 
 def _check_alert_channels(path: Path, settings: Settings) -> None:

@@ -349,34 +349,28 @@ class WebToken(_Model):
     role: Role = "viewer"
 
 
-class ConsoleConfig(_Model):
-    """The web console (watcher.web)."""
+class WebConfig(_Model):
+    """The daemon's web server: the console (watcher.web) and, when `public_url` is set,
+    the callbacks WebSub hubs push new stories to, on the same address."""
 
-    # host:port of the web console, e.g. 127.0.0.1:8080; unset = off
+    # host:port of the console, e.g. 127.0.0.1:8080; unset = off
     listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
     # Host names browsers may reach it by besides the listen address and localhost
     # (a reverse proxy's name); any other Host header is refused (DNS rebinding).
     hosts: tuple[str, ...] = ()
     users: dict[str, WebUser] = {}
     tokens: dict[str, WebToken] = {}
-
-    @field_validator("listen", mode="before")
-    @classmethod
-    def _empty_is_off(cls, v: object) -> object:
-        return None if v == "" else v
-
-
-class WebConfig(_Model):
-    """WebSub: hubs push new stories to a small server of the daemon's own."""
-
-    # host:port the callback server listens on, e.g. 127.0.0.1:8491 (behind a proxy)
-    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
-    # the URL the hubs reach that server at, e.g. https://watcher.example.org; unset:
+    # the URL the hubs reach this server at, e.g. https://watcher.example.org; unset:
     # no WebSub, feeds are polled
     public_url: str | None = None
     websub_lease: Duration = 10 * 86400.0  # asked of the hubs; they decide
     # while pushes are expected, the feed is still polled this often as a safety net
     websub_poll_interval: Duration = 6 * 3600.0
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _empty_is_off(cls, v: object) -> object:
+        return None if v == "" else v
 
     @field_validator("public_url")
     @classmethod
@@ -422,12 +416,13 @@ class Settings(_Model):
     stories: StoriesConfig = Field(default_factory=StoriesConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     web: WebConfig = Field(default_factory=WebConfig)
-    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     source: Path = DEFAULT_CONFIG
     # channel name -> why it cannot be used (an environment variable is missing)
     unusable_channels: dict[str, str] = {}
     # values that came from the environment inside channels: never logged
     secrets: tuple[str, ...] = ()
+    # what the file says in an older way that is still understood, for a warning
+    notices: tuple[str, ...] = ()
 
     @property
     def shared_database(self) -> bool:

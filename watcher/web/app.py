@@ -15,7 +15,7 @@ from watcher.store.protocol import Store
 from watcher.web import api, login, outlook, pages
 from watcher.web.auth import Auth
 from watcher.web.context import Console
-from watcher.web.security import Guard, allowed_hosts
+from watcher.web.security import Guard, allowed_hosts, public_host
 
 STATIC = Path(__file__).parent / "static"
 
@@ -31,7 +31,7 @@ def data_dir_of(settings: Settings) -> Path:
 def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
                now: Callable[[], datetime] | None = None,
                clock: Callable[[], float] | None = None) -> FastAPI:
-    auth = Auth(settings.console, data_dir or data_dir_of(settings),
+    auth = Auth(settings.web, data_dir or data_dir_of(settings),
                 **({"clock": clock} if clock else {}))
     app = FastAPI(title="watcher", version="1", openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None)
@@ -40,7 +40,8 @@ def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
         ctx.now = now
     app.state.console = ctx
     app.add_middleware(Guard, auth=auth,
-                       hosts=allowed_hosts(settings.console.listen, settings.console.hosts))
+                       hosts=allowed_hosts(settings.web.listen, (
+                           *settings.web.hosts, *public_host(settings.web.public_url))))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
     app.include_router(login.router)

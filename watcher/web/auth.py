@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from watcher.core.errors import ConfigError
-from watcher.settings.model import ConsoleConfig
+from watcher.settings.model import WebConfig
 
 log = logging.getLogger("watcher.web")
 
@@ -118,7 +118,7 @@ class Throttle:
 class Auth:
     """Checks credentials and keeps sessions (in memory: a restart logs people out)."""
 
-    def __init__(self, config: ConsoleConfig, data_dir: Path,
+    def __init__(self, config: WebConfig, data_dir: Path,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.clock = clock

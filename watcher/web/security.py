@@ -39,6 +39,12 @@ def allowed_hosts(listen: str | None, extra: Iterable[str]) -> frozenset[str]:
     return frozenset(hosts)
 
 
+def public_host(public_url: str | None) -> tuple[str, ...]:
+    """The name `web.public_url` gives this server: browsers may use it too."""
+    host = urlsplit(public_url).hostname if public_url else None
+    return (host,) if host else ()
+
+
 def host_of(header: str) -> str:
     try:
         return (urlsplit("//" + header).hostname or "").lower()
