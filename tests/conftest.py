@@ -14,6 +14,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SEEDS = ROOT / "seeds"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _settings_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The commands the tests run keep their validated configs here, not in ~/.cache."""
+    os.environ["WATCHER_CACHE_DIR"] = str(tmp_path_factory.mktemp("settings-cache"))
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[str]:
     """A PostgreSQL server for the session (see tests/pg.py)."""

@@ -167,6 +167,36 @@ def test_importing_the_cli_and_building_its_parser_loads_no_heavy_module() -> No
     assert heavy == []
 
 
+# what `watcher status` must not load once its config is cached: the YAML parser and
+# pydantic's validators (importlib.metadata: its plugin search) mean it was validated
+_NOT_FOR_STATUS = ("numpy", "jinja2", "sqlite_utils", "httpx", "httpcore", "feedparser",
+                   "trafilatura", "lxml", "apscheduler", "rich", "yaml", "importlib.metadata",
+                   "watcher.rules", "watcher.service.daemon", "watcher.delivery",
+                   "watcher.fetch", "watcher.extract", "watcher.web")
+
+
+def _loaded_by_command(*argv: str) -> tuple[str, set[str]]:
+    code = ("import sys\nfrom watcher.cli import main\n"
+            f"code = main({list(argv)!r})\n"
+            "print('---', code)\nprint('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout
+    shown, _, loaded = out.partition("--- 0\n")
+    return shown, set(loaded.split())
+
+
+def test_status_loads_neither_the_config_validators_nor_the_heavy_modules(
+        tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook")
+    first, _ = _loaded_by_command("status", "--config", str(cfg))  # validates, caches
+    shown, loaded = _loaded_by_command("status", "--config", str(cfg))
+    assert shown == first and "feeds:" in shown and "database:" in shown
+    assert "watcher.store.sqlite" in loaded and "watcher.settings.model" in loaded
+    heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".")
+                                            for h in _NOT_FOR_STATUS))
+    assert heavy == []
+
+
 def _dispatched(parser: argparse.ArgumentParser) -> list[Any]:
     found = []
     for action in parser._actions:

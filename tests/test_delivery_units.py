@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import jsonschema
@@ -145,14 +147,67 @@ def test_generic_payloads_match_the_published_schema() -> None:
 
 
 
+def _slack_elements(payload: dict[str, Any], block: int = 1) -> list[dict[str, Any]]:
+    (section,) = payload["blocks"][block]["elements"]
+    assert payload["blocks"][block]["type"] == "rich_text"
+    return list(section["elements"])
+
+
 def test_slack_payload() -> None:
     p = slack_payload(alert(1, title="A <b> & c"))
-    assert p["text"] == "watcher [missiles]: A <b> & c"
-    section = p["blocks"][1]["text"]["text"]
-    assert "<https://news.example.org/1|A &lt;b&gt; &amp; c>" in section
-    assert "*tactical missile*" in section and "world" in section
+    assert p["text"] == "watcher [missiles]: A &lt;b&gt; &amp; c" and p["mrkdwn"] is False
+    head, *rest = _slack_elements(p)
+    assert head == {"type": "link", "url": "https://news.example.org/1", "text": "A <b> & c",
+                    "style": {"bold": True}}
+    assert {"type": "text", "text": "tactical missile", "style": {"bold": True}} in rest
+    assert "world" in rest[-1]["text"] and rest[-1]["style"] == {"italic": True}
     d = slack_payload(Digest("wg_1", "missiles", tuple(alert(n) for n in range(3))))
     assert len(d["blocks"]) == 4 and "3 article(s)" in d["text"]
+
+
+# What a feed may put in a title to forge formatting, a link or a mention in Slack.
+FORGERIES = ["*bold* _italic_ ~strike~ `code`", "<https://evil.example|Your bank>",
+             "<!channel> <!here> <@U123> <#C123>", "a | b > c < d & e &amp; f",
+             "[evil](https://evil.example/) ```block```", "&lt;!channel&gt;"]
+
+
+@pytest.mark.parametrize("title", FORGERIES)
+def test_slack_shows_feed_titles_as_written_and_links_only_where_watcher_puts_them(
+        title: str) -> None:
+    p = slack_payload(alert(1, title=title))
+    head, *rest = _slack_elements(p)
+    # rich_text elements are literal: the title is the link's text, character for character
+    assert head["type"] == "link" and head["text"] == title
+    assert head["url"] == "https://news.example.org/1"
+    assert not any(e["type"] in ("link", "user", "channel", "broadcast") for e in rest)
+    # the notification text is mrkdwn: Slack's three control characters escaped
+    note = p["text"].removeprefix("watcher [missiles]: ")
+    assert "<" not in note and ">" not in note
+    assert note.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&") == title
+
+
+@pytest.mark.parametrize("url", ["https://x.example/a|b>c<!channel>", "javascript:alert(1)",
+                                 None])
+def test_slack_links_carry_the_url_as_data_and_only_http(url: str | None) -> None:
+    head = _slack_elements(slack_payload(alert(1, url=url)))[0]
+    if url and url.startswith("https"):
+        assert head == {"type": "link", "url": url, "text": alert(1).title,
+                        "style": {"bold": True}}
+    else:
+        assert head == {"type": "text", "text": alert(1).title, "style": {"bold": True}}
+
+
+@pytest.mark.parametrize("title", FORGERIES)
+def test_markdown_channels_escape_every_syntax_character_of_a_title(title: str) -> None:
+    discord = discord_payload(alert(1, title=title))
+    link = ntfy_payload(alert(1, title=title), "t")["message"].split("\n")[0]
+    assert link.startswith("[") and link.endswith("](https://news.example.org/1)")
+    for text in (discord["embeds"][0]["title"],
+                 discord["content"].removeprefix("watcher [missiles]: "),
+                 link.removeprefix("[").removesuffix("](https://news.example.org/1)")):
+        unescaped = re.sub(r"\\(.)", "", text)
+        # no syntax character is left bare: none can open emphasis, code or a link
+        assert not re.search(r"[*_~`<>\[\]|]", unescaped), text
 
 
 def test_discord_payload_never_mentions_anyone() -> None:

@@ -131,6 +131,21 @@ def test_extraction_workers_do_not_load_the_rule_language() -> None:
         "httpx")) == []
 
 
+def test_the_daemon_loads_what_a_poll_with_nothing_new_does_not_use_on_first_use() -> None:
+    """A warm `run --once` whose feeds all answer 304 parses no feed, places no story
+    and scrapes no section page: feedparser, numpy (signatures) and courlan wait; nor
+    does it run the scheduler or read HTML and sitemaps (lxml)."""
+    assert _loaded_by("watcher.service.daemon", (
+        "numpy", "feedparser", "courlan", "trafilatura", "watcher.core.identity",
+        "watcher.extract.links", "sqlite_utils", "apscheduler", "lxml")) == []
+
+
+def test_the_http_client_does_not_load_httpx_command_line_tool() -> None:
+    """httpx imports its CLI (click, pygments, rich) when they are installed."""
+    assert _loaded_by("watcher.fetch.client", ("click", "pygments", "rich", "httpx._main")) \
+        == []
+
+
 def test_the_daemon_does_not_load_the_config_editor() -> None:
     """ruamel.yaml is for `watcher feeds add` editing the config in place: 1.6 MB the
     daemon's process would carry, against a memory target at 10,000 feeds."""

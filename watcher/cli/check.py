@@ -11,7 +11,7 @@ from watcher.rules.match import describe
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    settings, ruleset = load_all(args)
+    settings, ruleset = load_all(args, cached=False)
     check_channels(settings.channels)  # templates compile and render, or exit 2
     print(f"config: {settings.source}")
     print(f"database: {settings.database_shown}")

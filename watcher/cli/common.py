@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from watcher.core.display import printable, redact
-from watcher.settings import Settings, config_path, load_settings
+from watcher.settings import Settings, config_path, load_settings, load_settings_cached
 from watcher.store import Store, open_store
 
 if TYPE_CHECKING:
@@ -82,8 +82,11 @@ def setup_logging(verbose: bool, secrets: Sequence[str] = (), fmt: str = "text")
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def load_settings_for(args: argparse.Namespace) -> Settings:
-    return load_settings(config_path(args.config))
+def load_settings_for(args: argparse.Namespace, cached: bool = True) -> Settings:
+    """The validated config; unchanged since the last command, from the cache (not
+    for `watcher check`, whose job is to validate)."""
+    path = config_path(args.config)
+    return load_settings_cached(path) if cached else load_settings(path)
 
 
 def open_store_for(args: argparse.Namespace) -> tuple[Settings, Store]:
@@ -109,10 +112,10 @@ def when(value: datetime | None, width: int = 19) -> str:
     return value.astimezone(UTC).isoformat(" ")[:width] if value else "-"
 
 
-def load_all(args: argparse.Namespace) -> tuple[Settings, RuleSet]:
+def load_all(args: argparse.Namespace, cached: bool = True) -> tuple[Settings, RuleSet]:
     from watcher.rules import load_rules  # the rule compiler: not for reading commands
 
-    settings = load_settings_for(args)
+    settings = load_settings_for(args, cached)
     rules = load_rules(settings.rules, channels=settings.channels.keys(),
                        unusable_channels=settings.unusable_channels)
     return settings, rules

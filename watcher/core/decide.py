@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-import numpy as np
-
-from watcher.core.identity import distinct_content, from_bytes, similarity
 from watcher.core.intents import NewSource
 from watcher.core.models import Article, Entry, StoryRef
 from watcher.core.records import StoryCandidate
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def fresh_entries(entries: Iterable[Entry], known: Iterable[str]) -> list[Entry]:
@@ -130,6 +131,9 @@ def place_in_story(sig: np.ndarray, candidates: Iterable[StoryCandidate],
     watcher.core.identity.distinct_content): a site's articles share its
     boilerplate, which can make two different ones as similar as two copies.
     """
+    # numpy with it: a cycle where no feed has new entries never gets here
+    from watcher.core.identity import distinct_content, from_bytes, similarity
+
     scored = sorted(((similarity(sig, from_bytes(c.signature)), c) for c in candidates),
                     key=lambda pair: -pair[0])
     for sim, c in scored:

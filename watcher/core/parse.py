@@ -14,8 +14,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin
 
-from lxml import html as lxml_html
-
 from watcher.core.errors import ParseError
 from watcher.core.models import Entry, ParsedFeed
 from watcher.core.websub import hub_links
@@ -51,6 +49,8 @@ def html_to_text(fragment: str) -> str:
     """Feed summaries and content are often HTML: keep only their text."""
     if not fragment or ("<" not in fragment and "&" not in fragment):
         return (fragment or "").strip()
+    from lxml import html as lxml_html  # a feed answering 304 is never parsed
+
     try:
         doc = lxml_html.fragment_fromstring(fragment, create_parent="div")
     except Exception:  # lxml raises several types on odd input; text is all we need
@@ -289,6 +289,8 @@ def looks_like_html(body: bytes, headers: Mapping[str, str]) -> bool:
 
 def discover_feeds(body: bytes, base_url: str) -> list[str]:
     """The feeds an HTML page advertises with <link rel="alternate" type="...">."""
+    from lxml import html as lxml_html
+
     try:
         doc = lxml_html.document_fromstring(body)
     except Exception:  # lxml raises several types on odd input

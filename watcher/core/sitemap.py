@@ -14,13 +14,14 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 from urllib.parse import urljoin, urlsplit
-
-from lxml import etree
 
 from watcher.core.errors import ParseError
 from watcher.core.models import Entry
+
+if TYPE_CHECKING:
+    from lxml import etree
 
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
 _TAIL = len(b"<!ENTITY") - 1  # kept from a chunk so a split declaration is still seen
@@ -139,6 +140,8 @@ class SitemapReader:
         self._max = max_urls
         self._tail = b""
         self._started = False
+        from lxml import etree  # here: a daemon without sitemap sources never loads it
+
         self._parser = etree.XMLPullParser(
             events=("end",), tag=_WANTED, resolve_entities=False, no_network=True,
             load_dtd=False, huge_tree=False, recover=True, remove_comments=True,
@@ -164,6 +167,8 @@ class SitemapReader:
         if not self.sitemap.cut:
             # recover=True: what could be read was read, and that is what is kept
             root = None
+            from lxml import etree
+
             with contextlib.suppress(etree.XMLSyntaxError):
                 root = self._parser.close()
             self._drain()

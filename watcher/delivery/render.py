@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from markupsafe import Markup, escape
 
@@ -125,22 +126,46 @@ def _headline(message: Message, markdown: bool = False) -> str:
     return f"watcher [{alerts[0].rule}]: {md_escape(title) if markdown else title}"
 
 
-def slack_payload(message: Message) -> dict[str, Any]:
-    """Slack incoming webhook: mrkdwn text, one section per article."""
-    def esc(s: str) -> str:
-        return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def slack_escape(text: str) -> str:
+    """Slack's control characters in mrkdwn and notification text, as Slack documents."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
+
+def _slack_text(text: str, **style: bool) -> dict[str, Any]:
+    element: dict[str, Any] = {"type": "text", "text": text}
+    if style:
+        element["style"] = style
+    return element
+
+
+def _slack_article(a: Alert) -> dict[str, Any]:
+    """One article as a rich_text block. Its text elements are shown as written: mrkdwn
+    has no escape for * _ ~ `, and a title's <...|...> or <!channel> would be a link or
+    a mention there; here formatting and links are only what watcher sets."""
+    title = one_line(a.title or "(untitled)", 500)
+    url = one_line(a.url or "", 2000)
+    head = ({"type": "link", "url": url, "text": title, "style": {"bold": True}}
+            if urlsplit(url).scheme in ("http", "https") else _slack_text(title, bold=True))
+    left, right = "\x00L\x00", "\x00R\x00"
+    snippet: list[dict[str, Any]] = []
+    for i, part in enumerate(re.split(f"{left}|{right}",
+                                      mark(a.snippet[:2500], a.matched, left, right))):
+        if part:
+            snippet.append(_slack_text(part, bold=True) if i % 2 else _slack_text(part))
+    why = f"{one_line(a.query, 500)} in {a.field} · {one_line(a.feed, 200)}{_when(a)}"
+    return {"type": "rich_text", "elements": [{"type": "rich_text_section", "elements": [
+        head, _slack_text("\n"), *snippet, _slack_text("\n"), _slack_text(why, italic=True)]}]}
+
+
+def slack_payload(message: Message) -> dict[str, Any]:
+    """Slack incoming webhook: a header, then one rich_text block per article."""
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": one_line(
             _headline(message), 150)}}]
-    for a in alerts_of(message)[:45]:
-        title = esc(a.title or "(untitled)")
-        head = f"<{a.url}|{title}>" if a.url else title
-        snippet = mark(esc(a.snippet), tuple(esc(m) for m in a.matched), "*", "*")
-        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"{head}\n{snippet}\n_{esc(a.query)} in {a.field} · {esc(a.feed)}{_when(a)}_"
-        )[:3000]}})
-    return {"text": one_line(_headline(message), 300), "blocks": blocks}
+    blocks += [_slack_article(a) for a in alerts_of(message)[:45]]
+    # the notification's text is read as mrkdwn: escaped, and formatting off
+    return {"text": slack_escape(one_line(_headline(message), 300)), "mrkdwn": False,
+            "blocks": blocks}
 
 
 def discord_payload(message: Message) -> dict[str, Any]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watcher.core.identity import signature, to_bytes
 from watcher.core.models import ArticleText, Entry, Extracted, TextSource
 
 # Below this share of the feed's own text, the page extraction probably missed
@@ -47,5 +46,7 @@ def keep_text(extracted: Extracted | None, entry: Entry, sign: bool = True) -> A
     text is final (in the extraction worker when a page came, else in the daemon).
     `sign=False` when nothing will compare it (story folding is off)."""
     chosen = choose_text(extracted, entry)
+    from watcher.core.identity import signature, to_bytes  # numpy: when there is a text
+
     sig = signature(chosen.body) if sign and chosen.body else None
     return ArticleText(chosen.body, chosen.source, to_bytes(sig) if sig is not None else None)

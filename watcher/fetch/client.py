@@ -26,13 +26,13 @@ from typing import cast
 from urllib.parse import unquote, urlencode, urljoin, urlsplit
 
 import httpcore
-import httpx
 
 from watcher import __version__
 from watcher.core.errors import FetchError
 from watcher.core.models import Feed, FetchResult, Undecoded
 from watcher.core.schedule import parse_retry_after
 from watcher.fetch.decoding import BoundedDecoder, GzipFile, Sink, content_coding
+from watcher.fetch.httpx_lib import httpx
 from watcher.fetch.pool import Body, Pool
 from watcher.fetch.transport import AsyncioBackend
 
@@ -58,7 +58,7 @@ def _pool(limits: HttpLimits, guarded: bool) -> Pool:
     # both kept alive, and room for the sites queued behind them.
     pool_limits = httpx.Limits(max_connections=limits.concurrency * 4,
                                max_keepalive_connections=limits.concurrency * 2)
-    return Pool(AsyncioBackend(guarded), ssl.create_default_context(), pool_limits)
+    return Pool(AsyncioBackend(guarded), ssl.create_default_context, pool_limits)
 
 
 # httpcore's exceptions (those of transport.py and pool.py are among them): one request's

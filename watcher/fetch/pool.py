@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import cast
 
 import httpcore
-import httpx
+
+from watcher.fetch.httpx_lib import httpx
 
 _OriginKey = tuple[bytes, bytes, int]
 
@@ -25,11 +26,13 @@ class Pool:
     to itself until its response is closed; only that connection is checked.
     """
 
-    def __init__(self, backend: httpcore.AsyncNetworkBackend, ssl_context: ssl.SSLContext,
-                 limits: httpx.Limits) -> None:
+    def __init__(self, backend: httpcore.AsyncNetworkBackend,
+                 ssl_context: Callable[[], ssl.SSLContext], limits: httpx.Limits) -> None:
         self._backend = backend
-        self._ssl_context = ssl_context
-        ssl_context.set_alpn_protocols(["http/1.1"])  # as httpcore: no HTTP/2
+        # made at the first https connection: loading the system's certificates is a
+        # visible share of a short run's start-up, and an http-only run needs none
+        self._make_ssl_context = ssl_context
+        self._ssl_context: ssl.SSLContext | None = None
         self._max_connections = limits.max_connections or 2**31
         self._max_idle = (limits.max_keepalive_connections
                           if limits.max_keepalive_connections is not None else 2**31)
@@ -39,6 +42,12 @@ class Pool:
         self._open = 0
         self._next_sweep = 0.0
         self._closed = False
+
+    def _ssl(self) -> ssl.SSLContext:
+        if self._ssl_context is None:
+            self._ssl_context = self._make_ssl_context()
+            self._ssl_context.set_alpn_protocols(["http/1.1"])  # as httpcore: no HTTP/2
+        return self._ssl_context
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         url = request.url
@@ -105,7 +114,7 @@ class Pool:
         try:
             if origin.scheme == b"https":
                 sni = request.extensions.get("sni_hostname")
-                stream = await stream.start_tls(self._ssl_context, server_hostname=sni or host,
+                stream = await stream.start_tls(self._ssl(), server_hostname=sni or host,
                                                 timeout=timeout)
         except BaseException:
             self._open -= 1

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import ahocorasick
-import numpy as np
 
 from watcher.core.models import Article
 from watcher.core.text import (
@@ -133,6 +132,8 @@ class _WordAt:
             self._calls += 1
             if self._calls <= 32:
                 return self.line.count(self.sep, 0, pos) - 1
+            import numpy as np  # only for long lines: loading rules need not load it
+
             codes = np.frombuffer(self.line.encode("utf-32-le"), dtype=np.uint32)
             self._ends = np.flatnonzero(codes == ord(self.sep)).tolist()
         return bisect_left(self._ends, pos) - 1

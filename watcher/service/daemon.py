@@ -15,10 +15,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from watcher.core.decide import StoryPolicy
 from watcher.core.digest import Policy
@@ -42,6 +40,9 @@ from watcher.service.websub import Door, start_websub
 from watcher.service.workers import ExtractPool
 from watcher.settings import Settings
 from watcher.store import open_store, prune
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 log = logging.getLogger("watcher.service.daemon")
 # How long a stopping daemon gives work under way (and the alerts it made) to finish.
@@ -316,6 +317,8 @@ class Daemon(Sharing, Reloading):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        from apscheduler.schedulers.asyncio import AsyncIOScheduler  # not for run --once
+
         scheduler = AsyncIOScheduler(event_loop=loop, timezone=UTC)
         self._scheduler = scheduler
         # The daemon waits for a feed's pages only so long (run --once waits for all).

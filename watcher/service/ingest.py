@@ -28,13 +28,6 @@ from watcher.core.decide import (
 )
 from watcher.core.display import one_line
 from watcher.core.errors import FetchError, ParseError, StoreError
-from watcher.core.identity import (
-    band_keys,
-    canonical_url,
-    from_bytes,
-    site_of,
-    trusted_canonical,
-)
 from watcher.core.intents import FeedFailed, FeedFetched, FeedGone, Matched, NewArticle, NewSource
 from watcher.core.models import (
     Article,
@@ -197,6 +190,9 @@ async def ingest_entries(feed: Feed, parsed: ParsedFeed, ctx: IngestContext) -> 
     store, outcome = ctx.store, FeedOutcome(feed.name, ok=True)
     fresh = fresh_entries(parsed.entries,
                           store.known_entries(feed.name, (e.entry_id for e in parsed.entries)))
+    # identity (and numpy) here: a poll with nothing new, or a 304, never needs them
+    from watcher.core.identity import canonical_url
+
     canonical = {e.entry_id: canonical_url(e.link) for e in fresh}
     plan = plan_entries(feed.name, fresh, canonical,
                         store.articles_at(c for c in canonical.values() if c), ctx.clock())
@@ -262,6 +258,8 @@ _LOOKAHEAD = 64
 def _keys_of(article: Article, ctx: IngestContext) -> list[int]:
     if ctx.stories is None or article.signature is None:
         return []
+    from watcher.core.identity import band_keys, from_bytes
+
     return band_keys(from_bytes(article.signature))
 
 
@@ -332,6 +330,8 @@ def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | No
     """The story a near-copy joins (None: its own), and its band keys (once)."""
     if ctx.stories is None or article.signature is None:
         return None, ()
+    from watcher.core.identity import band_keys, from_bytes, site_of
+
     sig = from_bytes(article.signature)
     keys = tuple(band_keys(sig))
     # Several daemons may place copies of one story at once: the decision reads the
@@ -369,6 +369,8 @@ def _build_article(feed: Feed, entry: Entry, page: Page | None, to_come: bool,
         outcome.page_errors.append(page.error)
     kept = extracted.kept if extracted is not None and extracted.kept is not None \
         else keep_text(extracted, entry, sign=ctx.stories is not None)
+    from watcher.core.identity import canonical_url, trusted_canonical
+
     page_canonical = trusted_canonical(page.url if page else None,
                                        extracted.canonical if extracted else None)
     return Article(

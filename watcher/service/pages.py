@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from watcher.core.decide import StoryHit, place_in_story
 from watcher.core.errors import ExtractError, FetchError
-from watcher.core.identity import band_keys, from_bytes, site_of
 from watcher.core.intents import PageArrived
 from watcher.core.models import Article, Entry, Extracted, Feed
 from watcher.extract.choose import keep_text
@@ -223,6 +222,8 @@ def _place_alone(article: Article, ctx: IngestContext) -> tuple[StoryHit | None,
     story holds nothing else yet (a story already alerted on keeps its articles)."""
     if ctx.stories is None or article.signature is None or article.id is None:
         return None, ()
+    from watcher.core.identity import band_keys, from_bytes, site_of  # numpy: when used
+
     sig = from_bytes(article.signature)
     keys = tuple(band_keys(sig))
     if article.story_id != article.id or ctx.store.story_size(article.id) > 1:

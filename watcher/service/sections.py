@@ -16,7 +16,6 @@ from watcher.core.errors import FetchError
 from watcher.core.intents import FeedFetched
 from watcher.core.models import Entry, Feed, FeedState, ParsedFeed
 from watcher.core.schedule import next_poll_after_success
-from watcher.extract.links import article_links
 from watcher.service import metrics
 from watcher.service.ingest import (
     FeedOutcome,
@@ -62,6 +61,8 @@ async def ingest_page(feed: Feed, ctx: IngestContext) -> FeedOutcome:
             (state.etag if state else None), last_modified=result.last_modified or
             (state.last_modified if state else None)))
         return FeedOutcome(feed.name, ok=True, not_modified=True)
+    from watcher.extract.links import article_links  # lxml, courlan: page sources only
+
     links = await asyncio.to_thread(article_links, result.body, result.url, feed.links,
                                     feed.pattern)
     seen = set(previous or ())

@@ -286,8 +286,10 @@ class ExtractPool:
     async def _spawn(self) -> Worker:
         context = multiprocessing.get_context("forkserver")
         # forkserver: workers do not inherit the event loop's threads and sockets.
-        # Preloaded there, trafilatura is imported once, not once per worker.
-        context.set_forkserver_preload(["watcher.service.extract_worker", "trafilatura"])
+        # Preloaded there, trafilatura and the signatures' numpy (core.identity, which
+        # keep_text imports on first use) are imported once, not once per worker.
+        context.set_forkserver_preload(["watcher.service.extract_worker",
+                                        "watcher.core.identity", "trafilatura"])
         ours, theirs = socket.socketpair()
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         try:

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
 from pydantic import ValidationError
 
 from watcher.core.errors import ConfigError
@@ -93,6 +92,8 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read: {exc}") from None
+    import yaml  # not needed when the validated config comes from the cache
+
     try:
         # libyaml when the wheel has it: the pure-Python loader's node objects take
         # far more memory for a config of thousands of feeds.

@@ -71,7 +71,7 @@ _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FeedConfig(_Model):
@@ -408,14 +408,14 @@ class Settings(_Model):
     rules: Path
     feeds: tuple[FeedConfig, ...] = ()
     channels: dict[str, ChannelConfig] = {}
-    poll: PollConfig = PollConfig()
-    fetch: FetchConfig = FetchConfig()
-    delivery: DeliveryConfig = DeliveryConfig()
-    alerts: AlertsConfig = AlertsConfig()
-    retention: RetentionConfig = RetentionConfig()
-    stories: StoriesConfig = StoriesConfig()
-    metrics: MetricsConfig = MetricsConfig()
-    web: WebConfig = WebConfig()
+    poll: PollConfig = Field(default_factory=PollConfig)
+    fetch: FetchConfig = Field(default_factory=FetchConfig)
+    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
+    stories: StoriesConfig = Field(default_factory=StoriesConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    web: WebConfig = Field(default_factory=WebConfig)
     source: Path = DEFAULT_CONFIG
     # sha256 of the text loaded: the daemon reloads when the file's text differs
     source_digest: str = ""

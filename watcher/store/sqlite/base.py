@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from watcher.core.errors import StoreError
+from watcher.store.sqlite.connection import Connection
 from watcher.store.sqlite.migrations import migrations
 
 Row = dict[str, Any]
@@ -67,13 +66,13 @@ class SqliteBase:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
                                    check_same_thread=False)
-            self.db = sqlite_utils.Database(conn)
+            self.db = Connection(conn)
             self.db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
             self.db.execute("PRAGMA foreign_keys = ON")
             self._refuse_newer_schema()
-            migrations.apply(self.db)
+            migrations.apply(conn)
             st = os.stat(self.path)
         except (sqlite3.Error, OSError) as exc:
             raise StoreError(f"database {self.path}: {_reason(exc)}") from None
@@ -82,12 +81,8 @@ class SqliteBase:
     def _refuse_newer_schema(self) -> None:
         """A database migrated by a newer watcher is not opened: this one would not
         know its tables."""
-        known = [m.name for m in migrations._migrations]
-        table = migrations.migrations_table
-        if table not in self.db.table_names():
-            return
-        applied = [r[0] for r in self.db.execute(
-            f"SELECT name FROM [{table}] WHERE migration_set = ?", [migrations.name])]
+        known = migrations.names
+        applied = migrations.applied(self.db.conn)
         unknown = [n for n in applied if n not in known]
         if unknown:
             raise StoreError(f"database {self.path}: its schema is at version {len(applied)} "
@@ -96,17 +91,12 @@ class SqliteBase:
 
     def schema_version(self) -> tuple[int, int]:
         """(version applied, version this watcher knows)."""
-        table = migrations.migrations_table
-        applied = int(self._value(f"SELECT count(*) FROM [{table}] WHERE migration_set = ?",
-                                  [migrations.name]))
-        return applied, len(migrations._migrations)
+        return len(migrations.applied(self.db.conn)), len(migrations.names)
 
     def migrate(self) -> int:
         """Apply pending migrations (done at open already); how many were pending."""
         with self._lock:
-            pending = len(migrations.pending(self.db))
-            migrations.apply(self.db)
-        return pending
+            return migrations.apply(self.db.conn)
 
     def lock_story_keys(self, keys: Sequence[int]) -> None:
         """One writer at a time already (the daemon lock): nothing to lock."""

@@ -2,10 +2,71 @@
 
 from __future__ import annotations
 
-import sqlite_utils
-from sqlite_utils.migrations import Migrations
+import sqlite3
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-migrations = Migrations("watcher")
+if TYPE_CHECKING:
+    import sqlite_utils
+    from sqlite_utils.migrations import Migrations
+
+Step = Callable[["sqlite_utils.Database"], None]
+
+
+class LazyMigrations:
+    """sqlite-utils' `Migrations`, registered the same way (`@migrations()`), but
+    sqlite-utils is imported only when some are pending: opening an up-to-date
+    database (every command, every start) reads the applied names with one query."""
+
+    name = "watcher"
+    migrations_table = "_sqlite_migrations"  # sqlite-utils' own table
+
+    def __init__(self) -> None:
+        self._steps: list[tuple[str, Step, bool]] = []
+
+    def __call__(self, *, name: str | None = None, transactional: bool = True
+                 ) -> Callable[[Step], Step]:
+        def register(fn: Step) -> Step:
+            self._steps.append((name or fn.__name__, fn, transactional))
+            return fn
+        return register
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self._steps]
+
+    def applied(self, conn: sqlite3.Connection) -> list[str]:
+        """The names applied to this database, in order."""
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                        [self.migrations_table]).fetchone() is None:
+            return []
+        return [r[0] for r in conn.execute(
+            f"SELECT name FROM [{self.migrations_table}] WHERE migration_set = ? "
+            "ORDER BY rowid", [self.name])]
+
+    def pending(self, conn: sqlite3.Connection) -> list[str]:
+        done = set(self.applied(conn))
+        return [n for n in self.names if n not in done]
+
+    def apply(self, conn: sqlite3.Connection) -> int:
+        """Apply what is pending, through sqlite-utils; how many were pending."""
+        pending = len(self.pending(conn))
+        if pending:
+            import sqlite_utils
+
+            self._migrations().apply(sqlite_utils.Database(conn))
+        return pending
+
+    def _migrations(self) -> Migrations:
+        from sqlite_utils.migrations import Migrations
+
+        real = Migrations(self.name)
+        for name, fn, transactional in self._steps:
+            real(name=name, transactional=transactional)(fn)
+        return real
+
+
+migrations = LazyMigrations()
 
 
 @migrations()

@@ -1,0 +1,127 @@
+"""watcher.settings.cache: a config unchanged since the last command is not validated
+again; anything load_settings reads that changed is, and errors are never kept."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import watcher.settings.cache as cache
+from watcher.core.errors import ConfigError
+from watcher.settings import Settings, load_settings, load_settings_cached
+
+CONFIG = """\
+database: w.db
+rules: rules.yaml
+feeds:
+  - {name: a, url: "https://${HOST:-feeds.example}/a.xml", interval: 5m}
+channels:
+  out: {type: jsonl, path: alerts.jsonl}
+poll: {tick: 7s}
+"""
+
+
+@pytest.fixture
+def counted(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Every validation the cache falls back to."""
+    calls: list[Path] = []
+
+    def validate(path: str | os.PathLike[str], env: object = None) -> Settings:
+        calls.append(Path(path))
+        return load_settings(path, env)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache, "load_settings", validate)
+    return calls
+
+
+def setup(tmp_path: Path, text: str = CONFIG) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "conf" / "watcher.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path, {"WATCHER_CACHE_DIR": str(tmp_path / "cache")}
+
+
+def cache_files(env: dict[str, str]) -> list[Path]:
+    folder = Path(env["WATCHER_CACHE_DIR"])
+    return sorted(folder.glob("*.pickle")) if folder.exists() else []
+
+
+def test_an_unchanged_config_comes_from_the_cache_equal_to_validation(
+        tmp_path: Path, counted: list[Path]) -> None:
+    path, env = setup(tmp_path)
+    first = load_settings_cached(path, env)
+    second = load_settings_cached(path, env)
+    assert len(counted) == 1
+    assert second == first == load_settings(path, env)
+    assert second.poll.tick == 7 and second.feeds[0].url == "https://feeds.example/a.xml"
+    assert second.source == path.resolve() and second.feed_models() == first.feed_models()
+    (file,) = cache_files(env)
+    assert file.stat().st_mode & 0o777 == 0o600
+    assert Path(env["WATCHER_CACHE_DIR"]).stat().st_mode & 0o777 == 0o700
+
+
+def test_an_edited_file_or_a_changed_variable_is_validated_again(
+        tmp_path: Path, counted: list[Path]) -> None:
+    path, env = setup(tmp_path)
+    load_settings_cached(path, env)
+    path.write_text(CONFIG.replace("tick: 7s", "tick: 9s"))
+    assert load_settings_cached(path, env).poll.tick == 9
+    changed = {**env, "HOST": "other.example"}
+    assert load_settings_cached(path, changed).feeds[0].url == "https://other.example/a.xml"
+    assert load_settings_cached(path, changed).feeds[0].url == "https://other.example/a.xml"
+    assert len(counted) == 3
+    assert len(cache_files(env)) == 1  # one file per config, replaced
+
+
+def test_an_invalid_config_says_what_load_settings_says_every_time(
+        tmp_path: Path, counted: list[Path]) -> None:
+    path, env = setup(tmp_path, CONFIG.replace("tick: 7s", "tick: soon"))
+    with pytest.raises(ConfigError) as direct:
+        load_settings(path, env)
+    for _ in range(2):
+        with pytest.raises(ConfigError) as cached:
+            load_settings_cached(path, env)
+        assert str(cached.value) == str(direct.value)
+        assert "poll.tick" in str(cached.value) and str(path) in str(cached.value)
+    assert len(counted) == 2 and cache_files(env) == []
+
+
+def test_values_from_the_environment_in_channels_are_never_written(
+        tmp_path: Path, counted: list[Path]) -> None:
+    text = CONFIG.replace("poll:", '  hook: {type: webhook, url: "https://hooks.example/'
+                                   '${HOOK_TOKEN}"}\npoll:')
+    path, env = setup(tmp_path, text)
+    env["HOOK_TOKEN"] = "very-secret-token"
+    assert load_settings_cached(path, env).secrets == ("very-secret-token",)
+    assert load_settings_cached(path, env).secrets == ("very-secret-token",)
+    assert len(counted) == 2 and cache_files(env) == []
+
+
+@pytest.mark.parametrize("spoil", ["writable by others", "torn", "another config's"])
+def test_a_cache_file_that_cannot_be_trusted_is_validated_over(
+        tmp_path: Path, counted: list[Path], spoil: str) -> None:
+    path, env = setup(tmp_path)
+    load_settings_cached(path, env)
+    (file,) = cache_files(env)
+    if spoil == "writable by others":
+        file.chmod(0o666)
+    elif spoil == "torn":
+        file.write_bytes(file.read_bytes()[:100])
+    else:  # a valid pickle under the wrong key: the key is checked
+        (tmp_path / "other").mkdir()
+        other, _ = setup(tmp_path / "other", CONFIG.replace("tick: 7s", "tick: 3s"))
+        load_settings_cached(other, env)
+        (theirs,) = [f for f in cache_files(env) if f != file]
+        file.write_bytes(theirs.read_bytes())
+    assert load_settings_cached(path, env).poll.tick == 7
+    assert counted[-1] == path and counted.count(path) == 2
+
+
+def test_off_writes_nothing(tmp_path: Path, counted: list[Path]) -> None:
+    path, env = setup(tmp_path)
+    off = {"WATCHER_CACHE_DIR": "off"}
+    load_settings_cached(path, off)
+    load_settings_cached(path, off)
+    assert len(counted) == 2 and cache_files(env) == []
