@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from watcher.core.alerts import new_deliveries
@@ -262,10 +263,17 @@ async def _store_articles(articles: list[Article], ctx: IngestContext,
 _LOOKAHEAD = 64
 
 
-def _keys_of(article: Article, ctx: IngestContext) -> list[int]:
+def _keys_of(article: Article, ctx: IngestContext) -> tuple[int, ...]:
     if ctx.stories is None or article.signature is None:
-        return []
-    return band_keys(from_bytes(article.signature))
+        return ()
+    return _band_keys(article.signature)
+
+
+# Keyed by the signature: an article's keys are wanted in the lookahead of each slice
+# it waits in, then when it is placed.
+@lru_cache(maxsize=256)
+def _band_keys(signature: bytes) -> tuple[int, ...]:
+    return tuple(band_keys(from_bytes(signature)))
 
 
 def _store_slice(remaining: list[Article], own: dict[str, int], ids: dict[str, int],
@@ -336,7 +344,7 @@ def _place_in_story(article: Article, ctx: IngestContext) -> tuple[StoryHit | No
     if ctx.stories is None or article.signature is None:
         return None, ()
     sig = from_bytes(article.signature)
-    keys = tuple(band_keys(sig))
+    keys = _band_keys(article.signature)
     # Several daemons may place copies of one story at once: the decision reads the
     # candidates, then writes; no one else places an article sharing a key meanwhile.
     ctx.store.lock_story_keys(keys)
