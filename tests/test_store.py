@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.delivery_helpers import add_match, classify_all
+from watcher.core.errors import StoreError
 from watcher.core.intents import NewArticle, Retention
 from watcher.core.models import Article
 from watcher.store import prune
@@ -132,3 +133,19 @@ def test_the_daily_prune_and_outbox_claims_do_not_mix(tmp_path: Path) -> None:
     assert not [e for e in entries(store) if e.startswith("old-")]
     assert {r.status for r in store.deliveries()} == {"sent"} and sent >= 50
     store.close()
+
+
+def test_a_failed_commit_leaves_no_transaction_open(tmp_path: Path) -> None:
+    """A COMMIT that fails (here a foreign key checked at commit) must not leave the
+    connection inside the transaction: later writes would join it and never commit."""
+    store = Store(tmp_path / "w.db")
+    with pytest.raises(StoreError), store._write():
+        store._exec("PRAGMA defer_foreign_keys = ON")
+        store._exec("INSERT INTO story_keys (key, article_id) VALUES (1, 999)")
+    assert not store.db.conn.in_transaction
+    assert store.add_article(NewArticle(article("after"))) is not None
+    store.close()
+    reopened = Store(tmp_path / "w.db")
+    assert entries(reopened) == ["after"]
+    assert reopened.db.execute("SELECT count(*) FROM story_keys").fetchone()[0] == 0
+    reopened.close()

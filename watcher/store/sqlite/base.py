@@ -184,7 +184,14 @@ class SqliteBase:
             except BaseException:
                 conn.rollback()
                 raise
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (a deferred constraint, a full disk) can leave the
+                # transaction open: every later write would join it and never commit.
+                if conn.in_transaction:
+                    conn.rollback()
+                raise
 
     def ping(self) -> None:
         """Raises StoreError if the database does not answer."""
