@@ -23,6 +23,7 @@ from pathlib import Path
 
 from benchmarks.corpus import CorpusSpec, feed_names
 from benchmarks.e2e import RULES_YAML, write_config
+from benchmarks.installed import byte_compiled
 from benchmarks.server import CorpusServer
 
 BIN = Path(sys.executable).parent
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="also time the `watcher` script in BIN (another checkout's venv, "
                          "e.g. the version before), in the same rounds")
     args = ap.parse_args(argv)
+    byte_compiled(BIN)  # timed as installed (benchmarks/installed.py)
+    if args.compare:
+        byte_compiled(args.compare)
 
     spec = CorpusSpec(feeds=args.feeds, items=args.items)
     work = Path(tempfile.mkdtemp(prefix="watcher-startup-"))

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from benchmarks.corpus import CorpusSpec, feed_names
 from benchmarks.e2e import RULES_YAML, write_config
+from benchmarks.installed import byte_compiled
 from benchmarks.server import CorpusServer
 from benchmarks.vs_rss2email import r2e_config
 
@@ -49,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compare", type=Path, metavar="BIN",
                     help="also time the `watcher` script in BIN, on its own database")
     args = ap.parse_args(argv)
+    byte_compiled(BIN)  # timed as installed (benchmarks/installed.py)
+    if args.compare:
+        byte_compiled(args.compare)
 
     spec = CorpusSpec(feeds=args.feeds, items=args.items)
     names = feed_names(spec)

@@ -167,10 +167,12 @@ def test_importing_the_cli_and_building_its_parser_loads_no_heavy_module() -> No
     assert heavy == []
 
 
-# what `watcher status` must not load once its config is cached: the YAML parser and
-# pydantic's validators (importlib.metadata: its plugin search) mean it was validated
+# what `watcher status` must not load once its config is cached: the YAML parser,
+# pydantic and the config's models mean it was validated again
 _NOT_FOR_STATUS = ("numpy", "jinja2", "sqlite_utils", "httpx", "httpcore", "feedparser",
                    "trafilatura", "lxml", "apscheduler", "rich", "yaml", "importlib.metadata",
+                   "pydantic", "pydantic_core", "watcher.settings.model",
+                   "watcher.settings.load",
                    "watcher.rules", "watcher.service.daemon", "watcher.delivery",
                    "watcher.fetch", "watcher.extract", "watcher.web")
 
@@ -191,10 +193,31 @@ def test_status_loads_neither_the_config_validators_nor_the_heavy_modules(
     first, _ = _loaded_by_command("status", "--config", str(cfg))  # validates, caches
     shown, loaded = _loaded_by_command("status", "--config", str(cfg))
     assert shown == first and "feeds:" in shown and "database:" in shown
-    assert "watcher.store.sqlite" in loaded and "watcher.settings.model" in loaded
+    assert "watcher.store.sqlite" in loaded and "watcher.settings.essentials" in loaded
     heavy = sorted(m for m in loaded if any(m == h or m.startswith(h + ".")
                                             for h in _NOT_FOR_STATUS))
     assert heavy == []
+
+
+def test_status_validates_again_whatever_changed_since(tmp_path: Path) -> None:
+    cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook")
+    assert run_watcher("status", "--config", str(cfg)).returncode == 0  # cached now
+    text = cfg.read_text()
+    assert "database: state/watcher.db" in text
+    cfg.write_text(text.replace("database: state/watcher.db", "database: other.db"))
+    moved, loaded = _loaded_by_command("status", "--config", str(cfg))
+    assert f"database:   {tmp_path / 'other.db'}" in moved and "pydantic" in loaded
+    cfg.write_text(text.replace("database: state/watcher.db", "database: [not, a, path]"))
+    broken = run_watcher("status", "--config", str(cfg))
+    assert broken.returncode == 2 and f"{cfg}: database" in broken.stderr
+    # a value from the environment is never kept: each status validates
+    cfg.write_text(text.replace("database: state/watcher.db", "database: ${WATCHER_TEST_DB}"))
+    env = {**os.environ, "WATCHER_TEST_DB": str(tmp_path / "env.db")}
+    for name in ("a.db", "b.db"):
+        env["WATCHER_TEST_DB"] = str(tmp_path / name)
+        r = subprocess.run([sys.executable, "-m", "watcher", "status", "--config", str(cfg)],
+                           capture_output=True, text=True, env=env, cwd=ROOT)
+        assert r.returncode == 0 and f"database:   {tmp_path / name}" in r.stdout, r.stderr
 
 
 def _dispatched(parser: argparse.ArgumentParser) -> list[Any]:

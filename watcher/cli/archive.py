@@ -10,15 +10,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from watcher.cli.common import jsonable, open_store_for, when
+from watcher.cli.common import essentials_for, jsonable, open_store_for, when
 from watcher.core.display import printable, redact
 from watcher.core.errors import ConfigError
 from watcher.core.records import ArticleRecord, ProblemRecord, StatusReport
 from watcher.service.lock import holder
-from watcher.settings import parse_duration
+from watcher.store import open_store
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    from watcher.settings import parse_duration
+
     since = None
     if args.since:
         try:
@@ -119,16 +121,17 @@ def _redacted(report: StatusReport, secrets: tuple[str, ...]) -> StatusReport:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    settings, store = open_store_for(args)
+    settings = essentials_for(args)
+    store = open_store(settings.database_target)
     now = datetime.now(UTC)
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     try:
         report = _redacted(store.status_report(now, midnight), settings.secrets)
         # alive: a heartbeat within three ticks (a minute at least)
-        daemons = store.live_daemons(now - timedelta(seconds=max(3 * settings.poll.tick, 60)))
+        daemons = store.live_daemons(now - timedelta(seconds=max(3 * settings.poll_tick, 60)))
     finally:
         store.close()
-    pid = None if settings.shared_database else holder(Path(settings.database))
+    pid = None if settings.shared else holder(Path(settings.database))
     differ = len({d.rules_hash for d in daemons}) > 1
     config_differs = len({d.config_hash for d in daemons}) > 1
     if args.json:
@@ -139,7 +142,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                          ensure_ascii=False, indent=2))
         return 0
     f, d = report.feeds, report.deliveries
-    if settings.shared_database:
+    if settings.shared:
         print(f"daemons:    {len(daemons)} running")
         for info in daemons:
             print(f"  {info.host} pid {info.pid}, since {when(info.started_at)}, last seen "

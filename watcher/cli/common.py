@@ -13,11 +13,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from watcher.core.display import printable, redact
-from watcher.settings import Settings, config_path, load_settings, load_settings_cached
+from watcher.settings import config_path
+from watcher.settings.essentials import Essentials, cached_essentials, essentials_of
 from watcher.store import Store, open_store
 
 if TYPE_CHECKING:
     from watcher.rules import RuleSet
+    from watcher.settings import Settings
 
 # the longest line a log record keeps: a 1 MB title must not become a 1 MB log line
 LOG_LINE_LIMIT = 2000
@@ -85,8 +87,17 @@ def setup_logging(verbose: bool, secrets: Sequence[str] = (), fmt: str = "text")
 def load_settings_for(args: argparse.Namespace, cached: bool = True) -> Settings:
     """The validated config; unchanged since the last command, from the cache (not
     for `watcher check`, whose job is to validate)."""
+    from watcher.settings import load_settings, load_settings_cached
+
     path = config_path(args.config)
     return load_settings_cached(path) if cached else load_settings(path)
+
+
+def essentials_for(args: argparse.Namespace) -> Essentials:
+    """What `watcher status` needs of the config: kept from the last validation of
+    this very file (no pydantic, no models), else validated now."""
+    return (cached_essentials(config_path(args.config))
+            or essentials_of(load_settings_for(args)))
 
 
 def open_store_for(args: argparse.Namespace) -> tuple[Settings, Store]:

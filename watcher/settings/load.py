@@ -17,20 +17,9 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from watcher.core.errors import ConfigError
-from watcher.settings.model import DEFAULT_CONFIG, NAME_PATTERN, Settings
+from watcher.settings.model import NAME_PATTERN, Settings
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def config_path(cli_value: str | os.PathLike[str] | None,
-                env: Mapping[str, str] | None = None) -> Path:
-    """--config, else $WATCHER_CONFIG, else config/watcher.yaml."""
-    env = os.environ if env is None else env
-    if cli_value:
-        return Path(cli_value)
-    if env.get("WATCHER_CONFIG"):
-        return Path(env["WATCHER_CONFIG"])
-    return DEFAULT_CONFIG
 
 
 def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],

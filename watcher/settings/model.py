@@ -21,8 +21,8 @@ from pydantic import (
 )
 
 from watcher.core.models import Feed, SourceKind
+from watcher.settings.essentials import DEFAULT_CONFIG
 
-DEFAULT_CONFIG = Path("config/watcher.yaml")
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
