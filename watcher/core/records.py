@@ -153,6 +153,21 @@ class DaemonInfo:
 
 
 @dataclass(frozen=True)
+class WebSession:
+    """A web console login, kept in the store so that it outlives a restart and any
+    `watcher web` process sharing the database knows it. Only a digest of the cookie's
+    token is stored: reading the database does not let anyone log in."""
+
+    token_hash: str
+    name: str
+    # A digest of what the login proved (the password's hash, or the token): when the
+    # password changes, the sessions opened with the old one no longer match.
+    credential: str
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
 class AlertRecord:
     """A rule's match on an article, as the web console lists it: why it fired, and
     whether someone marked it not relevant."""

@@ -36,6 +36,7 @@ from watcher.core.records import (
     SourceRecord,
     StatusReport,
     StoryCandidate,
+    WebSession,
 )
 from watcher.core.websub import Subscription
 
@@ -235,8 +236,22 @@ class DaemonStore(Protocol):
     def live_daemons(self, since: datetime) -> list[DaemonInfo]: ...
 
 
+class SessionStore(Protocol):
+    def open_web_session(self, session: WebSession) -> None:
+        """Keep a new login (and forget the ones expired by its creation time)."""
+
+    def web_session(self, token_hash: str, now: datetime) -> WebSession | None:
+        """The login with this token digest, unless it expired before `now`."""
+
+    def close_web_session(self, token_hash: str) -> None: ...
+
+    def close_web_sessions(self, name: str, keep_credential: str | None = None) -> int:
+        """End every login of `name` except those opened with `keep_credential` (after
+        a password change, the logins made with the old password); how many."""
+
+
 class Store(FeedStore, ArticleStore, OutboxStore, ArchiveStore, AlertStore, DaemonStore,
-            WebSubStore, Protocol):
+            WebSubStore, SessionStore, Protocol):
     def schema_version(self) -> tuple[int, int]:
         """(version of the database's schema, version this watcher knows)."""
 

@@ -14,7 +14,7 @@ from watcher.settings import Settings
 from watcher.store.protocol import Store
 from watcher.web import api, feeds, login, outlook, pages
 from watcher.web.auth import Auth
-from watcher.web.context import Console
+from watcher.web.context import Console, utc_now
 from watcher.web.security import Guard, allowed_hosts, public_host
 
 STATIC = Path(__file__).parent / "static"
@@ -31,8 +31,8 @@ def data_dir_of(settings: Settings) -> Path:
 def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
                now: Callable[[], datetime] | None = None,
                clock: Callable[[], float] | None = None) -> FastAPI:
-    auth = Auth(settings.web, data_dir or data_dir_of(settings),
-                **({"clock": clock} if clock else {}))
+    auth = Auth(settings.web, data_dir or data_dir_of(settings), store,
+                now or utc_now, **({"clock": clock} if clock else {}))
     app = FastAPI(title="watcher", version="1", openapi_url="/api/v1/openapi.json",
                   docs_url=None, redoc_url=None)
     ctx = Console(settings, store, auth)

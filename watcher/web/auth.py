@@ -1,6 +1,7 @@
 """Who may use the web console: users with password hashes and API tokens from the
 config, or, when none is configured, an admin token made on first start and kept
-in the data folder (mode 0600); sessions, CSRF tokens and login throttling."""
+in the data folder (mode 0600); sessions (kept in the store, as a digest of their
+token), CSRF tokens and login throttling."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from watcher.core.errors import ConfigError
+from watcher.core.records import WebSession
 from watcher.settings.model import WebConfig
+from watcher.store.protocol import SessionStore
 
 log = logging.getLogger("watcher.web")
 
@@ -86,7 +90,19 @@ def admin_token(data_dir: Path) -> str:
 class Session:
     principal: Principal
     csrf: str
-    expires: float
+    expires: datetime
+
+
+def digest(secret: str) -> str:
+    """A session token's (or a credential's) SHA-256: what the store keeps. The tokens
+    are 256 random bits, so a fast hash is enough; no one can guess one back."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def csrf_of(sid: str) -> str:
+    """The session's CSRF token, derived from its secret token: every process knows it
+    without storing it, and no one without the cookie can compute it."""
+    return hmac.new(sid.encode("utf-8"), b"watcher csrf", hashlib.sha256).hexdigest()
 
 
 @dataclass
@@ -116,20 +132,23 @@ class Throttle:
 
 
 class Auth:
-    """Checks credentials and keeps sessions (in memory: a restart logs people out)."""
+    """Checks credentials and keeps sessions in the store: they outlive a restart, and
+    every `watcher web` process on the database shares them."""
 
-    def __init__(self, config: WebConfig, data_dir: Path,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.config = config
-        self.clock = clock
+    def __init__(self, config: WebConfig, data_dir: Path, store: SessionStore,
+                 now: Callable[[], datetime], clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self.config, self.store, self.now = config, store, now
         self.throttle = Throttle(clock=clock)
-        self.sessions: dict[str, Session] = {}
         self.tokens = {t.token: Principal(name, t.role) for name, t in config.tokens.items()}
         self.admin: str | None = None
         self.token_path = data_dir / TOKEN_FILE
         if not config.users and not config.tokens:
             self.admin = admin_token(data_dir)
             self.tokens[self.admin] = Principal("admin", "editor")
+        # A password changed in the config ends the sessions opened with the old one.
+        for name, user in config.users.items():
+            store.close_web_sessions(name, keep_credential=digest(user.password_hash))
 
     def by_token(self, token: str) -> Principal | None:
         for known, principal in self.tokens.items():
@@ -145,24 +164,49 @@ class Auth:
         return Principal(name, user.role) if verify_password(password,
                                                              user.password_hash) else None
 
-    def open_session(self, principal: Principal) -> tuple[str, Session]:
+    def _credential(self, principal: Principal, token: str | None) -> str:
+        user = self.config.users.get(principal.name)
+        if token is None and user is not None:
+            return digest(user.password_hash)
+        return digest(token or "")
+
+    def _principal(self, name: str, credential: str) -> Principal | None:
+        """Who a stored session is now: the same credential must still be configured
+        (and the role is today's, not the one at login)."""
+        user = self.config.users.get(name)
+        if user is not None and hmac.compare_digest(credential, digest(user.password_hash)):
+            return Principal(name, user.role)
+        for token, principal in self.tokens.items():
+            if principal.name == name and hmac.compare_digest(credential, digest(token)):
+                return principal
+        return None
+
+    def open_session(self, principal: Principal, token: str | None = None
+                     ) -> tuple[str, Session]:
+        """A new session for who logged in (with `token`, or else a password)."""
         sid = secrets.token_urlsafe(32)
-        session = Session(principal, secrets.token_urlsafe(24), self.clock() + SESSION_S)
-        self.sessions[sid] = session
-        return sid, session
+        now = self.now()
+        expires = now + timedelta(seconds=SESSION_S)
+        self.store.open_web_session(WebSession(digest(sid), principal.name,
+                                               self._credential(principal, token), now,
+                                               expires))
+        return sid, Session(principal, csrf_of(sid), expires)
 
     def session(self, sid: str | None) -> Session | None:
         if not sid:
             return None
-        s = self.sessions.get(sid)
-        if s is None or s.expires < self.clock():
-            self.sessions.pop(sid, None)
+        kept = self.store.web_session(digest(sid), self.now())
+        if kept is None:
             return None
-        return s
+        who = self._principal(kept.name, kept.credential)
+        if who is None:
+            self.store.close_web_session(kept.token_hash)
+            return None
+        return Session(who, csrf_of(sid), kept.expires_at)
 
     def close_session(self, sid: str | None) -> None:
         if sid:
-            self.sessions.pop(sid, None)
+            self.store.close_web_session(digest(sid))
 
 
 _DUMMY = hash_password(secrets.token_hex(8))

@@ -16,7 +16,7 @@ from watcher.store.protocol import Store
 from watcher.web.auth import Auth, Principal
 
 
-def _now() -> datetime:
+def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
@@ -25,7 +25,7 @@ class Console:
     settings: Settings
     store: Store
     auth: Auth
-    now: Callable[[], datetime] = _now
+    now: Callable[[], datetime] = utc_now
 
     @property
     def rules_path(self) -> Path:

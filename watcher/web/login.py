@@ -20,8 +20,9 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "?"
 
 
-def _logged_in(request: Request, ctx: Console, who: Principal) -> Response:
-    sid, _ = ctx.auth.open_session(who)
+def _logged_in(request: Request, ctx: Console, who: Principal,
+               token: str | None = None) -> Response:
+    sid, _ = ctx.auth.open_session(who, token)
     response = RedirectResponse("/alerts", status_code=303)
     response.set_cookie(COOKIE, sid, httponly=True, samesite="strict", path="/",
                         secure=request.url.scheme == "https")
@@ -53,7 +54,7 @@ def login_page(request: Request, ctx: Ctx, token: str | None = None) -> Response
     if who is None:
         return _refused(request, ctx, "That login link is not valid.")
     ctx.auth.throttle.succeeded(_client(request))
-    return _logged_in(request, ctx, who)
+    return _logged_in(request, ctx, who, token)
 
 
 @router.post("/login", include_in_schema=False)
@@ -66,7 +67,7 @@ async def login(request: Request, ctx: Ctx) -> Response:
     if who is None:
         return _refused(request, ctx, "Wrong name, password or token.")
     ctx.auth.throttle.succeeded(_client(request))
-    return _logged_in(request, ctx, who)
+    return _logged_in(request, ctx, who, token or None)
 
 
 @router.post("/logout", include_in_schema=False)

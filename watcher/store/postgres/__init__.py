@@ -9,10 +9,11 @@ from __future__ import annotations
 from watcher.store.postgres.alerts import AlertsPg
 from watcher.store.postgres.archive import ArchivePg
 from watcher.store.postgres.feeds import FeedsPg
+from watcher.store.postgres.sessions import SessionsPg
 from watcher.store.postgres.websub import WebSubPg
 
 
-class PostgresStore(FeedsPg, ArchivePg, AlertsPg, WebSubPg):
+class PostgresStore(FeedsPg, ArchivePg, AlertsPg, WebSubPg, SessionsPg):
     """Feeds, articles and stories, the outbox, the archive and the daemons' registry."""
 
 

@@ -162,6 +162,21 @@ CREATE TABLE rule_mutes (
 CREATE INDEX matches_created ON matches (created_at);
 """
 
+# The web console's logins (a digest of each token), shared by every process; the
+# archive's newest-first order as an index, walked by a broad search.
+_WEB_SESSIONS = """
+CREATE TABLE web_sessions (
+    token_hash text PRIMARY KEY,
+    name text NOT NULL,
+    credential text NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+CREATE INDEX web_sessions_name ON web_sessions (name);
+CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+CREATE INDEX articles_newest ON articles ((COALESCE(published_at, fetched_at)) DESC, id DESC);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("initial", _V1),
     # What a source that is not a feed remembers between polls, as the service wrote
@@ -186,4 +201,5 @@ MIGRATIONS: list[tuple[str, str]] = [
     ALTER TABLE deliveries DROP CONSTRAINT deliveries_status_check;
     ALTER TABLE deliveries ADD CONSTRAINT deliveries_status_check
         CHECK (status IN ('pending', 'retrying', 'sent', 'dead', 'dropped'));"""),
+    ("web_sessions", _WEB_SESSIONS),  # SQLite's m014
 ]

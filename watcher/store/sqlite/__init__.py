@@ -10,10 +10,12 @@ from watcher.store.sqlite.archive import ArchiveStore
 from watcher.store.sqlite.base import from_ts, ts
 from watcher.store.sqlite.daemons import DaemonsStore
 from watcher.store.sqlite.feeds import FeedsStore
+from watcher.store.sqlite.sessions import SessionsStore
 from watcher.store.sqlite.websub import WebSubStore
 
 
-class SqliteStore(FeedsStore, ArchiveStore, AlertsStore, DaemonsStore, WebSubStore):
+class SqliteStore(FeedsStore, ArchiveStore, AlertsStore, DaemonsStore, WebSubStore,
+                  SessionsStore):
     """Feeds, articles and stories, the outbox and the archive reads, in one file."""
 
 

@@ -19,7 +19,7 @@ from watcher.core.records import (
 )
 from watcher.core.search import parse_search, to_fts5
 from watcher.store.sqlite.articles import ArticlesStore, _article
-from watcher.store.sqlite.base import from_ts, must_ts, ts
+from watcher.store.sqlite.base import Row, from_ts, must_ts, ts
 from watcher.store.sqlite.outbox import OutboxStore
 
 # Articles past retention, unless an alert of theirs is still waiting to go out.
@@ -30,9 +30,24 @@ _PRUNABLE = (
     "  AND d.status IN ('pending', 'retrying'))")
 
 
+# The order of search results, and the index (m014) that walks it.
+_NEWEST = "COALESCE(a.published_at, a.fetched_at)"
+# A query with at least this many matches is broad: sorting them all costs more than
+# searching the newest articles first. Below it, sorting them is cheap.
+_BROAD = 2000
+_WINDOW_PER_HIT = 20  # the first window: articles searched per result wanted
+
+
 def _cutoffs(now: datetime, retention: Retention) -> list[str | None]:
     return [ts(now - timedelta(days=retention.keep_days)),
             ts(now - timedelta(days=retention.keep_matched_days))]
+
+
+def _dicts(db: Any, sql: str, params: list[Any]) -> list[Row]:
+    """Rows as dicts, SQLite's errors as they are (a bad query is the caller's to name)."""
+    cur = db.execute(sql, params)
+    cols = [c[0] for c in cur.description]
+    return [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
 
 
 class ArchiveStore(ArticlesStore, OutboxStore):
@@ -40,30 +55,56 @@ class ArchiveStore(ArticlesStore, OutboxStore):
                limit: int = 20) -> list[SearchHit]:
         """Full-text search (watcher.core.search's syntax), newest first, with a
         highlighted snippet."""
-        sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
-               "snippet(articles_fts, -1, '[', ']', '…', 16) AS snippet "
-               "FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "
-               "WHERE articles_fts MATCH ?")
-        params: list[Any] = [to_fts5(parse_search(query))]
-        if since is not None:
-            sql += " AND a.fetched_at >= ?"
-            params.append(ts(since))
-        if feed:
-            sql += " AND a.feed = ?"
-            params.append(feed)
-        sql += " ORDER BY COALESCE(a.published_at, a.fetched_at) DESC, a.id DESC LIMIT ?"
-        params.append(limit)
+        if limit <= 0:
+            return []
+        match = to_fts5(parse_search(query))
         try:
             with self._lock:
-                cur = self.db.execute(sql, params)
-                cols = [c[0] for c in cur.description]
-                rows = [dict(zip(cols, r, strict=True)) for r in cur.fetchall()]
+                rows = self._newest_matches(match, since, feed, limit)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"search: cannot run query {query!r}: {exc}") from None
         return [SearchHit(id=r["id"], feed=r["feed"], title=r["title"], url=r["url"],
                           published_at=from_ts(r["published_at"]),
                           fetched_at=must_ts(r["fetched_at"]), snippet=r["snippet"])
                 for r in rows]
+
+    def _newest_matches(self, match: str, since: datetime | None, feed: str | None,
+                        limit: int) -> list[Row]:
+        """Sorting every match is what a broad query costs (nearly the whole archive);
+        for one, the newest articles are searched first, a window at a time (FTS5 reads
+        only the window's rowid range), and the first window that holds `limit` matches
+        holds the answer. A narrow query sorts its few matches."""
+        sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
+               "snippet(articles_fts, -1, '[', ']', '…', 16) AS snippet "
+               "FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "
+               "WHERE articles_fts MATCH ?")
+        params: list[Any] = [match]
+        if since is not None:
+            sql += " AND a.fetched_at >= ?"
+            params.append(ts(since))
+        if feed:
+            sql += " AND a.feed = ?"
+            params.append(feed)
+        order = f" ORDER BY {_NEWEST} DESC, a.id DESC LIMIT ?"
+        window = limit * _WINDOW_PER_HIT
+        db = self.db
+        broad = db.execute("SELECT count(*) FROM (SELECT rowid FROM articles_fts WHERE "
+                           "articles_fts MATCH ? LIMIT ?)", [match, _BROAD]).fetchone()[0]
+        while broad >= _BROAD:
+            newest = (f"SELECT a.id, {_NEWEST} AS k FROM articles a INDEXED BY "
+                      f"articles_newest ORDER BY {_NEWEST} DESC, a.id DESC LIMIT ?")
+            edge = db.execute(newest + " OFFSET ?", [1, window - 1]).fetchone()
+            if edge is None:
+                break  # the window is the whole archive
+            low, high = db.execute(f"SELECT min(id), max(id) FROM ({newest})",
+                                   [window]).fetchone()
+            rows = _dicts(db, sql + f" AND articles_fts.rowid BETWEEN ? AND ? "
+                          f"AND ({_NEWEST}, a.id) >= (?, ?)" + order,
+                          [*params, low, high, edge[1], edge[0], limit])
+            if len(rows) >= limit:
+                return rows
+            window *= 8
+        return _dicts(self.db, sql + order, [*params, limit])
 
     def article_record(self, article_id: int) -> ArticleRecord | None:
         """An article with its matches, its story's deliveries and every copy."""

@@ -361,3 +361,24 @@ def m013_console_feeds(db: sqlite_utils.Database) -> None:
                 "DROP TABLE deliveries",
                 "ALTER TABLE deliveries_013 RENAME TO deliveries", *indexes):
         db.execute(sql)
+
+
+@migrations()
+def m014_web_sessions(db: sqlite_utils.Database) -> None:
+    """The web console's logins, kept so that they outlive a restart and every `watcher
+    web` process on the database knows them (a digest of each token, never the token);
+    the archive's newest-first order as an index."""
+    db.executescript("""
+    CREATE TABLE web_sessions (
+        token_hash TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX web_sessions_name ON web_sessions(name);
+    CREATE INDEX web_sessions_expires ON web_sessions(expires_at);
+    """)
+    # The archive's order (newest first), walked by a broad search instead of sorting
+    # every match.
+    db.execute("CREATE INDEX articles_newest ON articles(COALESCE(published_at, fetched_at), id)")
