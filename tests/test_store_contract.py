@@ -3,6 +3,7 @@ real cluster started by the test set-up (tests/pg.py)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -25,7 +26,7 @@ from watcher.core.intents import (
     Retention,
 )
 from watcher.core.models import Article, Feed, Hit, Match, StoryRef
-from watcher.core.records import DaemonInfo
+from watcher.core.records import DaemonInfo, WebSession
 from watcher.store import Store, open_store, prune
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
@@ -387,6 +388,48 @@ def test_search_filters_and_errors(store: Store) -> None:
         store.search('"unclosed')
 
 
+def _archive(store: Store) -> list[tuple[datetime, int, str]]:
+    """Articles stored out of time order (as feeds backfill), some without a publication
+    time, some sharing one; "harbour" in every one, "tram" in every third; their sort
+    keys, newest first, as the archive's order defines them."""
+    rng = random.Random(7)
+    keys = []
+    for i in rng.sample(range(60), 60):
+        published = None if i % 5 == 0 else T0 - timedelta(hours=(i * 7) % 40)
+        fetched = T0 - timedelta(hours=i % 30, minutes=i)
+        words = "harbour tram" if i % 3 == 0 else "harbour"
+        article_id = add(store, Article(
+            feed="g" if i % 2 else "f", entry_id=f"h{i}", url=None, title=f"h{i}",
+            summary="", body=f"the {words} story {i}", text_source="feed-summary",
+            published=published, fetched_at=fetched))
+        keys.append((published or fetched, article_id, f"h{i}"))
+    return sorted(keys, reverse=True)
+
+
+@pytest.mark.parametrize("broad", [2000, 3])
+def test_search_pages_newest_first_like_a_full_sort(store: Store, broad: int,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page size gives the head of the one order (publication time or else fetch
+    time, then id, newest first), also when a broad query searches the newest articles
+    a window at a time (SQLite, with the thresholds lowered to reach that path)."""
+    monkeypatch.setattr("watcher.store.sqlite.archive._BROAD", broad)
+    monkeypatch.setattr("watcher.store.sqlite.archive._WINDOW_PER_HIT", 1)
+    order = _archive(store)
+    every = [title for _, _, title in order]
+    for limit in (1, 2, 5, 13, 59, 60, 100):
+        assert [h.title for h in store.search("harbour", limit=limit)] == every[:limit]
+    trams = [title for _, _, title in order if int(title[1:]) % 3 == 0]
+    for limit in (1, 4, 19, 20, 50):
+        assert [h.title for h in store.search("tram", limit=limit)] == trams[:limit]
+    in_g = [title for _, _, title in order if int(title[1:]) % 2]
+    assert [h.title for h in store.search("harbour", feed="g", limit=7)] == in_g[:7]
+    since = T0 - timedelta(hours=10)
+    recent = [h.title for h in store.search("harbour", since=since, limit=100)]
+    assert recent == [t for t in every if T0 - timedelta(hours=int(t[1:]) % 30,
+                                                          minutes=int(t[1:])) >= since]
+    assert store.search("harbour", limit=0) == []
+
+
 def test_article_record_and_status(store: Store) -> None:
     store.sync_feeds([feed("f")])
     first = add(store, article("e1"))
@@ -562,3 +605,35 @@ def test_a_muted_rules_deliveries_wait_for_one_digest_at_its_end(store: Store) -
     assert store.claim_deliveries(T0 + timedelta(minutes=30), 60, 10) == []
     due = store.claim_deliveries(until, 60, 10)
     assert len(due) == 2 and len({d.digest_id for d in due}) == 1
+
+
+# -- the web console's sessions ---------------------------------------------------------
+
+def _session(token_hash: str, name: str = "ann", credential: str = "c1",
+             at: datetime = T0, hours: int = 12) -> WebSession:
+    return WebSession(token_hash, name, credential, at, at + timedelta(hours=hours))
+
+
+def test_web_sessions_are_found_by_digest_until_they_expire(store: Store) -> None:
+    store.open_web_session(_session("h1"))
+    got = store.web_session("h1", T0 + timedelta(hours=1))
+    assert got == _session("h1")
+    assert store.web_session("h2", T0) is None
+    assert store.web_session("h1", T0 + timedelta(hours=12, seconds=1)) is None
+    # Opening another, later, forgets the expired ones for good.
+    store.open_web_session(_session("h3", at=T0 + timedelta(hours=13)))
+    assert store.web_session("h1", T0) is None
+    assert store.web_session("h3", T0 + timedelta(hours=13)) is not None
+
+
+def test_web_sessions_end_on_logout_and_on_a_new_credential(store: Store) -> None:
+    for h, name, cred in (("a1", "ann", "old"), ("a2", "ann", "new"), ("b1", "bob", "old"),
+                          ("a3", "ann", "old")):
+        store.open_web_session(_session(h, name, cred))
+    store.close_web_session("a3")
+    assert store.web_session("a3", T0) is None
+    assert store.close_web_sessions("ann", keep_credential="new") == 1
+    assert store.web_session("a1", T0) is None
+    assert store.web_session("a2", T0) is not None and store.web_session("b1", T0) is not None
+    assert store.close_web_sessions("bob") == 1
+    assert store.web_session("b1", T0) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
+import ipaddress
 import re
 import zoneinfo
 from pathlib import Path
@@ -358,6 +359,10 @@ class WebConfig(_Model):
     # Host names browsers may reach it by besides the listen address and localhost
     # (a reverse proxy's name); any other Host header is refused (DNS rebinding).
     hosts: tuple[str, ...] = ()
+    # Addresses or networks (127.0.0.1, 10.0.0.0/8) of reverse proxies whose
+    # X-Forwarded-Proto and X-Forwarded-For are believed: behind one that terminates
+    # TLS, the session cookie is then Secure. From any other address they are ignored.
+    trusted_proxies: tuple[str, ...] = ()
     users: dict[str, WebUser] = {}
     tokens: dict[str, WebToken] = {}
     # the URL the hubs reach this server at, e.g. https://watcher.example.org; unset:
@@ -371,6 +376,17 @@ class WebConfig(_Model):
     @classmethod
     def _empty_is_off(cls, v: object) -> object:
         return None if v == "" else v
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry.strip())
+            except ValueError:
+                raise ValueError(f"{entry!r} is no IP address or network "
+                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
+        return tuple(e.strip() for e in v)
 
     @field_validator("public_url")
     @classmethod

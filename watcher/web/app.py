@@ -9,6 +9,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from watcher.settings import Settings
 from watcher.store.protocol import Store
@@ -42,6 +43,10 @@ def create_app(settings: Settings, store: Store, data_dir: Path | None = None,
     app.add_middleware(Guard, auth=auth,
                        hosts=allowed_hosts(settings.web.listen, (
                            *settings.web.hosts, *public_host(settings.web.public_url))))
+    if settings.web.trusted_proxies:
+        # Outermost, so that the guard and the routes see the client's scheme and address.
+        app.add_middleware(ProxyHeadersMiddleware,
+                           trusted_hosts=list(settings.web.trusted_proxies))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.include_router(api.router)
     app.include_router(login.router)
