@@ -5,7 +5,8 @@ client on a real SQLite file.
     python -m benchmarks.web_console --articles 200000 --alerts 20000
 
 Builds the database once in --folder (kept between runs), then times each request
---runs times and prints the median and the 95th percentile.
+--runs times and prints the median and the 95th percentile. With --database URL, the
+same on PostgreSQL (a database filled with `watcher db copy` from the SQLite one).
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from tests.web_helpers import NOW, make_web
+from starlette.testclient import TestClient
+
+from tests.web_helpers import NOW, Web, make_web, write_config
 from watcher.core.intents import Matched, NewArticle
 from watcher.core.models import Article, Hit, Match
+from watcher.settings import load_settings
+from watcher.store import open_store
+from watcher.web.app import create_app
 
 WORDS = ["minister", "government", "election", "market", "shares", "storm", "flood", "police",
          "court", "health", "school", "energy", "prices", "trade", "talks", "border", "army",
@@ -55,6 +61,13 @@ def build(web, articles: int, alerts: int, seed: int = 1) -> None:  # type: igno
           f"{time.perf_counter() - start:.0f} s")
 
 
+def on_server(folder: Path, url: str) -> Web:
+    settings = load_settings(write_config(folder)).model_copy(update={"database": url})
+    store = open_store(url)
+    app = create_app(settings, store, now=lambda: NOW)
+    return Web(TestClient(app, base_url="http://127.0.0.1:8080"), store, settings, folder)
+
+
 def timed(call, runs: int) -> tuple[float, float]:  # type: ignore[no-untyped-def]
     times = []
     for _ in range(runs):
@@ -72,10 +85,11 @@ def main() -> None:
     p.add_argument("--alerts", type=int, default=20_000)
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--folder", type=Path, default=Path("/tmp/watcher-web-bench"))
+    p.add_argument("--database", help="a postgresql:// URL instead of the SQLite file")
     args = p.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
-    fresh = not (args.folder / "data" / "w.db").exists()
-    web = make_web(args.folder)
+    fresh = not (args.folder / "data" / "w.db").exists() and not args.database
+    web = on_server(args.folder, args.database) if args.database else make_web(args.folder)
     (args.folder / "rules.yaml").write_text(RULES)
     if fresh:
         build(web, args.articles, args.alerts)
