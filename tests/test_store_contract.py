@@ -637,3 +637,26 @@ def test_web_sessions_end_on_logout_and_on_a_new_credential(store: Store) -> Non
     assert store.web_session("a2", T0) is not None and store.web_session("b1", T0) is not None
     assert store.close_web_sessions("bob") == 1
     assert store.web_session("b1", T0) is None
+
+
+def test_story_deliveries_reads_a_page_of_stories_at_once(store: Store) -> None:
+    store.sync_feeds([feed("f")])
+    first = add(store, article("s1", body="the first story"))
+    second = add(store, article("s2", body="another story", when=T0 + timedelta(hours=1)))
+    quiet = add(store, article("s3", body="nothing sent"))
+    match(store, first, "zeta", ("mail", "hook"))
+    match(store, first, "alpha", ("mail",))
+    match(store, second, "alpha", ("hook",))
+    stories = {i: store.story_of(i).id for i in (first, second, quiet)}  # type: ignore[union-attr]
+    got = store.story_deliveries([stories[second], stories[first], stories[quiet],
+                                  stories[first]])
+    assert list(got) == [stories[second], stories[first], stories[quiet]]
+    assert [(d.rule, d.channel) for d in got[stories[first]]] == [
+        ("alpha", "mail"), ("zeta", "hook"), ("zeta", "mail")]
+    assert [(d.rule, d.channel, d.article_id) for d in got[stories[second]]] == [
+        ("alpha", "hook", second)]
+    assert got[stories[quiet]] == []
+    for story in stories.values():
+        assert sorted(got[story], key=lambda d: (d.rule, d.channel)) == sorted(
+            store.deliveries(story_id=story), key=lambda d: (d.rule, d.channel))
+    assert store.story_deliveries([]) == {}

@@ -187,6 +187,9 @@ class AlertStore(Protocol):
 
     def alert(self, alert_id: int) -> AlertRecord | None: ...
 
+    def story_deliveries(self, story_ids: Iterable[int]) -> dict[int, list[DeliveryRecord]]:
+        """Each story's deliveries, by rule then channel: a page of alerts in one read."""
+
     def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
         """One verdict per alert, the last wins; False when there is no such alert."""
 

@@ -88,13 +88,12 @@ def alerts_page(request: Request, ctx: Ctx, _: Viewer, rule: str | None = None,
     limit = 50
     found = ctx.store.alerts(rule=rule or None, feed=feed or None, since=_day(since),
                              text=(q or None) and q[:200], before_id=before, limit=limit)
-    views = []
-    for a in found:
-        record = ctx.store.article_record(a.article_id)
-        views.append(AlertView(
-            a, safe_url(a.url), mark_html(a.snippet, a.matched),
-            list(record.sources) if record else [],
-            [d for d in (record.deliveries if record else ()) if d.rule == a.rule]))
+    stories = [a.story_id or a.article_id for a in found]
+    sources = ctx.store.story_sources(stories)
+    sent = ctx.store.story_deliveries(stories)
+    views = [AlertView(a, safe_url(a.url), mark_html(a.snippet, a.matched),
+                       sources.get(story, []), [d for d in sent.get(story, []) if d.rule == a.rule])
+             for a, story in zip(found, stories, strict=True)]
     names = sorted(ctx.store.alert_counts(ctx.now() - timedelta(days=365)))
     filters = {"rule": rule, "feed": feed, "since": since, "q": q}
     next_link = "/alerts?" + urlencode({**{k: v for k, v in filters.items() if v},

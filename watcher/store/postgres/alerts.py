@@ -3,12 +3,13 @@ PostgreSQL (the same reads as watcher.store.sqlite.alerts)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from watcher.core.digest import dropped_why
 from watcher.core.models import Article
-from watcher.core.records import AlertRecord
+from watcher.core.records import AlertRecord, DeliveryRecord
 from watcher.core.search import parse_search, to_tsquery
 from watcher.store.postgres.articles import ArticlesPg, _article
 
@@ -51,6 +52,17 @@ class AlertsPg(ArticlesPg):
     def alert(self, alert_id: int) -> AlertRecord | None:
         rows = self._rows(_ALERT + " WHERE m.id = %s", [alert_id])
         return _alert(rows[0]) if rows else None
+
+    def story_deliveries(self, story_ids: Iterable[int]) -> dict[int, list[DeliveryRecord]]:
+        ids = list(dict.fromkeys(story_ids))
+        out: dict[int, list[DeliveryRecord]] = {i: [] for i in ids}
+        for r in self._rows(
+                "SELECT id, rule, channel, status, attempts, created_at, next_attempt_at, "
+                "last_error, sent_at, article_id, held_until, digest_id, last_attempt_at, "
+                "alert->>'title' AS title, story_id FROM deliveries "
+                "WHERE story_id = ANY(%s) ORDER BY rule, channel, id", [ids]):
+            out[r.pop("story_id")].append(DeliveryRecord(**r))
+        return out
 
     def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
         return self._exec(

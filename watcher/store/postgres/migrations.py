@@ -174,6 +174,7 @@ CREATE TABLE web_sessions (
 );
 CREATE INDEX web_sessions_name ON web_sessions (name);
 CREATE INDEX web_sessions_expires ON web_sessions (expires_at);
+CREATE INDEX deliveries_story_id ON deliveries (story_id);
 CREATE INDEX articles_newest ON articles ((COALESCE(published_at, fetched_at)) DESC, id DESC);
 """
 

@@ -4,15 +4,17 @@ verdicts given on them; and the stored articles a draft rule may match."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from watcher.core.digest import dropped_why
 from watcher.core.models import Article
-from watcher.core.records import AlertRecord
+from watcher.core.records import AlertRecord, DeliveryRecord
 from watcher.core.search import parse_search, to_fts5
 from watcher.store.sqlite.articles import ArticlesStore, _article
-from watcher.store.sqlite.base import Row, from_ts, must_ts, ts
+from watcher.store.sqlite.base import Row, from_ts, marks, must_ts, ts
+from watcher.store.sqlite.outbox import delivery_record
 
 _ALERT = ("SELECT m.id, m.rule, m.query, m.field, m.snippet, m.created_at, m.article_id, "
           "a.story_id, a.title, a.url, a.feed, a.published_at, "
@@ -59,6 +61,18 @@ class AlertsStore(ArticlesStore):
     def alert(self, alert_id: int) -> AlertRecord | None:
         rows = self._rows(_ALERT + " WHERE m.id = ?", [alert_id])
         return _alert(rows[0]) if rows else None
+
+    def story_deliveries(self, story_ids: Iterable[int]) -> dict[int, list[DeliveryRecord]]:
+        ids = list(dict.fromkeys(story_ids))
+        out: dict[int, list[DeliveryRecord]] = {i: [] for i in ids}
+        if ids:
+            for r in self._rows(
+                    "SELECT id, rule, channel, status, attempts, created_at, next_attempt_at, "
+                    "last_error, sent_at, article_id, held_until, digest_id, last_attempt_at, "
+                    "json_extract(alert, '$.title') AS title, story_id FROM deliveries "
+                    f"WHERE story_id IN ({marks(ids)}) ORDER BY rule, channel, id", ids):
+                out[r["story_id"]].append(delivery_record(r))
+        return out
 
     def record_feedback(self, alert_id: int, verdict: str, now: datetime) -> bool:
         """Keep a verdict on an alert (one per alert, the last wins); False when there

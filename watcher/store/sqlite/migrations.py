@@ -378,6 +378,7 @@ def m014_web_sessions(db: sqlite_utils.Database) -> None:
     );
     CREATE INDEX web_sessions_name ON web_sessions(name);
     CREATE INDEX web_sessions_expires ON web_sessions(expires_at);
+    CREATE INDEX deliveries_story_id ON deliveries(story_id);
     """)
     # The archive's order (newest first), walked by a broad search instead of sorting
     # every match.
