@@ -14,7 +14,7 @@ from watcher.core.errors import StoreError
 # In the order their foreign keys need; the daemons' registry is not copied (the
 # daemons register themselves).
 TABLES = ("feeds", "articles", "article_sources", "story_keys", "pruned_entries", "matches",
-          "deliveries", "websub", "alert_feedback", "rule_mutes")
+          "deliveries", "websub", "alert_feedback", "rule_mutes", "web_sessions")
 _SEQUENCES = (("articles", "id"), ("matches", "id"))
 
 
