@@ -428,6 +428,17 @@ def test_search_pages_newest_first_like_a_full_sort(store: Store, broad: int,
     assert recent == [t for t in every if T0 - timedelta(hours=int(t[1:]) % 30,
                                                           minutes=int(t[1:])) >= since]
     assert store.search("harbour", limit=0) == []
+    for query, feed_name, want in (("harbour", None, every), ("tram", None, trams),
+                                   ("harbour", "g", in_g)):
+        for size in (1, 7, 20):
+            pages, before = [], None
+            while page := store.search(query, feed=feed_name, limit=size, before_id=before):
+                pages.append([h.title for h in page])
+                before = page[-1].id
+                assert len(pages) <= len(want), "paging does not move on"
+            assert [t for p in pages for t in p] == want, (query, feed_name, size)
+            assert all(len(p) == size for p in pages[:-1])
+    assert store.search("harbour", before_id=10**9) == []  # gone: nothing to page on from
 
 
 def test_article_record_and_status(store: Store) -> None:

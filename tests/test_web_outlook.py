@@ -90,3 +90,38 @@ def test_the_overview_shows_alerts_backlog_and_failing_feeds(web: Web) -> None:
     assert "<h1>Overview</h1>" in page and 'href="/alerts?rule=arms"' in page
     assert "Backlog: 1 waiting" in page and "1 failing" in page and "answered 503" in page
     assert_inert(page)
+
+
+def _older(page: str) -> str:
+    """The page's "Older articles" link."""
+    link = page.split('rel="next"')[0].rsplit('<a href="', 1)[1].split('"', 1)[0]
+    assert link.startswith("/archive?"), link
+    return link.replace("&amp;", "&")
+
+
+def test_the_archive_pages_on_newest_first(tmp_path: Path) -> None:
+    w = make_web(tmp_path)
+    try:
+        for i in range(205):
+            add_article(w.store, f"p{i}", f"Harbour story {i}", f"The harbour, day {i}.",
+                        when=NOW - timedelta(hours=i))
+        titles, before = [], None
+        while True:
+            query = "/api/v1/articles?q=harbour&limit=60" + (f"&before={before}" if before
+                                                              else "")
+            body = w.client.get(query, headers=bearer(w)).json()
+            titles += [a["title"] for a in body["articles"]]
+            if body["next_before"] is None:
+                break
+            before = body["next_before"]
+        assert titles == [f"Harbour story {i}" for i in range(205)]
+        w.login()
+        page = w.client.get("/archive?q=harbour").text
+        assert "Harbour story 0<" in page and "Harbour story 99<" in page
+        second = w.client.get(_older(page)).text
+        assert "Harbour story 100<" in second and "Harbour story 199<" in second
+        assert "Harbour story 99<" not in second and "older than the previous page" in second
+        third = w.client.get(_older(second)).text
+        assert "Harbour story 204<" in third and 'rel="next"' not in third
+    finally:
+        w.store.close()

@@ -163,7 +163,9 @@ class OutboxStore(Protocol):
 
 class ArchiveStore(Protocol):
     def search(self, query: str, since: datetime | None = None, feed: str | None = None,
-               limit: int = 20) -> list[SearchHit]: ...
+               limit: int = 20, before_id: int | None = None) -> list[SearchHit]:
+        """Newest first (publication time, else fetch time, then id); `before_id` pages
+        on from that article (none when it is gone)."""
 
     def article_record(self, article_id: int) -> ArticleRecord | None: ...
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -41,9 +42,10 @@ def _hit(h: SearchHit) -> dict[str, Any]:
 
 
 def _search(ctx: Console, q: str, feed: str | None, since: datetime | None,
-            limit: int) -> list[SearchHit]:
+            limit: int, before: int | None = None) -> list[SearchHit]:
     try:
-        return ctx.store.search(q, since=since, feed=feed or None, limit=limit)
+        return ctx.store.search(q, since=since, feed=feed or None, limit=limit,
+                                before_id=before)
     except StoreError as exc:
         raise HTTPException(422, str(exc)) from None
 
@@ -51,9 +53,13 @@ def _search(ctx: Console, q: str, feed: str | None, since: datetime | None,
 @router.get("/api/v1/articles")
 def articles(ctx: Ctx, _: Viewer, q: Annotated[str, Query(min_length=1, max_length=500)],
              feed: str | None = None, since: datetime | None = None,
-             limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    """Full-text search (the archive's syntax: words, "phrases", OR, -word, prefix*)."""
-    return {"articles": [_hit(h) for h in _search(ctx, q, feed, since, limit)]}
+             limit: Annotated[int, Query(ge=1, le=500)] = 50,
+             before: int | None = None) -> dict[str, Any]:
+    """Full-text search (the archive's syntax: words, "phrases", OR, -word, prefix*),
+    newest first; `before` (the last article's id) gives the next page."""
+    found = _search(ctx, q, feed, since, limit, before)
+    return {"articles": [_hit(h) for h in found],
+            "next_before": found[-1].id if len(found) == limit else None}
 
 
 @router.get("/api/v1/articles/{article_id}")
@@ -93,9 +99,12 @@ def retry(delivery_id: str, ctx: Ctx, _: Editor) -> dict[str, Any]:
 # -- pages ----------------------------------------------------------------------------------
 
 
+_PAGE = 100
+
+
 @router.get("/archive", include_in_schema=False)
 def archive_page(request: Request, ctx: Ctx, _: Viewer, q: str = "", feed: str = "",
-                 since: str = "") -> HTMLResponse:
+                 since: str = "", before: int | None = None) -> HTMLResponse:
     hits: list[dict[str, Any]] = []
     error = ""
     if q.strip():
@@ -106,12 +115,14 @@ def archive_page(request: Request, ctx: Ctx, _: Viewer, q: str = "", feed: str =
             except ValueError:
                 error = f"since: {since!r} is not a date (YYYY-MM-DD)"
         try:
-            hits = [_hit(h) for h in _search(ctx, q[:500], feed, day, 100)] if not error \
-                else []
+            hits = [_hit(h) for h in _search(ctx, q[:500], feed, day, _PAGE, before)] \
+                if not error else []
         except HTTPException as exc:
             error = str(exc.detail)
+    older = "/archive?" + urlencode({"q": q, "feed": feed, "since": since,
+                                     "before": hits[-1]["id"]}) if len(hits) == _PAGE else ""
     return render(request, "archive.html", hits=hits, q=q, feed=feed, since=since,
-                  error=error)
+                  error=error, older=older, page_size=_PAGE, paged=before is not None)
 
 
 @router.get("/deliveries", include_in_schema=False)

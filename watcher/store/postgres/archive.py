@@ -36,9 +36,11 @@ def _cutoffs(now: datetime, retention: Retention) -> dict[str, Any]:
 
 class ArchivePg(ArticlesPg, OutboxPg):
     def search(self, query: str, since: datetime | None = None, feed: str | None = None,
-               limit: int = 20) -> list[SearchHit]:
+               limit: int = 20, before_id: int | None = None) -> list[SearchHit]:
         """The same syntax as on SQLite; PostgreSQL's English configuration stems words
-        (as SQLite's porter tokenizer does) and drops stop words."""
+        (as SQLite's porter tokenizer does) and drops stop words. The order has an index
+        (articles_newest): for a broad query the planner walks it newest first and stops
+        at the page, for a narrow one it sorts the few matches the GIN index finds."""
         sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
                "ts_headline('english', a.title || ' ' || a.summary || ' ' || a.body, q, "
                "'StartSel=[, StopSel=], MaxWords=16, MinWords=8, FragmentDelimiter=…, "
@@ -51,6 +53,12 @@ class ArchivePg(ArticlesPg, OutboxPg):
         if feed:
             sql += " AND a.feed = %(feed)s"
             params["feed"] = feed
+        if before_id is not None:
+            # After that article in the order; none when it is gone.
+            sql += (" AND (COALESCE(a.published_at, a.fetched_at), a.id) < (SELECT "
+                    "COALESCE(b.published_at, b.fetched_at), b.id FROM articles b "
+                    "WHERE b.id = %(before)s)")
+            params["before"] = before_id
         sql += (" ORDER BY COALESCE(a.published_at, a.fetched_at) DESC, a.id DESC "
                 "LIMIT %(limit)s")
         try:

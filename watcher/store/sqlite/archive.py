@@ -52,15 +52,27 @@ def _dicts(db: Any, sql: str, params: list[Any]) -> list[Row]:
 
 class ArchiveStore(ArticlesStore, OutboxStore):
     def search(self, query: str, since: datetime | None = None, feed: str | None = None,
-               limit: int = 20) -> list[SearchHit]:
+               limit: int = 20, before_id: int | None = None) -> list[SearchHit]:
         """Full-text search (watcher.core.search's syntax), newest first, with a
-        highlighted snippet."""
+        highlighted snippet; `before_id` pages on, after that article."""
         if limit <= 0:
             return []
         match = to_fts5(parse_search(query))
+        where, params = "", []
+        if since is not None:
+            where += " AND a.fetched_at >= ?"
+            params.append(ts(since))
+        if feed:
+            where += " AND a.feed = ?"
+            params.append(feed)
         try:
             with self._lock:
-                rows = self._newest_matches(match, since, feed, limit)
+                cursor = None if before_id is None else self.db.execute(
+                    f"SELECT {_NEWEST}, a.id FROM articles a WHERE a.id = ?",
+                    [before_id]).fetchone()
+                if before_id is not None and cursor is None:
+                    return []  # that article is gone: nothing to page on from
+                rows = self._newest_matches(match, where, params, limit, cursor)
         except sqlite3.OperationalError as exc:
             raise StoreError(f"search: cannot run query {query!r}: {exc}") from None
         return [SearchHit(id=r["id"], feed=r["feed"], title=r["title"], url=r["url"],
@@ -68,43 +80,40 @@ class ArchiveStore(ArticlesStore, OutboxStore):
                           fetched_at=must_ts(r["fetched_at"]), snippet=r["snippet"])
                 for r in rows]
 
-    def _newest_matches(self, match: str, since: datetime | None, feed: str | None,
-                        limit: int) -> list[Row]:
+    def _newest_matches(self, match: str, where: str, params: list[Any], limit: int,
+                        cursor: tuple[str, int] | None) -> list[Row]:
         """Sorting every match is what a broad query costs (nearly the whole archive);
         for one, the newest articles are searched first, a window at a time (FTS5 reads
         only the window's rowid range), and the first window that holds `limit` matches
         holds the answer. A narrow query sorts its few matches."""
+        older, after = "", []
+        if cursor is not None:
+            older, after = f" AND ({_NEWEST}, a.id) < (?, ?)", list(cursor)
         sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
                "snippet(articles_fts, -1, '[', ']', '…', 16) AS snippet "
                "FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "
-               "WHERE articles_fts MATCH ?")
-        params: list[Any] = [match]
-        if since is not None:
-            sql += " AND a.fetched_at >= ?"
-            params.append(ts(since))
-        if feed:
-            sql += " AND a.feed = ?"
-            params.append(feed)
+               "WHERE articles_fts MATCH ?" + where + older)
+        params = [match, *params, *after]
         order = f" ORDER BY {_NEWEST} DESC, a.id DESC LIMIT ?"
         window = limit * _WINDOW_PER_HIT
         db = self.db
         broad = db.execute("SELECT count(*) FROM (SELECT rowid FROM articles_fts WHERE "
                            "articles_fts MATCH ? LIMIT ?)", [match, _BROAD]).fetchone()[0]
+        newest = (f"SELECT a.id, {_NEWEST} AS k FROM articles a INDEXED BY articles_newest "
+                  f"WHERE 1 = 1{older} ORDER BY {_NEWEST} DESC, a.id DESC LIMIT ?")
         while broad >= _BROAD:
-            newest = (f"SELECT a.id, {_NEWEST} AS k FROM articles a INDEXED BY "
-                      f"articles_newest ORDER BY {_NEWEST} DESC, a.id DESC LIMIT ?")
-            edge = db.execute(newest + " OFFSET ?", [1, window - 1]).fetchone()
+            edge = db.execute(newest + " OFFSET ?", [*after, 1, window - 1]).fetchone()
             if edge is None:
-                break  # the window is the whole archive
+                break  # the window is the rest of the archive
             low, high = db.execute(f"SELECT min(id), max(id) FROM ({newest})",
-                                   [window]).fetchone()
+                                   [*after, window]).fetchone()
             rows = _dicts(db, sql + f" AND articles_fts.rowid BETWEEN ? AND ? "
                           f"AND ({_NEWEST}, a.id) >= (?, ?)" + order,
                           [*params, low, high, edge[1], edge[0], limit])
             if len(rows) >= limit:
                 return rows
             window *= 8
-        return _dicts(self.db, sql + order, [*params, limit])
+        return _dicts(db, sql + order, [*params, limit])
 
     def article_record(self, article_id: int) -> ArticleRecord | None:
         """An article with its matches, its story's deliveries and every copy."""
