@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
-import ipaddress
 import re
 import zoneinfo
 from pathlib import Path
@@ -380,6 +379,8 @@ class WebConfig(_Model):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress  # here: every start loads the config, few configs name a proxy
+
         for entry in v:
             try:
                 ipaddress.ip_network(entry.strip())
