@@ -310,3 +310,48 @@ def test_hostile_feed_titles_errors_and_proposals_stay_inert(web: Web) -> None:
         assert r.status_code == 200 and "&lt;script&gt;" in r.text
         assert_inert(r.text)
     assert "Add this source?" in proposal.text
+
+
+def test_edits_at_the_same_moment_keep_both_or_refuse_one(tmp_path: Path) -> None:
+    """Comparing the version and renaming over it are one step: of two edits made from
+    the same version, one is written and the other refused, never both told ok."""
+    import threading
+
+    from watcher.settings.edit import VersionConflict, feeds_edited, save_config
+
+    config = tmp_path / "watcher.yaml"
+    config.write_text("# mine\ndatabase: w.db\nrules: rules.yaml\nfeeds: []\n")
+    config.chmod(0o600)
+    for _ in range(5):
+        version = digest_of(config.read_text())
+        outcomes: dict[str, str] = {}
+
+        def edit(name: str, version: str = version) -> None:
+            text = feeds_edited(config, add=[{"name": name, "url": f"http://{name}.test/f"}]
+                                ).text
+            try:
+                save_config(config, text, version)
+                outcomes[name] = "ok"
+            except VersionConflict:
+                outcomes[name] = "conflict"
+
+        names = [f"f{len(load_settings(config, env={}).feeds)}-{i}" for i in range(2)]
+        threads = [threading.Thread(target=edit, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes.values()) == ["conflict", "ok"], outcomes
+        written = {f.name for f in load_settings(config, env={}).feeds}
+        assert [n for n in names if outcomes[n] == "ok"][0] in written
+        assert len(set(names) - written) == 1  # the refused one is not in the file
+    assert config.read_text().startswith("# mine\n") and config.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".watcher.yaml.lock", "watcher.yaml"]
+
+
+def test_copies_of_the_config_made_while_editing_are_private(tmp_path: Path) -> None:
+    from watcher.settings.edit import _beside
+
+    made = _beside(tmp_path / "watcher.yaml", ".check", "secret: x\n")
+    assert made.parent == tmp_path and made.stat().st_mode & 0o777 == 0o600
+    assert made.read_text() == "secret: x\n"

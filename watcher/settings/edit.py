@@ -3,7 +3,12 @@ and layout, and rules.yaml replaced whole, only over the version it was read at.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import fcntl
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from io import StringIO
 from pathlib import Path
@@ -25,6 +30,36 @@ class VersionConflict(ConfigError):
         self.current = current
 
 
+_THREADS = threading.Lock()
+
+
+@contextlib.contextmanager
+def _editing(path: Path) -> Iterator[None]:
+    """One edit of the file at a time: threads of this process (the console's request
+    handlers) and other processes (several `watcher web`, the CLI), so that comparing
+    the version and renaming over it are one step. An advisory lock on a file beside
+    it, since the file itself is replaced by each edit."""
+    with _THREADS:
+        try:
+            fd = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write beside it: {exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the lock
+
+
+def _beside(path: Path, suffix: str, text: str) -> Path:
+    """A new file of our own beside `path` (mode 0600 until chmod: the config may hold
+    credentials), holding `text`."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return Path(name)
+
+
 def replace_text(path: Path, text: str, expected_version: str) -> str:
     """Write `text` over the file when it is still at `expected_version` (the sha256
     of its text, as watcher.rules.load.digest_of gives it); the new version.
@@ -32,6 +67,11 @@ def replace_text(path: Path, text: str, expected_version: str) -> str:
     Written to a temporary name beside it and renamed, keeping the file's mode, so a
     reader (the daemon's hot reload) sees the old file or the new one, never half.
     """
+    with _editing(path):
+        return _replace_locked(path, text, expected_version)
+
+
+def _replace_locked(path: Path, text: str, expected_version: str) -> str:
     try:
         current = path.read_text(encoding="utf-8")
         mode = path.stat().st_mode & 0o777
@@ -43,13 +83,14 @@ def replace_text(path: Path, text: str, expected_version: str) -> str:
         raise VersionConflict(f"{path}: changed since it was read (version "
                               f"{digest_of(current)[:12]}, not {expected_version[:12]})",
                               current)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = None
     try:
-        tmp.write_text(text, encoding="utf-8")
+        tmp = _beside(path, ".tmp", text)
         tmp.chmod(mode)
         tmp.replace(path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise ConfigError(f"{path}: cannot write: {exc}") from None
     return digest_of(text)
 
@@ -64,8 +105,14 @@ def add_feeds(path: Path, feeds: Iterable[dict[str, Any]]) -> list[str]:
     yaml.preserve_quotes = True
     yaml.indent(mapping=2, sequence=4, offset=2)
     yaml.width = 4096
+    with _editing(path):
+        return _add_feeds_locked(path, yaml, feeds)
+
+
+def _add_feeds_locked(path: Path, yaml: YAML, feeds: Iterable[dict[str, Any]]) -> list[str]:
     try:
-        doc = yaml.load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        doc = yaml.load(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except Exception as exc:  # ruamel raises many types for bad YAML
@@ -98,9 +145,7 @@ def add_feeds(path: Path, feeds: Iterable[dict[str, Any]]) -> list[str]:
     if added:
         out = StringIO()
         yaml.dump(doc, out)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(out.getvalue(), encoding="utf-8")
-        tmp.replace(path)
+        _replace_locked(path, out.getvalue(), digest_of(text))
     return added
 
 
@@ -238,15 +283,18 @@ def save_config(path: Path, text: str, expected_version: str) -> str:
     """Write config/watcher.yaml's new text over `expected_version` once it validates
     as the daemon will load it (relative paths resolved from the same folder); the new
     version. ConfigError naming the key and reason when it does not validate."""
-    check = path.with_name(f".{path.name}.check")
-    try:
-        check.write_text(text, encoding="utf-8")
-        load_settings(check)
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace(str(check.resolve()), str(path))
-                          .replace(str(check), str(path))) from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot write beside it: {exc}") from None
-    finally:
-        check.unlink(missing_ok=True)
-    return replace_text(path, text, expected_version)
+    with _editing(path):
+        check = None
+        try:
+            check = _beside(path, ".check", text)
+            load_settings(check)
+        except ConfigError as exc:
+            assert check is not None
+            raise ConfigError(str(exc).replace(str(check.resolve()), str(path))
+                              .replace(str(check), str(path))) from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write beside it: {exc}") from None
+        finally:
+            if check is not None:
+                check.unlink(missing_ok=True)
+        return _replace_locked(path, text, expected_version)
