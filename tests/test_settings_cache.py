@@ -68,10 +68,12 @@ def test_an_edited_file_or_a_changed_variable_is_validated_again(
     load_settings_cached(path, env)
     path.write_text(CONFIG.replace("tick: 7s", "tick: 9s"))
     assert load_settings_cached(path, env).poll.tick == 9
-    changed = {**env, "HOST": "other.example"}
-    assert load_settings_cached(path, changed).feeds[0].url == "https://other.example/a.xml"
-    assert load_settings_cached(path, changed).feeds[0].url == "https://other.example/a.xml"
-    assert len(counted) == 3
+    path.write_text(CONFIG.replace("tick: 7s", "tick: '${TICK:-9s}'"))
+    assert load_settings_cached(path, env).poll.tick == 9
+    changed = {**env, "TICK": "11s"}
+    assert load_settings_cached(path, changed).poll.tick == 11
+    assert load_settings_cached(path, changed).poll.tick == 11
+    assert len(counted) == 4
     assert len(cache_files(env)) == 1  # one file per config, replaced
 
 
@@ -125,3 +127,21 @@ def test_off_writes_nothing(tmp_path: Path, counted: list[Path]) -> None:
     load_settings_cached(path, off)
     load_settings_cached(path, off)
     assert len(counted) == 2 and cache_files(env) == []
+
+
+def test_credentials_from_the_environment_are_hidden_and_never_written(
+        tmp_path: Path, counted: list[Path]) -> None:
+    text = CONFIG + ('web:\n  tokens: {ci: {token: "${API_TOKEN}"}}\n')
+    path, env = setup(tmp_path, text)
+    env["API_TOKEN"] = "token-from-the-environment-0123"
+    assert load_settings_cached(path, env).secrets == ("token-from-the-environment-0123",)
+    load_settings_cached(path, env)
+    assert len(counted) == 2 and cache_files(env) == []
+    # a feed URL's key from the environment too; its default, written in the file, is not
+    path, env = setup(tmp_path, CONFIG)
+    env["HOST"] = "key-in-the-url.example"
+    assert load_settings_cached(path, env).secrets == ("key-in-the-url.example",)
+    assert cache_files(env) == []
+    del env["HOST"]
+    assert load_settings_cached(path, env).secrets == ()
+    assert len(cache_files(env)) == 1

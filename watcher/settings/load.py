@@ -34,14 +34,15 @@ def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
     def repl(m: re.Match[str]) -> str:
         name, default = m.group(1), m.group(2)
         value = env.get(name)
+        given = True
         if value is None or (value == "" and default is not None):
             if default is None:
                 missing.append((loc, name))
                 return ""
-            value = default
+            value, given = default, False
         # a server URL's substituted parts (its password, say); not a file's folder
         server = loc[:1] == ("database",) and node.lstrip().startswith("postgres")
-        if (loc[:1] == ("channels",) or server) and value:
+        if (loc[:1] == ("channels",) or server or given and _credential(loc)) and value:
             secrets.append(value)
         elif loc[:1] == ("database",) and value.startswith(("postgresql://", "postgres://")):
             password = urlsplit(value).password  # the whole URL from one variable
@@ -50,6 +51,14 @@ def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
         return value
 
     return _ENV_REF.sub(repl, node)
+
+
+def _credential(loc: tuple[Any, ...]) -> bool:
+    """Where a value from the environment is a credential: the console's users and
+    tokens, and a feed's URL (an API key in its query, say). Like channels' values,
+    these are hidden in logs and keep the config out of the settings cache."""
+    return (loc[:1] in (("web",), ("console",)) and loc[1:2] in (("users",), ("tokens",))
+            or loc[:1] == ("feeds",) and loc[2:3] == ("url",))
 
 
 def _resolve_path(base: Path, value: str | Path) -> Path:
