@@ -114,6 +114,11 @@ def test_the_daemon_serves_the_console_when_web_listen_is_set(tmp_path: Path) ->
             assert r.status_code == 404, r.text
             r = client.post(door, content=b"<rss/>", headers={"Host": "watcher.test"})
             assert r.status_code == 404 and r.text == "unknown subscription"
+            # a stranger's body is not waited for, nor read, on a callback nobody has
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+                raw.sendall(b"POST /websub/unknown HTTP/1.1\r\nHost: watcher.test\r\n"
+                            b"Content-Length: 90000\r\n\r\n")
+                assert raw.recv(100).startswith(b"HTTP/1.1 404 ")
             assert client.get(f"http://127.0.0.1:{port}/alerts", headers={
                 "Host": "evil.test"}).status_code == 421  # the console still checks Host
             assert client.get(f"http://127.0.0.1:{port}/alerts", headers={

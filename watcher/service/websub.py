@@ -45,7 +45,8 @@ class Door(Protocol):
 
     def attach(self, loop: asyncio.AbstractEventLoop, answer: Callable[
             [str, str, Mapping[str, str], Mapping[str, str], bytes | None],
-            Coroutine[Any, Any, tuple[int, str]]]) -> None: ...
+            Coroutine[Any, Any, tuple[int, str]]],
+               knows: Callable[[str], Coroutine[Any, Any, bool]]) -> None: ...
 
     def detach(self) -> None: ...
 
@@ -68,6 +69,7 @@ class WebSub:
         # (allow_private), as long as this process saw it
         self._known: dict[str, Feed] = {}
         self._door: Door | None = None
+        self._stopped = False
 
     # -- life ---------------------------------------------------------------
 
@@ -78,11 +80,12 @@ class WebSub:
             log.error("websub: no web server to take the hubs' callbacks (web.listen); "
                       "feeds are polled")
             return
-        door.attach(asyncio.get_running_loop(), self.answer)
+        door.attach(asyncio.get_running_loop(), self.answer, self.knows)
         log.info("websub: callbacks on the web server (%s), reached at %s%s", self.listen,
                  self.public_url, _PATH)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._door is not None:
             self._door.detach()
         for task in list(self._tasks):
@@ -181,11 +184,24 @@ class WebSub:
         """A hub's request on the web server's `/websub/<callback>` (watcher.web.websub
         hands it over): a verification of intent, or a push. `body` is None when it was
         not read: its declared length is missing or over the cap."""
+        if self._stopped:
+            return 503, "try again"
         try:
             return self._answer(method, callback, query, headers, body)
         except StoreError as exc:
             log.error("%s", exc)
             return 503, "try again"
+
+    async def knows(self, callback: str) -> bool:
+        """Whether a push on this callback would be taken: asked before its body is read."""
+        if self._stopped:
+            return False
+        try:
+            sub = self._lookup(callback)
+        except StoreError as exc:
+            log.error("%s", exc)
+            return False
+        return sub is not None and sub.feed in self._feeds()
 
     def _answer(self, method: str, callback: str, query: Mapping[str, str],
                 headers: Mapping[str, str], body: bytes | None) -> tuple[int, str]:
@@ -244,6 +260,15 @@ class WebSub:
     async def _ingest(self, name: str, body: bytes, headers: dict[str, str]) -> None:
         feed, ctx = self._feeds().get(name), self._ctx()
         if feed is None:
+            return
+        try:
+            paused = any(h.name == name and h.paused_at for h in ctx.store.feed_health(
+                ctx.clock()))
+        except StoreError as exc:
+            log.error("%s; feed %r's pushed entries wait for its next poll", exc, name)
+            return
+        if paused:  # paused in the console: what the hub pushes waits for the resume
+            log.info("websub: feed %r is paused; a push ignored", name)
             return
         sub = self.subs.get(name)
         try:

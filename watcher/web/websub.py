@@ -11,6 +11,7 @@ has no daemon behind the door: it answers 503, and the hub tries again later.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any
@@ -23,6 +24,8 @@ PATH = "/websub/"
 # declared length missing or over the cap) -> status, text
 Answer = Callable[[str, str, Mapping[str, str], Mapping[str, str], bytes | None],
                   Coroutine[Any, Any, tuple[int, str]]]
+# callback id -> whether a push there would be taken (asked before its body is read)
+Knows = Callable[[str], Coroutine[Any, Any, bool]]
 _TIMEOUT_S = 10.0
 
 
@@ -32,11 +35,11 @@ class WebSubDoor:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._target: tuple[asyncio.AbstractEventLoop, Answer] | None = None
+        self._target: tuple[asyncio.AbstractEventLoop, Answer, Knows] | None = None
 
-    def attach(self, loop: asyncio.AbstractEventLoop, answer: Answer) -> None:
+    def attach(self, loop: asyncio.AbstractEventLoop, answer: Answer, knows: Knows) -> None:
         with self._lock:
-            self._target = (loop, answer)
+            self._target = (loop, answer, knows)
 
     def detach(self) -> None:
         with self._lock:
@@ -56,22 +59,35 @@ class WebSubDoor:
         await send({"type": "http.response.body", "body": data})
 
     async def _answer(self, scope: Scope, receive: Receive) -> tuple[int, str]:
-        with self._lock:
-            target = self._target
-        if target is None:
-            return 503, "no daemon behind this console"
+        callback = scope["path"][len(PATH):]
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", [])}
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         declared = headers.get("content-length", "")
         body = None
         if scope["method"] == "POST" and declared.isdigit() and int(declared) <= self.max_bytes:
+            # a stranger's body is not read (up to the cap) for a callback nobody has
+            known = await self._on_daemon(lambda target: target[2](callback))
+            if known is not True:
+                return known if isinstance(known, tuple) else (404, "unknown subscription")
             body = await _read(receive, int(declared))
-        loop, answer = target
-        callback = scope["path"][len(PATH):]
-        future = asyncio.run_coroutine_threadsafe(
-            answer(scope["method"], callback, query, headers, body), loop)
-        return await asyncio.wrap_future(future)
+        answered = await self._on_daemon(
+            lambda target: target[1](scope["method"], callback, query, headers, body))
+        return answered if isinstance(answered, tuple) else (503, "try again")
+
+    async def _on_daemon(self, call: Callable[[tuple[asyncio.AbstractEventLoop, Answer, Knows]],
+                                              Coroutine[Any, Any, Any]]) -> Any:
+        """`call`'s coroutine run on the daemon's loop; (503, why) when there is no daemon
+        or it is stopping."""
+        with self._lock:
+            target = self._target
+        if target is None:
+            return 503, "no daemon behind this console"
+        try:
+            future = asyncio.run_coroutine_threadsafe(call(target), target[0])
+            return await asyncio.wrap_future(future)
+        except (RuntimeError, concurrent.futures.CancelledError, asyncio.CancelledError):
+            return 503, "try again"  # the daemon's loop closed or stopped meanwhile
 
 
 async def _read(receive: Receive, length: int) -> bytes:
