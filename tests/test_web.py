@@ -422,3 +422,16 @@ def test_the_rules_page_draws_each_rules_alerts_per_day(web: Web) -> None:
     page = web.client.get("/rules").text
     assert '<svg class="spark"' in page
     assert 'aria-label="2 alert(s) in 30 days, at most 2 a day"' in page
+
+
+def test_a_database_that_cannot_answer_is_a_503_not_a_crash(web: Web) -> None:
+    from watcher.core.errors import StoreError
+
+    def broken(*_: object) -> None:
+        raise StoreError("store: database is locked")
+
+    web.login()
+    web.client.app.state.console.auth.session = broken  # type: ignore[attr-defined]
+    r = web.client.get("/alerts")
+    assert r.status_code == 503 and "database is locked" in r.text
+    assert web.client.get("/static/app.css").status_code == 200

@@ -326,7 +326,8 @@ def test_edits_at_the_same_moment_keep_both_or_refuse_one(tmp_path: Path) -> Non
         version = digest_of(config.read_text())
         outcomes: dict[str, str] = {}
 
-        def edit(name: str, version: str = version) -> None:
+        def edit(name: str, version: str = version,
+                 outcomes: dict[str, str] = outcomes) -> None:
             text = feeds_edited(config, add=[{"name": name, "url": f"http://{name}.test/f"}]
                                 ).text
             try:
@@ -343,7 +344,7 @@ def test_edits_at_the_same_moment_keep_both_or_refuse_one(tmp_path: Path) -> Non
             t.join()
         assert sorted(outcomes.values()) == ["conflict", "ok"], outcomes
         written = {f.name for f in load_settings(config, env={}).feeds}
-        assert [n for n in names if outcomes[n] == "ok"][0] in written
+        assert next(n for n in names if outcomes[n] == "ok") in written
         assert len(set(names) - written) == 1  # the refused one is not in the file
     assert config.read_text().startswith("# mine\n") and config.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == [".watcher.yaml.lock", "watcher.yaml"]

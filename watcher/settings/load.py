@@ -42,7 +42,7 @@ def _substitute(node: Any, env: Mapping[str, str], loc: tuple[Any, ...],
             value, given = default, False
         # a server URL's substituted parts (its password, say); not a file's folder
         server = loc[:1] == ("database",) and node.lstrip().startswith("postgres")
-        if (loc[:1] == ("channels",) or server or given and _credential(loc)) and value:
+        if (loc[:1] == ("channels",) or server or (given and _credential(loc))) and value:
             secrets.append(value)
         elif loc[:1] == ("database",) and value.startswith(("postgresql://", "postgres://")):
             password = urlsplit(value).password  # the whole URL from one variable
@@ -57,8 +57,8 @@ def _credential(loc: tuple[Any, ...]) -> bool:
     """Where a value from the environment is a credential: the console's users and
     tokens, and a feed's URL (an API key in its query, say). Like channels' values,
     these are hidden in logs and keep the config out of the settings cache."""
-    return (loc[:1] in (("web",), ("console",)) and loc[1:2] in (("users",), ("tokens",))
-            or loc[:1] == ("feeds",) and loc[2:3] == ("url",))
+    return ((loc[:1] in (("web",), ("console",)) and loc[1:2] in (("users",), ("tokens",)))
+            or (loc[:1] == ("feeds",) and loc[2:3] == ("url",)))
 
 
 def _resolve_path(base: Path, value: str | Path) -> Path:

@@ -7,10 +7,12 @@ import hmac
 from collections.abc import Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
+from watcher.core.errors import StoreError
 from watcher.web.auth import Auth, Principal, Session
 
 COOKIE = "watcher_session"
@@ -73,7 +75,13 @@ class Guard(BaseHTTPMiddleware):
                                      status_code=421)
         path = request.url.path
         api = path.startswith("/api/")
-        principal, session, bearer = self._identify(request)
+        try:
+            principal, session, bearer = await run_in_threadpool(self._identify, request)
+        except StoreError as exc:  # sessions live in the database: it cannot answer now
+            if path.startswith("/static/"):
+                principal, session, bearer = None, None, False
+            else:
+                return _refuse(api, 503, f"web: {exc}; try again")
         if request.method in UNSAFE and not bearer and not _same_origin(request):
             return _refuse(api, 403, "web: a request from another site was refused")
         request.state.principal, request.state.session = principal, session
