@@ -357,7 +357,10 @@ def m013_console_feeds(db: sqlite_utils.Database) -> None:
         "AND sql IS NOT NULL")]
     # In the migration's own transaction: all of it, or none.
     for sql in (wider.replace("deliveries", "deliveries_013", 1),
-                "INSERT INTO deliveries_013 SELECT * FROM deliveries",
+                # a delivery whose match is gone (deleted while foreign keys were not
+                # enforced) would fail the copy: the cascade it missed, done now
+                "INSERT INTO deliveries_013 SELECT * FROM deliveries "
+                "WHERE match_id IN (SELECT id FROM matches)",
                 "DROP TABLE deliveries",
                 "ALTER TABLE deliveries_013 RENAME TO deliveries", *indexes):
         db.execute(sql)
