@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Header, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from watcher.core.errors import ConfigError, FetchError, ParseError
 from watcher.core.records import FeedHealth
@@ -333,7 +334,8 @@ async def import_api(request: Request, ctx: Ctx, _: Editor,
     """The request's body is an OPML document; its feeds are added, duplicates skipped."""
     data = await _body(request)
     try:
-        edit, version, skipped = import_opml(ctx, data, _version(if_match))
+        edit, version, skipped = await run_in_threadpool(import_opml, ctx, data,
+                                                         _version(if_match))
     except Problem as exc:
         return _answer(exc)
     return JSONResponse({"added": edit.added, "version": version,
@@ -385,7 +387,7 @@ async def add_form(request: Request, ctx: Ctx, _: Editor) -> Response:
                           "", form.get("interval", "").strip() or None,
                           [t.strip() for t in form.get("tags", "").split(",") if t.strip()],
                           form.get("allow_private") == "1")
-        edit = write_feeds(ctx, form.get("version"), [entry])[0]
+        edit = (await run_in_threadpool(write_feeds, ctx, form.get("version"), [entry]))[0]
     except Problem as exc:
         return _page(request, ctx, exc.status, error=exc.message)
     if not edit.added:
@@ -398,9 +400,9 @@ async def feed_form(name: str, action: str, request: Request, ctx: Ctx, _: Edito
     form = await form_of(request)
     try:
         if action in ("pause", "resume"):
-            pause(ctx, name, action == "pause")
+            await run_in_threadpool(pause, ctx, name, action == "pause")
         elif action == "remove":
-            write_feeds(ctx, form.get("version"), remove=(name,))
+            await run_in_threadpool(write_feeds, ctx, form.get("version"), None, (name,))
         else:
             raise HTTPException(404, f"feeds: no action {action!r}")
     except Problem as exc:
@@ -418,7 +420,8 @@ async def import_form(request: Request, ctx: Ctx, _: Editor) -> HTMLResponse:
     data = b"" if upload is None or isinstance(upload, str) else \
         await upload.read(OPML_MAX_BYTES + 1)
     try:
-        edit, _version_now, skipped = import_opml(ctx, data, plain.get("version"))
+        edit, _version_now, skipped = await run_in_threadpool(import_opml, ctx, data,
+                                                              plain.get("version"))
     except Problem as exc:
         return _page(request, ctx, exc.status, error=exc.message)
     return _page(request, ctx, imported={"added": edit.added, "skipped": skipped})
