@@ -64,6 +64,11 @@ def _server(settings: Settings, listen: str) -> tuple[Any, Store, WebSubDoor]:
               f"{app.state.console.auth.token_path})", file=sys.stderr, flush=True)
     else:
         log.warning("web: console at %s", where)
+    if settings.web.public_url:
+        # One server: wherever the hubs reach it, people reach the console's login too.
+        log.warning("web: WebSub callbacks at %s/websub/ on the same server; the console "
+                    "answers at %s too, behind its login", settings.web.public_url.rstrip("/"),
+                    settings.web.public_url)
     return uvicorn.Server(config), store, door
 
 
