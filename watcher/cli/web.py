@@ -42,7 +42,8 @@ def cmd_passwd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _server(settings: Settings, listen: str) -> tuple[Any, Store, WebSubDoor]:
+def _server(settings: Settings, listen: str, daemon: bool = False
+            ) -> tuple[Any, Store, WebSubDoor]:
     import uvicorn
 
     from watcher.web.app import create_app, login_url
@@ -51,7 +52,7 @@ def _server(settings: Settings, listen: str) -> tuple[Any, Store, WebSubDoor]:
     host, _, port = listen.rpartition(":")
     store = open_store(settings.database)
     app = create_app(settings, store)
-    door = WebSubDoor(settings.fetch.max_feed_bytes)
+    door = WebSubDoor(settings.fetch.max_feed_bytes, daemon)
     served = with_websub(app, door) if settings.web.public_url else app
     config = uvicorn.Config(served, host=host.strip("[]") or "127.0.0.1", port=int(port),
                             log_level="warning", server_header=False, proxy_headers=False,
@@ -90,7 +91,7 @@ def serve_in_thread(settings: Settings) -> tuple[Callable[[], None], WebSubDoor]
     installs no signal handlers there: the daemon keeps its own); its stop, and the
     door the daemon's WebSub answers the hubs through."""
     assert settings.web.listen
-    server, store, door = _server(settings, settings.web.listen)
+    server, store, door = _server(settings, settings.web.listen, daemon=True)
 
     def run() -> None:
         try:

@@ -32,8 +32,10 @@ _TIMEOUT_S = 10.0
 class WebSubDoor:
     """The way from the console's server (its own thread and loop) to the daemon's."""
 
-    def __init__(self, max_bytes: int) -> None:
+    def __init__(self, max_bytes: int, daemon: bool = False) -> None:
         self.max_bytes = max_bytes
+        # beside a daemon (`watcher run`), not yet attached means not yet started
+        self._absent = "the daemon is starting" if daemon else "no daemon behind this console"
         self._lock = threading.Lock()
         self._target: tuple[asyncio.AbstractEventLoop, Answer, Knows] | None = None
 
@@ -82,7 +84,7 @@ class WebSubDoor:
         with self._lock:
             target = self._target
         if target is None:
-            return 503, "no daemon behind this console"
+            return 503, self._absent
         try:
             future = asyncio.run_coroutine_threadsafe(call(target), target[0])
             return await asyncio.wrap_future(future)
