@@ -145,3 +145,23 @@ def test_credentials_from_the_environment_are_hidden_and_never_written(
     del env["HOST"]
     assert load_settings_cached(path, env).secrets == ()
     assert len(cache_files(env)) == 1
+
+
+def test_a_symbolic_link_repointed_since_is_validated_again(
+        tmp_path: Path, counted: list[Path]) -> None:
+    from watcher.settings.essentials import cached_essentials
+
+    path, env = setup(tmp_path, CONFIG.replace("database: w.db", "database: data/w.db"))
+    (tmp_path / "one").mkdir()
+    (tmp_path / "two").mkdir()
+    (path.parent / "data").symlink_to(tmp_path / "one")
+    assert load_settings_cached(path, env).database == tmp_path / "one" / "w.db"
+    assert load_settings_cached(path, env).database == tmp_path / "one" / "w.db"
+    assert len(counted) == 1  # the second from the cache
+    essentials = cached_essentials(path, env)
+    assert essentials is not None and essentials.database == str(tmp_path / "one" / "w.db")
+    (path.parent / "data").unlink()
+    (path.parent / "data").symlink_to(tmp_path / "two")
+    assert cached_essentials(path, env) is None
+    assert load_settings_cached(path, env).database == tmp_path / "two" / "w.db"
+    assert len(counted) == 2

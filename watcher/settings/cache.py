@@ -29,6 +29,7 @@ from watcher.settings.essentials import (
     cache_dir,
     cache_file,
     file_key,
+    links_hold,
     read_own,
     write_essentials,
     write_own,
@@ -53,7 +54,9 @@ def _read(file: Path, key: bytes) -> Settings | None:
         settings = pickle.loads(data[_DIGEST:])
     except Exception:  # a torn or foreign file: validate instead
         return None
-    return settings if isinstance(settings, Settings) else None
+    if not isinstance(settings, Settings) or not links_hold(settings.path_links):
+        return None
+    return settings
 
 
 def load_settings_cached(path: str | os.PathLike[str],

@@ -40,6 +40,7 @@ class Essentials:
     database_shown: str  # without a password
     poll_tick: float  # seconds
     secrets: tuple[str, ...] = ()  # always empty when read from the cache
+    path_links: tuple[tuple[str, str], ...] = ()  # as Settings.path_links
 
     @property
     def database_target(self) -> str | Path:
@@ -50,7 +51,13 @@ class Essentials:
 def essentials_of(settings: Settings) -> Essentials:
     return Essentials(str(settings.database), settings.shared_database,
                       settings.database_shown, float(settings.poll.tick),
-                      tuple(settings.secrets))
+                      tuple(settings.secrets), tuple(settings.path_links))
+
+
+def links_hold(links: tuple[tuple[str, str], ...] | list[list[str]]) -> bool:
+    """Each relative path of the config that went through a symbolic link when it was
+    validated still leads where it led: a link repointed since makes the cache stale."""
+    return all(str(Path(joined).resolve()) == led for joined, led in links)
 
 
 def config_path(cli_value: str | os.PathLike[str] | None,
@@ -158,8 +165,11 @@ def cached_essentials(path: str | os.PathLike[str],
         data = json.loads(raw)
         if data.pop("key") != file_key(resolved, text, env).hex():
             return None
+        links = tuple((str(a), str(b)) for a, b in data["path_links"])
+        if not links_hold(links):
+            return None
         return Essentials(database=str(data["database"]), shared=bool(data["shared"]),
                           database_shown=str(data["database_shown"]),
-                          poll_tick=float(data["poll_tick"]))
+                          poll_tick=float(data["poll_tick"]), path_links=links)
     except (ValueError, KeyError, TypeError, AttributeError):  # torn or foreign: validate
         return None

@@ -10,6 +10,7 @@ import hashlib
 import os
 import re
 from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -61,9 +62,20 @@ def _credential(loc: tuple[Any, ...]) -> bool:
             or (loc[:1] == ("feeds",) and loc[2:3] == ("url",)))
 
 
+# the relative paths whose resolving went through a symbolic link, as (the path as
+# joined, where it led): what a cached validation must find unchanged
+_LINKS: ContextVar[list[tuple[str, str]] | None] = ContextVar("_LINKS", default=None)
+
+
 def _resolve_path(base: Path, value: str | Path) -> Path:
     p = Path(os.path.expanduser(str(value)))
-    return p if p.is_absolute() else (base / p).resolve()
+    if p.is_absolute():
+        return p
+    resolved = (base / p).resolve()
+    links = _LINKS.get()
+    if links is not None and str(resolved) != os.path.normpath(base / p):
+        links.append((str(base / p), str(resolved)))
+    return resolved
 
 
 def _resolve_feed_url(base: Path, url: str) -> str:
@@ -172,12 +184,17 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         # An unusable channel is set aside whole: validating a half-substituted
         # URL would only produce a second, more confusing error.
         data["channels"] = {k: v for k, v in data["channels"].items() if k not in unusable}
-    _resolve_paths(path, data)
+    links: list[tuple[str, str]] = []
+    token = _LINKS.set(links)
+    try:
+        _resolve_paths(path, data)
+    finally:
+        _LINKS.reset(token)
     notices = _console_is_web(path, data)
     try:
         settings = Settings.model_validate(
             {**data, "source": path.resolve(), "source_digest": digest,
-             "unusable_channels": unusable, "notices": notices,
+             "unusable_channels": unusable, "notices": notices, "path_links": tuple(links),
              "secrets": tuple(sorted(set(secrets), key=len, reverse=True))})
     except ValidationError as exc:
         raise ConfigError(_validation_message(path, exc)) from None

@@ -442,6 +442,8 @@ class Settings(_Model):
     secrets: tuple[str, ...] = ()
     # what the file says in an older way that is still understood, for a warning
     notices: tuple[str, ...] = ()
+    # relative paths resolved through a symbolic link: (as joined, where it led then)
+    path_links: tuple[tuple[str, str], ...] = ()
 
     @property
     def shared_database(self) -> bool:
