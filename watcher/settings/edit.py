@@ -101,52 +101,11 @@ def add_feeds(path: Path, feeds: Iterable[dict[str, Any]]) -> list[str]:
     The file is written to a temporary name and renamed, so a crash cannot
     leave half a config behind.
     """
-    yaml = YAML()
-    yaml.preserve_quotes = True
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    yaml.width = 4096
     with _editing(path):
-        return _add_feeds_locked(path, yaml, feeds)
-
-
-def _add_feeds_locked(path: Path, yaml: YAML, feeds: Iterable[dict[str, Any]]) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-        doc = yaml.load(text)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: file not found") from None
-    except Exception as exc:  # ruamel raises many types for bad YAML
-        raise ConfigError(f"{path}: cannot edit: {exc}") from None
-    if doc is None:
-        doc = CommentedMap()
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    seq = doc.get("feeds")
-    if seq is None:
-        seq = CommentedSeq()
-        doc["feeds"] = seq
-    names = {f.get("name") for f in seq if isinstance(f, dict)}
-    urls = {f.get("url") for f in seq if isinstance(f, dict)}
-    added: list[str] = []
-    for feed in feeds:
-        if feed["name"] in names or feed["url"] in urls:
-            continue
-        item = CommentedMap(feed)
-        item.fa.set_flow_style()
-        for key, value in item.items():
-            if isinstance(value, list):
-                inner = CommentedSeq(value)
-                inner.fa.set_flow_style()
-                item[key] = inner
-        seq.append(item)
-        names.add(feed["name"])
-        urls.add(feed["url"])
-        added.append(feed["name"])
-    if added:
-        out = StringIO()
-        yaml.dump(doc, out)
-        _replace_locked(path, out.getvalue(), digest_of(text))
-    return added
+        edit = feeds_edited(path, add=feeds)
+        if edit.added:
+            _replace_locked(path, edit.text, edit.version)
+    return edit.added
 
 
 def add_rule_example(path: Path, rule: str, example: dict[str, str],
