@@ -286,9 +286,12 @@ def test_a_paused_feed_is_claimed_by_no_one_until_resumed(store: Store) -> None:
     assert store.pollable_feeds(later, ["a", "b"]) == []
     health = {h.name: h for h in store.feed_health(later)}
     assert health["a"].paused_at == T0 and health["b"].paused_at == T0
+    paused = store.feed_state("a")
+    assert paused is not None and paused.paused
     assert store.pause_feed("a", False, later)
     state = store.feed_state("a")
     assert state is not None and state.next_poll_at is None  # due at once when resumed
+    assert not state.paused
     assert store.claim_feeds("o", later, 60, ["a", "b"]) == ["a"]
     assert {h.name: h.paused_at for h in store.feed_health(later)} == {"a": None, "b": T0}
 

@@ -46,6 +46,7 @@ class FeedState:
     # what a sitemap or page source remembered from its last poll (JSON, see
     # watcher.service.sources); None for a feed, or before the first poll
     memo: str | None = None
+    paused: bool = False  # paused from the console: neither polled nor pushed
 
 
 @dataclass(frozen=True)

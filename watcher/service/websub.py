@@ -262,8 +262,8 @@ class WebSub:
         if feed is None:
             return
         try:
-            paused = any(h.name == name and h.paused_at for h in ctx.store.feed_health(
-                ctx.clock()))
+            state = ctx.store.feed_state(name)
+            paused = state is not None and state.paused
         except StoreError as exc:
             log.error("%s; feed %r's pushed entries wait for its next poll", exc, name)
             return

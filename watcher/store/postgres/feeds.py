@@ -34,7 +34,8 @@ class FeedsPg(PgBase):
         return FeedState(name=r["name"], url=r["url"], etag=r["etag"],
                          last_modified=r["last_modified"], next_poll_at=r["next_poll_at"],
                          consecutive_failures=r["consecutive_failures"],
-                         last_error=r["last_error"], memo=r["memo"])
+                         last_error=r["last_error"], memo=r["memo"],
+                         paused=r["paused_at"] is not None)
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         return [r["name"] for r in self._rows(

@@ -38,7 +38,8 @@ class FeedsStore(SqliteBase):
                          last_modified=r["last_modified"],
                          next_poll_at=from_ts(r["next_poll_at"]),
                          consecutive_failures=r["consecutive_failures"],
-                         last_error=r["last_error"], memo=r["memo"])
+                         last_error=r["last_error"], memo=r["memo"],
+                         paused=r["paused_at"] is not None)
 
     def due_feeds(self, now: datetime, names: Iterable[str]) -> list[str]:
         """Configured feeds whose next poll time has come (or that never ran)."""
