@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import Stemmer
 
+import watcher.core.marks
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -31,26 +33,15 @@ _INVISIBLE_CHARS = "\u00ad\u200b\u200c\u200d\u2060\ufeff"
 _INVISIBLE = dict.fromkeys(map(ord, _INVISIBLE_CHARS))
 
 
-def _scan_bmp() -> tuple[str, dict[int, None]]:
+def _bmp_marks() -> tuple[str, dict[int, None]]:
     """Combining marks of the Basic Multilingual Plane: a regex class of all of them,
     and the table that strips those NFKD splits off a letter (combining class > 0)."""
-    ranges: list[tuple[int, int]] = []
-    strip: dict[int, None] = {}
-    for cp in range(0x300, 0x10000):
-        ch = chr(cp)
-        if unicodedata.category(ch)[0] != "M":
-            continue
-        if unicodedata.combining(ch):
-            strip[cp] = None
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1] = (ranges[-1][0], cp)
-        else:
-            ranges.append((cp, cp))
-    marks = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in ranges)
-    return marks, strip
+    marks, combining = watcher.core.marks.marks()
+    cls = "".join(chr(a) if a == b else f"{chr(a)}-{chr(b)}" for a, b in marks)
+    return cls, {cp: None for a, b in combining for cp in range(a, b + 1)}
 
 
-_MARKS, _COMBINING = _scan_bmp()
+_MARKS, _COMBINING = _bmp_marks()
 _WORD_SRC = rf"[^\W_](?:[^\W_]|[{_MARKS}{_INVISIBLE_CHARS}])*"
 _WORD = re.compile(_WORD_SRC)
 # Before each word, the gap: separators and any inline markup tags.
