@@ -134,10 +134,11 @@ def test_extraction_workers_do_not_load_the_rule_language() -> None:
 def test_the_daemon_loads_what_a_poll_with_nothing_new_does_not_use_on_first_use() -> None:
     """A warm `run --once` whose feeds all answer 304 parses no feed, places no story
     and scrapes no section page: feedparser, numpy (signatures) and courlan wait; nor
-    does it run the scheduler or read HTML and sitemaps (lxml)."""
+    does it run the scheduler or read HTML and sitemaps (lxml), nor serve /metrics."""
     assert _loaded_by("watcher.service.daemon", (
         "numpy", "feedparser", "courlan", "trafilatura", "watcher.core.identity",
-        "watcher.extract.links", "sqlite_utils", "apscheduler", "lxml")) == []
+        "watcher.extract.links", "sqlite_utils", "apscheduler", "lxml",
+        "prometheus_client")) == []
 
 
 def test_the_http_client_does_not_load_httpx_command_line_tool() -> None:

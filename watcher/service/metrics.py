@@ -1,6 +1,7 @@
 """/healthz and /metrics (Prometheus text format) on an optional loopback port.
 
-Counters and histograms are updated by ingest and dispatch as work happens;
+Counters and histograms are updated by ingest and dispatch as work happens, from the
+moment /metrics is served (prometheus_client is imported then, not at every start);
 state that lives in the database (feeds by state, the outbox backlog) is read
 at scrape time through a callback, so the figures can never drift from it.
 """
@@ -11,39 +12,100 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily
 
 log = logging.getLogger("watcher.service.metrics")
 
-REGISTRY = CollectorRegistry(auto_describe=True)
-FETCHES = Counter("watcher_fetches", "Feed fetches by outcome (ok, not_modified, error, gone)",
-                  ["outcome"], registry=REGISTRY)
-FETCH_SECONDS = Histogram("watcher_fetch_duration_seconds", "Time to fetch and parse one feed",
-                          registry=REGISTRY,
-                          buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
-EXTRACT_SECONDS = Histogram("watcher_extract_duration_seconds",
-                            "Time to extract one article page", registry=REGISTRY,
-                            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
-ARTICLES = Counter("watcher_articles_stored", "Articles stored", registry=REGISTRY)
-MATCHES = Counter("watcher_matches", "Rule matches", ["rule"], registry=REGISTRY)
-DELIVERIES = Counter("watcher_deliveries", "Delivery attempts by channel and result "
-                     "(sent, retrying, dead)", ["channel", "status"], registry=REGISTRY)
+
+class _Metric:
+    """A Prometheus metric made when /metrics is first served. Until then nothing can
+    read it (`run --once` never serves it), so counting would only cost the import of
+    prometheus_client at every start; what happens before the server starts is not
+    counted, as a restart resets the counters anyway."""
+
+    def __init__(self, make: Callable[[Any], Any]) -> None:
+        self._make = make
+        self._real: Any = None
+
+    def enable(self, registry: Any) -> None:
+        if self._real is None:
+            self._real = self._make(registry)
+
+    def labels(self, *values: str) -> Any:
+        return _IDLE if self._real is None else self._real.labels(*values)
+
+    def inc(self, amount: float = 1.0) -> None:
+        if self._real is not None:
+            self._real.inc(amount)
+
+    def observe(self, value: float) -> None:
+        if self._real is not None:
+            self._real.observe(value)
+
+
+class _Idle:
+    def inc(self, amount: float = 1.0) -> None:
+        pass
+
+
+_IDLE = _Idle()
+
+
+def _counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> _Metric:
+    def make(registry: Any) -> Any:
+        from prometheus_client import Counter
+
+        return Counter(name, doc, list(labels), registry=registry)
+
+    return _Metric(make)
+
+
+def _histogram(name: str, doc: str, buckets: tuple[float, ...]) -> _Metric:
+    def make(registry: Any) -> Any:
+        from prometheus_client import Histogram
+
+        return Histogram(name, doc, registry=registry, buckets=buckets)
+
+    return _Metric(make)
+
+
+FETCHES = _counter("watcher_fetches", "Feed fetches by outcome (ok, not_modified, error, gone)",
+                   ("outcome",))
+FETCH_SECONDS = _histogram("watcher_fetch_duration_seconds", "Time to fetch and parse one feed",
+                           (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+EXTRACT_SECONDS = _histogram("watcher_extract_duration_seconds",
+                             "Time to extract one article page",
+                             (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))
+ARTICLES = _counter("watcher_articles_stored", "Articles stored")
+MATCHES = _counter("watcher_matches", "Rule matches", ("rule",))
+DELIVERIES = _counter("watcher_deliveries", "Delivery attempts by channel and result "
+                      "(sent, retrying, dead)", ("channel", "status"))
+_METRICS = (FETCHES, FETCH_SECONDS, EXTRACT_SECONDS, ARTICLES, MATCHES, DELIVERIES)
+_registry: Any = None
+
+
+def registry() -> Any:
+    """The process's CollectorRegistry, with every metric above in it."""
+    global _registry
+    if _registry is None:
+        from prometheus_client import CollectorRegistry
+
+        _registry = CollectorRegistry(auto_describe=True)
+        for metric in _METRICS:
+            metric.enable(_registry)
+    return _registry
+
 
 StateReader = Callable[[], Mapping[str, Any]]
 HealthCheck = Callable[[], tuple[bool, str]]
 
 
-class _StateCollector(Collector):
+class _StateCollector:
+    """Registered when /metrics is served (a prometheus_client Collector by shape)."""
+
     def __init__(self, read: StateReader) -> None:
         self.read = read
 
@@ -53,6 +115,8 @@ class _StateCollector(Collector):
         except Exception as exc:  # a scrape must not take the daemon down
             log.warning("metrics: cannot read state: %s", exc)
             return
+        from prometheus_client.core import GaugeMetricFamily
+
         feeds = GaugeMetricFamily("watcher_feeds", "Feeds by state", labels=["state"])
         for name, n in state.get("feeds", {}).items():
             feeds.add_metric([name], float(n or 0))
@@ -82,7 +146,7 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        REGISTRY.register(self._collector)
+        registry().register(self._collector)
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         sock = self._server.sockets[0].getsockname()
         self.port = sock[1]
@@ -94,7 +158,7 @@ class MetricsServer:
             await self._server.wait_closed()
             self._server = None
         with contextlib.suppress(KeyError):
-            REGISTRY.unregister(self._collector)
+            registry().unregister(self._collector)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -111,7 +175,9 @@ class MetricsServer:
                 status, ctype, body = (200 if ok else 503), "text/plain", \
                     (reason + "\n").encode()
             elif path == "/metrics":
-                body = await asyncio.to_thread(generate_latest, REGISTRY)
+                from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+                body = await asyncio.to_thread(generate_latest, registry())
                 status, ctype = 200, CONTENT_TYPE_LATEST
             else:
                 status, ctype, body = 404, "text/plain", b"not found\n"
