@@ -3,7 +3,10 @@ again; anything load_settings reads that changed is, and errors are never kept."
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +35,7 @@ def counted(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         calls.append(Path(path))
         return load_settings(path, env)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(cache, "load_settings", validate)
+    monkeypatch.setattr(cache, "_validate", validate)
     return calls
 
 
@@ -60,6 +63,32 @@ def test_an_unchanged_config_comes_from_the_cache_equal_to_validation(
     (file,) = cache_files(env)
     assert file.stat().st_mode & 0o777 == 0o600
     assert Path(env["WATCHER_CACHE_DIR"]).stat().st_mode & 0o777 == 0o700
+
+
+def test_a_hit_imports_neither_yaml_nor_pydantic(tmp_path: Path) -> None:
+    """The cached Settings are plain dataclasses: reading them back needs no validator."""
+    path, env = setup(tmp_path)
+    code = ("import json, sys\nfrom watcher.settings import load_settings_cached\n"
+            f"s = load_settings_cached({str(path)!r}, {env!r})\n"
+            "print(json.dumps([s.poll.tick, s.feeds[0].url, sorted(m for m in sys.modules\n"
+            "    if m.split('.')[0] in ('yaml', 'pydantic', 'pydantic_core', 'ruamel'))]))")
+    runs = [json.loads(subprocess.run([sys.executable, "-c", code], check=True, text=True,
+                                      capture_output=True).stdout) for _ in range(2)]
+    assert runs[0][:2] == runs[1][:2] == [7.0, "https://feeds.example/a.xml"]
+    assert "pydantic" in runs[0][2] and "yaml" in runs[0][2]  # validated: the first start
+    assert runs[1][2] == []
+
+
+def test_a_dataclass_made_in_code_is_checked_as_the_file_is() -> None:
+    from watcher.settings.model import FeedConfig, SmtpConfig, WebConfig
+
+    with pytest.raises(ValueError, match="backfill is for type sitemap or page"):
+        FeedConfig(name="a", url="https://x.example/a.xml", backfill=60.0)
+    assert FeedConfig(name="a", url="https://x.example/", type="sitemap").backfill_s == 172800
+    with pytest.raises(ValueError, match="only allowed for a relay on localhost"):
+        SmtpConfig(host="mail.example", security="none")
+    with pytest.raises(ValueError, match="public_url needs listen"):
+        WebConfig(public_url="https://w.example")
 
 
 def test_an_edited_file_or_a_changed_variable_is_validated_again(

@@ -15,12 +15,13 @@ from watcher.settings.essentials import config_path
 
 if TYPE_CHECKING:
     from watcher.settings.cache import load_settings_cached
+    from watcher.settings.checks import parse_duration, parse_size
     from watcher.settings.load import load_settings
-    from watcher.settings.model import Settings, parse_duration, parse_size
+    from watcher.settings.model import Settings
 
 __all__ = ["Settings", "config_path", "load_settings", "load_settings_cached",
            "parse_duration", "parse_size"]
-_WHERE = {"Settings": "model", "parse_duration": "model", "parse_size": "model",
+_WHERE = {"Settings": "model", "parse_duration": "checks", "parse_size": "checks",
           "load_settings": "load", "load_settings_cached": "cache"}
 
 

@@ -1,13 +1,14 @@
 """The validated config of the last start, kept for the next one (the CLI's commands).
 
-Validating watcher.yaml builds pydantic's validators for every model and looks for
-pydantic plugins in every installed package's metadata: most of a short command's
-start-up (`watcher status`, a warm `watcher run --once`). What a valid file gives is
+Validating watcher.yaml imports YAML and pydantic, builds pydantic's validators and
+looks for pydantic plugins in every installed package's metadata: most of a short
+command's start-up (`watcher status`, a warm `watcher run --once`). What a valid file gives is
 a function of what `load_settings` reads, so that is the key: the file's bytes, its
 resolved path, the value of every environment variable the file names (and HOME,
 for `~`), whether apprise is installed when the file names it, and the source of the
 settings code and of the Python and pydantic that ran it. A hit unpickles the Settings
-validated then; anything else validates, as `load_settings` always does. Errors are
+validated then (plain dataclasses: neither YAML nor pydantic is imported); anything
+else validates, as `load_settings` always does. Errors are
 never kept, so a broken file says exactly what it said before.
 
 Not kept: a config whose channels or database took values from the environment
@@ -20,6 +21,8 @@ plain values (watcher.settings.essentials).
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import os
 import pickle
 from collections.abc import Mapping
@@ -34,16 +37,23 @@ from watcher.settings.essentials import (
     write_essentials,
     write_own,
 )
-from watcher.settings.load import load_settings
 from watcher.settings.model import Settings
 
 _DIGEST = 32  # bytes of sha256 at the head of a cache file
 
 
 def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
-    import pydantic  # already loaded by the model; its version shapes the pickle
+    return file_key(resolved, text, env, _validator_version())
 
-    return file_key(resolved, text, env, pydantic.VERSION.encode())
+
+def _validator_version() -> bytes:
+    """pydantic's version file: a new pydantic may judge a file otherwise. Read, not
+    imported: a hit must not import pydantic."""
+    spec = importlib.util.find_spec("pydantic")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        with contextlib.suppress(OSError):
+            return (Path(folder) / "version.py").read_bytes()
+    return b"pydantic: not found"
 
 
 def _read(file: Path, key: bytes) -> Settings | None:
@@ -65,19 +75,25 @@ def load_settings_cached(path: str | os.PathLike[str],
     env = os.environ if env is None else env
     folder = cache_dir(env)
     if folder is None:
-        return load_settings(path, env)
+        return _validate(path, env)
     resolved = Path(path).resolve()
     try:
         text = resolved.read_bytes()
     except OSError:
-        return load_settings(path, env)  # says why it cannot read the file
+        return _validate(path, env)  # says why it cannot read the file
     key = _key(resolved, text, env)
     file = cache_file(folder, resolved, ".pickle")
     cached = _read(file, key)
     if cached is not None:
         return cached
-    settings = load_settings(path, env)
+    settings = _validate(path, env)
     if not settings.secrets:
         write_own(folder, file, key + pickle.dumps(settings, protocol=pickle.HIGHEST_PROTOCOL))
         write_essentials(folder, resolved, text, env, settings)
     return settings
+
+
+def _validate(path: str | os.PathLike[str], env: Mapping[str, str]) -> Settings:
+    from watcher.settings.load import load_settings  # YAML and pydantic: on a miss only
+
+    return load_settings(path, env)

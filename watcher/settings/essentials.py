@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = Path("config/watcher.yaml")
 _VARIABLE = re.compile(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)")
 # the code whose change may change what a file validates to
-_CODE = ("cache.py", "essentials.py", "load.py", "model.py", "../core/models.py")
+_CODE = ("cache.py", "checks.py", "essentials.py", "load.py", "model.py", "../core/models.py")
 
 
 @dataclass(frozen=True)

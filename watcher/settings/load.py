@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import ValidationError
 
 from watcher.core.errors import ConfigError
-from watcher.settings.model import NAME_PATTERN, Settings
+from watcher.settings.model import NAME_PATTERN, Settings, validator
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -160,13 +160,18 @@ def _resolve_paths(path: Path, data: dict[str, Any]) -> None:
         _resolve_channel_files(base, ch)
 
 
+# pydantic's words for a dataclass's unknown or missing key, as the file's reader says them
+_MESSAGES = {"unexpected_keyword_argument": "unknown key", "extra_forbidden": "unknown key",
+             "missing_argument": "Field required"}
+
+
 def _validation_message(path: Path, exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         parts = tuple(err["loc"])
         if len(parts) > 2 and parts[0] == "channels":
             parts = parts[:2] + parts[3:]  # drop pydantic's union tag ("webhook")
-        msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        msg = _MESSAGES.get(err["type"], err["msg"])
         lines.append(f"{path}: {_loc(parts)}: {msg}")
     return "; ".join(lines)
 
@@ -192,7 +197,7 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         _LINKS.reset(token)
     notices = _console_is_web(path, data)
     try:
-        settings = Settings.model_validate(
+        settings = validator().validate_python(
             {**data, "source": path.resolve(), "source_digest": digest,
              "unusable_channels": unusable, "notices": notices, "path_links": tuple(links),
              "secrets": tuple(sorted(set(secrets), key=len, reverse=True))})

@@ -1,81 +1,49 @@
-"""The shape of config/watcher.yaml: validated, frozen Settings (pydantic)."""
+"""The shape of config/watcher.yaml: frozen dataclasses that pydantic validates.
+
+The classes are plain dataclasses, not pydantic models, so that a Settings unpickled
+from the cache (watcher.settings.cache) imports no pydantic: a warm `watcher run --once`
+would otherwise spend a good part of its start-up importing pydantic and building its
+model classes. The annotations name pydantic's validation types (`Duration`,
+`Field(...)`, `AfterValidator(...)`); they are strings until `validator()` binds those
+names here and pydantic reads them. What a model validator checked, `__post_init__`
+checks (pydantic reports its ValueError at the object's place in the file).
+"""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import importlib.util
 import re
-import zoneinfo
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
-
 from watcher.core.models import Feed, SourceKind
+from watcher.settings import checks
+from watcher.settings.checks import parse_duration, parse_size
 from watcher.settings.essentials import DEFAULT_CONFIG
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb|kib|mib|gib)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3,
-               "kib": 1024, "mib": 1024**2, "gib": 1024**3, None: 1}
+if TYPE_CHECKING:
+    from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
 
+    Duration = float
+    Size = int
+    ServerUrl = str
 
-def parse_duration(value: object) -> float:
-    """'90s', '5m', '1.5h', '2d' or a number of seconds -> seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 30s, 5m, 1h")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        m = _DURATION.match(str(value))
-        if not m:
-            raise ValueError(f"{value!r} is not a duration (use e.g. 30s, 5m, 1h, 2d)")
-        seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError("a duration must be greater than zero")
-    return seconds
-
-
-def parse_size(value: object) -> int:
-    """'10MB', '512KiB' or a number of bytes -> bytes."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 5MB")
-    if isinstance(value, int):
-        size = value
-    else:
-        m = _SIZE.match(str(value))
-        if not m:
-            raise ValueError(f"{value!r} is not a size (use e.g. 512KB, 10MB)")
-        unit = m.group(2).lower() if m.group(2) else None
-        size = int(float(m.group(1)) * _SIZE_UNITS[unit])
-    if size <= 0:
-        raise ValueError("a size must be greater than zero")
-    return size
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Size = Annotated[int, BeforeValidator(parse_size)]
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-_WHSEC = "whsec_"
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+class _Model:
+    # pydantic reads this of a dataclass: an unknown key is an error, not ignored
+    __pydantic_config__: ClassVar[dict[str, Any]] = {"extra": "forbid"}
 
 
+_TWO_DAYS = 2 * 86400.0
+
+
+@dataclass(frozen=True)
 class FeedConfig(_Model):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
     url: str
     interval: Duration | None = None
     min_interval: Duration | None = None
@@ -87,13 +55,13 @@ class FeedConfig(_Model):
     # or front page whose new article links are its entries
     type: SourceKind = "feed"
     # a sitemap or page source takes, on its first poll, what is at most this old
-    backfill: Duration = 2 * 86400.0
+    # (unset: two days)
+    backfill: Duration | None = None
     links: str | None = None  # page: CSS selector of the article links
     pattern: str | None = None  # page: regular expression the article links match
 
-    @model_validator(mode="after")
-    def _source_fields(self) -> FeedConfig:
-        if self.type == "feed" and "backfill" in self.model_fields_set:
+    def __post_init__(self) -> None:
+        if self.type == "feed" and self.backfill is not None:
             raise ValueError("backfill is for type sitemap or page")
         if self.type != "page" and (self.links or self.pattern):
             raise ValueError("links and pattern are for type page")
@@ -113,18 +81,24 @@ class FeedConfig(_Model):
             except Exception as exc:  # cssselect's SelectorSyntaxError and kin
                 raise ValueError(f"links {self.links!r} is not a CSS selector: "
                                  f"{exc}") from None
-        return self
+
+    @property
+    def backfill_s(self) -> float:
+        return _TWO_DAYS if self.backfill is None else self.backfill
 
 
+@dataclass(frozen=True)
 class ConsoleChannel(_Model):
     type: Literal["console"]
 
 
+@dataclass(frozen=True)
 class JsonlChannel(_Model):
     type: Literal["jsonl"]
     path: Path
 
 
+@dataclass(frozen=True)
 class TemplatePaths(_Model):
     """A channel's own Jinja2 templates (paths relative to the config file)."""
 
@@ -134,113 +108,70 @@ class TemplatePaths(_Model):
     generic: Path | None = None
 
 
+
+
+@dataclass(frozen=True)
 class WebhookChannel(_Model):
     type: Literal["webhook"]
-    url: str
-    headers: dict[str, str] = {}
+    url: Annotated[str, AfterValidator(checks.http_only)]
+    headers: dict[str, str] = field(default_factory=dict)
     timeout: Duration = 10.0
     format: Literal["generic", "slack", "discord", "teams", "ntfy"] = "generic"
-    secret: str | None = None
+    secret: Annotated[str | None, AfterValidator(checks.secret_form)] = None
     templates: TemplatePaths | None = None
 
-    @field_validator("secret")
-    @classmethod
-    def _secret_form(cls, v: str | None) -> str | None:
-        if v is not None and v.startswith(_WHSEC):
-            try:
-                base64.b64decode(v[len(_WHSEC):], validate=True)
-            except (binascii.Error, ValueError):
-                raise ValueError("a whsec_ secret must be base64 after the prefix") from None
-        if v is not None and not v:
-            raise ValueError("the secret is empty")
-        return v
 
-    @field_validator("url")
-    @classmethod
-    def _http_only(cls, v: str) -> str:
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            # The URL itself stays out of the message: webhook URLs carry tokens.
-            scheme = parts.scheme or "no scheme"
-            raise ValueError(f"not an http(s) URL ({scheme}); check the value")
-        return v
-
-
+@dataclass(frozen=True)
 class SmtpConfig(_Model):
     host: str
-    port: int | None = Field(default=None, ge=1, le=65535)  # 587, 465 (tls) or 25 (none)
+    # 587, 465 (tls) or 25 (none)
+    port: Annotated[int | None, Field(ge=1, le=65535)] = None
     security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     password: str | None = None
     ca_file: Path | None = None  # trust a private CA (the system store is used as well)
     timeout: Duration = 30.0
 
-    @model_validator(mode="after")
-    def _plain_only_on_localhost(self) -> SmtpConfig:
+    def __post_init__(self) -> None:
         if self.security == "none" and self.host not in _LOCAL_HOSTS:
             raise ValueError(f"security: none is only allowed for a relay on localhost, "
                              f"not {self.host!r} (use starttls or tls)")
         if self.password and not self.username:
             raise ValueError("a password needs a username")
-        return self
 
     @property
     def effective_port(self) -> int:
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
 
-def _address(v: str) -> str:
-    if "@" not in v or any(c in v for c in "\r\n\x00<>,") or len(v) > 254:
-        raise ValueError(f"{v!r} is not an email address")
-    return v.strip()
 
 
+
+@dataclass(frozen=True)
 class EmailChannel(_Model):
     type: Literal["email"]
-    to: tuple[str, ...] = Field(min_length=1)
-    from_: str = Field(alias="from")
+    to: Annotated[tuple[str, ...], Field(min_length=1), BeforeValidator(checks.one_or_many),
+                  AfterValidator(checks.addresses)]
+    from_: Annotated[str, Field(alias="from"), AfterValidator(checks.address)]
     smtp: SmtpConfig
     templates: TemplatePaths | None = None
 
-    @field_validator("to", mode="before")
-    @classmethod
-    def _one_or_many(cls, v: Any) -> Any:
-        return [v] if isinstance(v, str) else v
-
-    @field_validator("to")
-    @classmethod
-    def _addresses(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        return tuple(_address(a) for a in v)
-
-    @field_validator("from_")
-    @classmethod
-    def _from_address(cls, v: str) -> str:
-        return _address(v)
 
 
+@dataclass(frozen=True)
 class AppriseChannel(_Model):
     type: Literal["apprise"]
-    url: str
+    url: Annotated[str, AfterValidator(checks.apprise_url)]
     templates: TemplatePaths | None = None
     timeout: Duration = 30.0
 
-    @field_validator("url")
-    @classmethod
-    def _package_installed(cls, v: str) -> str:
-        if importlib.util.find_spec("apprise") is None:
-            raise ValueError("type apprise needs the apprise package: "
-                             "pip install 'watcher[apprise]'")
-        if "://" not in v:
-            raise ValueError("expected an Apprise URL such as tgram://TOKEN/CHAT_ID")
-        return v
+
+if TYPE_CHECKING:
+    ChannelConfig = (ConsoleChannel | JsonlChannel | WebhookChannel | EmailChannel
+                     | AppriseChannel)
 
 
-ChannelConfig = Annotated[
-    ConsoleChannel | JsonlChannel | WebhookChannel | EmailChannel | AppriseChannel,
-    Field(discriminator="type"),
-]
-
-
+@dataclass(frozen=True)
 class PollConfig(_Model):
     tick: Duration = 15.0
     default_interval: Duration = 900.0
@@ -249,14 +180,15 @@ class PollConfig(_Model):
     max_interval: Duration = 3600.0
     # A <ttl>, sy:updatePeriod, max-age or Expires longer than this is not obeyed.
     max_server_wait: Duration = 6 * 3600.0
-    concurrency: int = Field(default=16, ge=1, le=256)
-    per_host: int = Field(default=2, ge=1, le=64)
+    concurrency: Annotated[int, Field(ge=1, le=256)] = 16
+    per_host: Annotated[int, Field(ge=1, le=64)] = 2
     max_backoff: Duration = 86400.0
     # A feed being polled is claimed for this long (renewed while the poll lasts); a
     # daemon that dies loses its feeds to the others sharing the database after it.
     lease: Duration = 120.0
 
 
+@dataclass(frozen=True)
 class FetchConfig(_Model):
     timeout: Duration = 30.0
     max_feed_bytes: Size = 10 * 1000**2
@@ -264,9 +196,9 @@ class FetchConfig(_Model):
     # A sitemap source: bytes of one sitemap after decompression, URLs read from one,
     # sitemaps read per poll, and how deep indexes of indexes are followed.
     sitemap_max_bytes: Size = 50 * 1000**2
-    sitemap_max_urls: int = Field(default=50_000, ge=1)
-    sitemap_max_files: int = Field(default=50, ge=1, le=10_000)
-    sitemap_max_depth: int = Field(default=2, ge=0, le=5)
+    sitemap_max_urls: Annotated[int, Field(ge=1)] = 50_000
+    sitemap_max_files: Annotated[int, Field(ge=1, le=10_000)] = 50
+    sitemap_max_depth: Annotated[int, Field(ge=0, le=5)] = 2
     user_agent: str | None = None
     allow_private_networks: bool = False
     fetch_pages: bool = True
@@ -274,40 +206,34 @@ class FetchConfig(_Model):
     # and matched with the feed's own text; a page that comes later improves them.
     page_wait: Duration = 10.0
     # Pages one feed may fetch in one poll; the rest come in its later polls.
-    max_pages_per_poll: int = Field(default=50, ge=1, le=10000)
+    max_pages_per_poll: Annotated[int, Field(ge=1, le=10000)] = 50
     # Page extraction runs in this many processes (0: the number of cores), more (up
     # to extract_max_workers, 0: four times as many) while pages are slow; a page
     # taking longer than extract_timeout is cut off and its feed's text is kept.
-    extract_workers: int = Field(default=0, ge=0, le=64)
-    extract_max_workers: int = Field(default=0, ge=0, le=256)
+    extract_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    extract_max_workers: Annotated[int, Field(ge=0, le=256)] = 0
     extract_timeout: Duration = 20.0
     # An extraction worker is replaced after this many pages (0: never), its pages in
     # hand finished first and its successor started meanwhile: what the libraries
     # keep from page to page is given back.
-    extract_recycle_after: int = Field(default=2000, ge=0, le=10_000_000)
+    extract_recycle_after: Annotated[int, Field(ge=0, le=10_000_000)] = 2000
 
 
+
+@dataclass(frozen=True)
 class DeliveryConfig(_Model):
     tick: Duration = 5.0
     max_age: Duration = 48 * 3600.0
-    batch: int = Field(default=100, ge=1)
+    batch: Annotated[int, Field(ge=1)] = 100
     # wait after the 1st, 2nd ... failed attempt (the last repeats), each +-20% jitter
-    backoff: tuple[Duration, ...] = Field(default=(5, 300, 1800, 7200, 18000, 36000, 86400),
-                                          min_length=1)
-    timezone: str = "UTC"  # for digest times such as "08:00"
+    backoff: Annotated[tuple[Duration, ...], Field(min_length=1)] = (
+        5, 300, 1800, 7200, 18000, 36000, 86400)
+    timezone: Annotated[str, AfterValidator(checks.known_zone)] = "UTC"  # for digest times "08:00"
     # A delivery being sent is claimed for this long; then another daemon may take it.
     lease: Duration = 120.0
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            zoneinfo.ZoneInfo(v)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r} (use e.g. UTC, Europe/Oslo)") from None
-        return v
 
-
+@dataclass(frozen=True)
 class StoriesConfig(_Model):
     """Copies of one story (near-identical text) within `window` alert once."""
 
@@ -316,94 +242,72 @@ class StoriesConfig(_Model):
     # estimated Jaccard similarity of word shingles at or above which two texts
     # are one story: 0.5 keeps a re-headlined, trimmed wire copy together and two
     # reports of one event apart (tests/test_identity.py)
-    threshold: float = Field(default=0.5, gt=0, le=1)
+    threshold: Annotated[float, Field(gt=0, le=1)] = 0.5
 
 
+@dataclass(frozen=True)
 class RetentionConfig(_Model):
-    days: float = Field(default=90, gt=0)  # articles that matched nothing
-    matched_days: float = Field(default=365, gt=0)  # articles that fired an alert
+    days: Annotated[float, Field(gt=0)] = 90  # articles that matched nothing
+    matched_days: Annotated[float, Field(gt=0)] = 365  # articles that fired an alert
 
 
+
+@dataclass(frozen=True)
 class MetricsConfig(_Model):
     # host:port for /healthz and /metrics, e.g. 127.0.0.1:9464; unset = off
-    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
-
-    @field_validator("listen", mode="before")
-    @classmethod
-    def _empty_is_off(cls, v: object) -> object:
-        return None if v == "" else v
+    listen: Annotated[str | None, Field(pattern=r"^[^\s]*:\d{1,5}$"),
+                      BeforeValidator(checks.empty_is_off)] = None
 
 
 Role = Literal["viewer", "editor"]
 
 
+@dataclass(frozen=True)
 class WebUser(_Model):
     # from `watcher web passwd NAME`
-    password_hash: str = Field(pattern=r"^scrypt\$")
+    password_hash: Annotated[str, Field(pattern=r"^scrypt\$")]
     role: Role = "viewer"
 
 
+@dataclass(frozen=True)
 class WebToken(_Model):
     # an API token (Authorization: Bearer), best given as "${VARIABLE}"
-    token: str = Field(min_length=16)
+    token: Annotated[str, Field(min_length=16)]
     role: Role = "viewer"
 
 
+
+
+@dataclass(frozen=True)
 class WebConfig(_Model):
     """The daemon's web server: the console (watcher.web) and, when `public_url` is set,
     the callbacks WebSub hubs push new stories to, on the same address."""
 
     # host:port of the console, e.g. 127.0.0.1:8080; unset = off
-    listen: str | None = Field(default=None, pattern=r"^[^\s]*:\d{1,5}$")
+    listen: Annotated[str | None, Field(pattern=r"^[^\s]*:\d{1,5}$"),
+                      BeforeValidator(checks.empty_is_off)] = None
     # Host names browsers may reach it by besides the listen address and localhost
     # (a reverse proxy's name); any other Host header is refused (DNS rebinding).
     hosts: tuple[str, ...] = ()
     # Addresses or networks (127.0.0.1, 10.0.0.0/8) of reverse proxies whose
     # X-Forwarded-Proto and X-Forwarded-For are believed: behind one that terminates
     # TLS, the session cookie is then Secure. From any other address they are ignored.
-    trusted_proxies: tuple[str, ...] = ()
-    users: dict[str, WebUser] = {}
-    tokens: dict[str, WebToken] = {}
+    trusted_proxies: Annotated[tuple[str, ...], AfterValidator(checks.networks)] = ()
+    users: dict[str, WebUser] = field(default_factory=dict)
+    tokens: dict[str, WebToken] = field(default_factory=dict)
     # the URL the hubs reach this server at, e.g. https://watcher.example.org; unset:
     # no WebSub, feeds are polled
-    public_url: str | None = None
+    public_url: Annotated[str | None, AfterValidator(checks.http_url)] = None
     websub_lease: Duration = 10 * 86400.0  # asked of the hubs; they decide
     # while pushes are expected, the feed is still polled this often as a safety net
     websub_poll_interval: Duration = 6 * 3600.0
 
-    @field_validator("listen", mode="before")
-    @classmethod
-    def _empty_is_off(cls, v: object) -> object:
-        return None if v == "" else v
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        import ipaddress  # here: every start loads the config, few configs name a proxy
-
-        for entry in v:
-            try:
-                ipaddress.ip_network(entry.strip())
-            except ValueError:
-                raise ValueError(f"{entry!r} is no IP address or network "
-                                 "(e.g. 127.0.0.1 or 10.0.0.0/8)") from None
-        return tuple(e.strip() for e in v)
-
-    @field_validator("public_url")
-    @classmethod
-    def _http_url(cls, v: str | None) -> str | None:
-        if v is not None and (urlsplit(v).scheme not in ("http", "https")
-                              or not urlsplit(v).hostname):
-            raise ValueError(f"{v!r} is not an http(s) URL")
-        return v
-
-    @model_validator(mode="after")
-    def _both(self) -> WebConfig:
+    def __post_init__(self) -> None:
         if self.public_url and not self.listen:
             raise ValueError("public_url needs listen (the address the server listens on)")
-        return self
 
 
+@dataclass(frozen=True)
 class AlertsConfig(_Model):
     """Operator alerts: problems with watcher itself, sent to these channels."""
 
@@ -413,31 +317,29 @@ class AlertsConfig(_Model):
     unhealthy_after: Duration = 24 * 3600.0
 
 
-# A PostgreSQL server (libpq's URL form; the password from ${VAR}, libpq's
-# environment or ~/.pgpass), or else the path of an SQLite file.
-ServerUrl = Annotated[str, Field(pattern=r"^postgres(ql)?://")]
-
-
+@dataclass(frozen=True)
 class Settings(_Model):
     """The whole validated configuration. `source` is the file it came from."""
 
+    # A PostgreSQL server (libpq's URL form; the password from ${VAR}, libpq's
+    # environment or ~/.pgpass), or else the path of an SQLite file.
     database: ServerUrl | Path
     rules: Path
     feeds: tuple[FeedConfig, ...] = ()
-    channels: dict[str, ChannelConfig] = {}
-    poll: PollConfig = Field(default_factory=PollConfig)
-    fetch: FetchConfig = Field(default_factory=FetchConfig)
-    delivery: DeliveryConfig = Field(default_factory=DeliveryConfig)
-    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
-    retention: RetentionConfig = Field(default_factory=RetentionConfig)
-    stories: StoriesConfig = Field(default_factory=StoriesConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    web: WebConfig = Field(default_factory=WebConfig)
+    channels: dict[str, ChannelConfig] = field(default_factory=dict)
+    poll: PollConfig = field(default_factory=PollConfig)
+    fetch: FetchConfig = field(default_factory=FetchConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    stories: StoriesConfig = field(default_factory=StoriesConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    web: WebConfig = field(default_factory=WebConfig)
     source: Path = DEFAULT_CONFIG
     # sha256 of the text loaded: the daemon reloads when the file's text differs
     source_digest: str = ""
     # channel name -> why it cannot be used (an environment variable is missing)
-    unusable_channels: dict[str, str] = {}
+    unusable_channels: dict[str, str] = field(default_factory=dict)
     # values that came from the environment inside channels: never logged
     secrets: tuple[str, ...] = ()
     # what the file says in an older way that is still understood, for a warning
@@ -471,6 +373,28 @@ class Settings(_Model):
                 min_interval_s=min(f.min_interval or self.poll.min_interval, interval),
                 max_interval_s=max(f.max_interval or self.poll.max_interval, interval),
                 adaptive=f.adaptive,
-                kind=f.type, backfill_s=f.backfill, links=f.links, pattern=f.pattern,
+                kind=f.type, backfill_s=f.backfill_s, links=f.links, pattern=f.pattern,
             ))
         return out
+
+
+_ADAPTER: TypeAdapter[Settings] | None = None
+
+
+def validator() -> TypeAdapter[Settings]:
+    """pydantic's validator of Settings, built once; binds the names the annotations
+    above use (see the module's docstring)."""
+    global _ADAPTER
+    if _ADAPTER is None:
+        from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
+
+        globals().update(
+            AfterValidator=AfterValidator, BeforeValidator=BeforeValidator, Field=Field,
+            Duration=Annotated[float, BeforeValidator(parse_duration)],
+            Size=Annotated[int, BeforeValidator(parse_size)],
+            ServerUrl=Annotated[str, Field(pattern=r"^postgres(ql)?://")],
+            ChannelConfig=Annotated[ConsoleChannel | JsonlChannel | WebhookChannel
+                                    | EmailChannel | AppriseChannel,
+                                    Field(discriminator="type")])
+        _ADAPTER = TypeAdapter(Settings)
+    return _ADAPTER

@@ -10,7 +10,7 @@ state in the store, so every daemon sharing the database honours it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -211,8 +211,7 @@ def pause(ctx: Console, name: str, paused: bool) -> datetime | None:
         raise Problem(404, f"name: no feed named {name!r} in the config")
     if not ctx.store.pause_feed(name, paused, ctx.now()):
         # Added a moment ago: the daemon has not made its row yet.
-        ctx.store.sync_feeds([m for m in ctx.settings.model_copy(
-            update={"feeds": [found]}).feed_models()])
+        ctx.store.sync_feeds(replace(ctx.settings, feeds=(found,)).feed_models())
         ctx.store.pause_feed(name, paused, ctx.now())
     h = next((h for h in ctx.store.feed_health(ctx.now()) if h.name == name), None)
     return h.paused_at if h else None
