@@ -138,7 +138,7 @@ def test_the_daemon_loads_what_a_poll_with_nothing_new_does_not_use_on_first_use
     assert _loaded_by("watcher.service.daemon", (
         "numpy", "feedparser", "courlan", "trafilatura", "watcher.core.identity",
         "watcher.extract.links", "sqlite_utils", "apscheduler", "lxml",
-        "prometheus_client")) == []
+        "prometheus_client", "watcher.core.search")) == []
 
 
 def test_the_http_client_does_not_load_httpx_command_line_tool() -> None:

@@ -10,7 +10,6 @@ from typing import Any
 from watcher.core.digest import dropped_why
 from watcher.core.models import Article
 from watcher.core.records import AlertRecord, DeliveryRecord
-from watcher.core.search import parse_search, to_tsquery
 from watcher.store.postgres.articles import ArticlesPg, _article
 
 _ALERT = ("SELECT m.id, m.rule, m.query, m.field, m.snippet, m.created_at, m.article_id, "
@@ -121,6 +120,8 @@ class AlertsPg(ArticlesPg):
 
     def search_articles(self, query: str, since: datetime, limit: int = 10000
                         ) -> list[Article]:
+        from watcher.core.search import parse_search, to_tsquery  # on a search only
+
         tsq = to_tsquery(parse_search(query))
         return [_article(r) for r in self._rows(
             "SELECT a.* FROM articles a WHERE a.search @@ to_tsquery('english', %s) "

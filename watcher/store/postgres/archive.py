@@ -19,7 +19,6 @@ from watcher.core.records import (
     SearchHit,
     StatusReport,
 )
-from watcher.core.search import parse_search, to_tsquery
 from watcher.store.postgres.articles import ArticlesPg, _article
 from watcher.store.postgres.outbox import OutboxPg
 
@@ -41,6 +40,8 @@ class ArchivePg(ArticlesPg, OutboxPg):
         (as SQLite's porter tokenizer does) and drops stop words. The order has an index
         (articles_newest): for a broad query the planner walks it newest first and stops
         at the page, for a narrow one it sorts the few matches the GIN index finds."""
+        from watcher.core.search import parse_search, to_tsquery  # on a search only
+
         sql = ("SELECT a.id, a.feed, a.title, a.url, a.published_at, a.fetched_at, "
                "ts_headline('english', a.title || ' ' || a.summary || ' ' || a.body, q, "
                "'StartSel=[, StopSel=], MaxWords=16, MinWords=8, FragmentDelimiter=…, "

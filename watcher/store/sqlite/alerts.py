@@ -11,7 +11,6 @@ from typing import Any
 from watcher.core.digest import dropped_why
 from watcher.core.models import Article
 from watcher.core.records import AlertRecord, DeliveryRecord
-from watcher.core.search import parse_search, to_fts5
 from watcher.store.sqlite.articles import ArticlesStore, _article
 from watcher.store.sqlite.base import Row, from_ts, marks, must_ts, ts
 from watcher.store.sqlite.outbox import delivery_record
@@ -142,6 +141,8 @@ class AlertsStore(ArticlesStore):
                         ) -> list[Article]:
         """The articles fetched since then that the full-text search finds (the archive's
         syntax, watcher.core.search), newest first: the candidates a matcher confirms."""
+        from watcher.core.search import parse_search, to_fts5  # on a search only
+
         fts = to_fts5(parse_search(query))
         rows = self._rows(
             "SELECT a.* FROM articles_fts JOIN articles a ON a.id = articles_fts.rowid "

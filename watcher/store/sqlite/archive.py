@@ -17,7 +17,6 @@ from watcher.core.records import (
     SearchHit,
     StatusReport,
 )
-from watcher.core.search import parse_search, to_fts5
 from watcher.store.sqlite.articles import ArticlesStore, _article
 from watcher.store.sqlite.base import Row, from_ts, must_ts, ts
 from watcher.store.sqlite.outbox import OutboxStore
@@ -57,6 +56,8 @@ class ArchiveStore(ArticlesStore, OutboxStore):
         highlighted snippet; `before_id` pages on, after that article."""
         if limit <= 0:
             return []
+        from watcher.core.search import parse_search, to_fts5  # on a search only
+
         match = to_fts5(parse_search(query))
         where, params = "", []
         if since is not None:
