@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-import re2
 
-_OPTIONS = re2.Options()
-_OPTIONS.log_errors = False  # RE2 would print every refused pattern to stderr
-_OPTIONS.case_sensitive = False  # words are matched case-folded, like Lucene's terms
+@functools.cache
+def _re2() -> tuple[Any, Any]:
+    """RE2 and its options, loaded by the first rule with a regular expression."""
+    import re2
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every refused pattern to stderr
+    options.case_sensitive = False  # words are matched case-folded, like Lucene's terms
+    return re2, options
 
 
 class RegexError(ValueError):
@@ -21,9 +27,10 @@ def word_regex(pattern: str) -> Any:
     Words are searched in a text of one word per line, so the pattern is
     anchored to line starts and ends.
     """
+    re2, options = _re2()
     try:
-        re2.compile(pattern, _OPTIONS)
-        return re2.compile(f"(?m)^(?:{pattern})$", _OPTIONS)
+        re2.compile(pattern, options)
+        return re2.compile(f"(?m)^(?:{pattern})$", options)
     except re2.error as exc:
         reason = exc.args[0] if exc.args else exc
         if isinstance(reason, bytes):
@@ -33,7 +40,8 @@ def word_regex(pattern: str) -> Any:
 
 def regex_set(patterns: list[str]) -> Any:
     """One RE2 set of many word patterns: which of them match anywhere, in one pass."""
-    s = re2.Set.SearchSet(_OPTIONS)
+    re2, options = _re2()
+    s = re2.Set.SearchSet(options)
     for p in patterns:
         s.Add(f"(?m)^(?:{p})$")
     s.Compile()

@@ -7,7 +7,6 @@ import base64
 import binascii
 import importlib.util
 import re
-import zoneinfo
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -97,6 +96,8 @@ def apprise_url(v: str) -> str:
 
 
 def known_zone(v: str) -> str:
+    import zoneinfo  # validation only: a cached config is read without it
+
     try:
         zoneinfo.ZoneInfo(v)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
