@@ -12,13 +12,14 @@ import re
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-from pydantic import ValidationError
 
 from watcher.core.errors import ConfigError
 from watcher.settings.model import NAME_PATTERN, Settings, validator
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -196,6 +197,8 @@ def load_settings(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     finally:
         _LINKS.reset(token)
     notices = _console_is_web(path, data)
+    from pydantic import ValidationError  # a cached config is read without pydantic
+
     try:
         settings = validator().validate_python(
             {**data, "source": path.resolve(), "source_digest": digest,
