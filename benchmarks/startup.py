@@ -23,7 +23,7 @@ from pathlib import Path
 
 from benchmarks.corpus import CorpusSpec, feed_names
 from benchmarks.e2e import RULES_YAML, write_config
-from benchmarks.installed import byte_compiled
+from benchmarks.installed import watcher_bin
 from benchmarks.server import CorpusServer
 
 BIN = Path(sys.executable).parent
@@ -56,16 +56,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--feeds", type=int, default=100)
     ap.add_argument("--items", type=int, default=20)
     ap.add_argument("--importtime", action="store_true")
+    ap.add_argument("--editable", action="store_true",
+                    help="time the checkouts as they are (byte-compiled), not installed "
+                         "as wheels (benchmarks/installed.py)")
     ap.add_argument("--compare", type=Path, metavar="BIN",
                     help="also time the `watcher` script in BIN (another checkout's venv, "
                          "e.g. the version before), in the same rounds")
     args = ap.parse_args(argv)
-    byte_compiled(BIN)  # timed as installed (benchmarks/installed.py)
-    if args.compare:
-        byte_compiled(args.compare)
 
     spec = CorpusSpec(feeds=args.feeds, items=args.items)
     work = Path(tempfile.mkdtemp(prefix="watcher-startup-"))
+    ours = watcher_bin(BIN, work / "ours", args.editable)
+    theirs = watcher_bin(args.compare, work / "theirs", args.editable) if args.compare else None
     (work / "rules.yaml").write_text(RULES_YAML)
     (work / "run").mkdir()
     config = work / "run" / "watcher.yaml"
@@ -73,18 +75,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         write_config(config, server, feed_names(spec), concurrency=16, per_host=16,
                      fetch_timeout_s=None)
-        watcher = str(BIN / "watcher")
+        watcher = str(ours / "watcher")
         commands = {
             "python -c pass": [sys.executable, "-c", "pass"],
             "watcher --help": [watcher, "--help"],
             "watcher status": [watcher, "status", "--config", str(config)],
             "watcher run --once (warm)": [watcher, "run", "--once", "--config", str(config)],
         }
-        if args.compare:
-            other = str(args.compare / "watcher")
-            commands.update({f"{name} [{args.compare}]": [other, *cmd[1:]]
-                             for name, cmd in list(commands.items())
-                             if name.startswith("watcher")})
+        if theirs is not None:
+            # its own config file (the same database): each checkout keeps its own
+            # validated config under the config's path, and would evict the other's
+            other_config = config.with_name("compared.yaml")
+            shutil.copy(config, other_config)
+            commands.update({f"{name} [{args.compare}]": [
+                str(theirs / "watcher"), *[str(other_config) if a == str(config) else a
+                                            for a in cmd[1:]]]
+                for name, cmd in list(commands.items()) if name.startswith("watcher")})
         primed = timed(commands["watcher run --once (warm)"])
         print(f"primed: cold run --once {primed:.2f}s ({args.feeds} feeds x {args.items})",
               flush=True)

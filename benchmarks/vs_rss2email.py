@@ -30,7 +30,7 @@ from pathlib import Path
 
 from benchmarks.corpus import CorpusSpec, feed_names
 from benchmarks.e2e import RULES_YAML, write_config
-from benchmarks.installed import byte_compiled
+from benchmarks.installed import watcher_bin
 from benchmarks.server import CorpusServer
 
 BIN = Path(sys.executable).parent
@@ -87,19 +87,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--keep", action="store_true", help="keep the work folder")
+    ap.add_argument("--editable", action="store_true",
+                    help="time the checkout as it is (byte-compiled), not installed as a "
+                         "wheel (benchmarks/installed.py)")
     args = ap.parse_args(argv)
-    byte_compiled(BIN)  # timed as installed (benchmarks/installed.py)
 
     spec = CorpusSpec(seed=args.seed, feeds=args.feeds, items=args.items)
     names = feed_names(spec)
     work = Path(tempfile.mkdtemp(prefix="watcher-vs-r2e-"))
+    installed_bin = watcher_bin(BIN, work / "venv", args.editable)
     (work / "rules.yaml").write_text(RULES_YAML)
     server = CorpusServer(spec)
     try:
         def watcher_state(state: Path) -> list[str]:
             write_config(state / "watcher.yaml", server, names, concurrency=16, per_host=16,
                          fetch_timeout_s=None)
-            return [str(BIN / "watcher"), "run", "--once", "--config",
+            return [str(installed_bin / "watcher"), "run", "--once", "--config",
                     str(state / "watcher.yaml"), "--stats", str(state / "stats.json")]
 
         def r2e_state(state: Path) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks.corpus import CorpusSpec, feed_names
 from benchmarks.e2e import RULES_YAML, write_config
-from benchmarks.installed import byte_compiled
+from benchmarks.installed import watcher_bin
 from benchmarks.server import CorpusServer
 from benchmarks.vs_rss2email import r2e_config
 
@@ -47,12 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--feeds", type=int, default=100)
     ap.add_argument("--items", type=int, default=20)
+    ap.add_argument("--editable", action="store_true",
+                    help="time the checkouts as they are (byte-compiled), not installed "
+                         "as wheels (benchmarks/installed.py)")
     ap.add_argument("--compare", type=Path, metavar="BIN",
                     help="also time the `watcher` script in BIN, on its own database")
     args = ap.parse_args(argv)
-    byte_compiled(BIN)  # timed as installed (benchmarks/installed.py)
-    if args.compare:
-        byte_compiled(args.compare)
 
     spec = CorpusSpec(feeds=args.feeds, items=args.items)
     names = feed_names(spec)
@@ -61,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     server = CorpusServer(spec)
     try:
         commands: dict[str, list[str]] = {}
-        for label, bin_dir in (("watcher", BIN), (f"watcher [{args.compare}]", args.compare)):
-            if bin_dir is None:
+        for label, checkout in (("watcher", BIN), (f"watcher [{args.compare}]", args.compare)):
+            if checkout is None:
                 continue
+            bin_dir = watcher_bin(checkout, work / f"venv{len(commands)}", args.editable)
             run_dir = work / f"run{len(commands)}"
             run_dir.mkdir()
             write_config(run_dir / "watcher.yaml", server, names, concurrency=16,
