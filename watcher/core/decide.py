@@ -66,6 +66,8 @@ def plan_entries(feed: str, fresh: Sequence[Entry], canonical: Mapping[str, str 
 
 @dataclass(frozen=True)
 class AddArticle:
+    """An article no stored one shares a canonical URL with: store it as a new one."""
+
     article: Article
 
 

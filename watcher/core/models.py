@@ -60,6 +60,8 @@ class Undecoded:
 
 @dataclass(frozen=True)
 class FetchResult:
+    """A response as the fetcher hands it on: final URL, status, headers and body."""
+
     url: str
     status: int
     headers: dict[str, str]
@@ -95,6 +97,8 @@ class Entry:
 
 @dataclass(frozen=True)
 class ParsedFeed:
+    """A feed document read: its title, its entries and how often it says to poll."""
+
     title: str
     entries: tuple[Entry, ...]
     ttl_minutes: int | None = None
@@ -144,6 +148,9 @@ class StoryRef:
 
 @dataclass(frozen=True)
 class Article:
+    """An entry with the text chosen for it (page, feed content or summary), as stored
+    and matched."""
+
     feed: str
     entry_id: str
     url: str | None
@@ -181,6 +188,8 @@ class Hit:
 
 @dataclass(frozen=True)
 class Rule:
+    """A rule of rules.yaml: what to look for, where, and which channels to tell."""
+
     name: str
     any: tuple[str, ...] = ()
     all: tuple[str, ...] = ()
@@ -205,6 +214,8 @@ class Rule:
 
 @dataclass(frozen=True)
 class Match:
+    """A rule that matched an article: the hits, the field and the snippet shown."""
+
     rule: str
     hits: tuple[Hit, ...]
     field: str
@@ -255,6 +266,8 @@ class Alert:
 
 @dataclass(frozen=True)
 class Delivery:
+    """One alert for one channel: the outbox's row, with its attempts and status."""
+
     id: str
     channel: str
     rule: str

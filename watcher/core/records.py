@@ -88,6 +88,8 @@ class SearchHit:
 
 @dataclass(frozen=True)
 class MatchRecord:
+    """A stored match as the explain and alert views read it back."""
+
     rule: str
     query: str
     field: str
@@ -108,6 +110,8 @@ class ArticleRecord:
 
 @dataclass(frozen=True)
 class FeedCounts:
+    """How many feeds there are, by health."""
+
     total: int
     healthy: int
     failing: int

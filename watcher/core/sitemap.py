@@ -52,6 +52,8 @@ class SitemapUrl(NamedTuple):
 
 @dataclass
 class Sitemap:
+    """One sitemap document read: a urlset's pages or an index's sitemaps."""
+
     url: str
     kind: SitemapKind | None = None  # None: the document is not a sitemap
     urls: list[SitemapUrl] = field(default_factory=list)  # a urlset's pages, an index's maps

@@ -27,6 +27,8 @@ MAX_LEASE_S = 365 * 86400.0
 
 @dataclass(frozen=True)
 class Subscription:
+    """A feed's subscription at its WebSub hub, as the store keeps it."""
+
     feed: str
     hub: str
     topic: str

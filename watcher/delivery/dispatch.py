@@ -36,6 +36,8 @@ FAILURE_RULE = "watcher-delivery-failed"
 
 @dataclass
 class DispatchReport:
+    """What one pass of the dispatcher did."""
+
     sent: int = 0
     retrying: int = 0
     dead: int = 0
@@ -43,6 +45,8 @@ class DispatchReport:
 
 @dataclass
 class Dispatcher:
+    """Sends what the outbox holds through the channels, retrying with backoff."""
+
     store: OutboxStore
     channels: Mapping[str, Channel]
     clock: Callable[[], datetime]

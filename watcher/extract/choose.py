@@ -13,6 +13,8 @@ SHORT_RATIO = 0.6
 
 @dataclass(frozen=True)
 class ChosenText:
+    """The text an article is matched on, and where it came from."""
+
     body: str
     source: TextSource
 

@@ -44,6 +44,8 @@ _REDIRECTS = (301, 302, 303, 307, 308)
 
 @dataclass(frozen=True)
 class HttpLimits:
+    """Time and size limits of every request the fetcher makes."""
+
     timeout_s: float = 30.0
     max_feed_bytes: int = 10 * 1000**2
     max_page_bytes: int = 5 * 1000**2

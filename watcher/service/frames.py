@@ -15,6 +15,8 @@ from watcher.core.models import Extracted
 
 @dataclass(eq=False)
 class Job:
+    """A page handed to an extraction worker, and the future its result goes to."""
+
     frame: bytes  # the request, length-prefixed
     url: str | None
     future: asyncio.Future[Extracted]
@@ -24,6 +26,8 @@ class Job:
 
 @dataclass(eq=False)
 class Worker:
+    """An extraction process and the socket the event loop talks to it through."""
+
     process: BaseProcess
     sock: socket.socket  # non-blocking, watched by `loop`
     loop: asyncio.AbstractEventLoop

@@ -64,6 +64,8 @@ log = logging.getLogger("watcher.service.ingest")
 
 @dataclass
 class FeedOutcome:
+    """What one poll of one feed came to."""
+
     feed: str
     ok: bool
     not_modified: bool = False
@@ -77,6 +79,8 @@ class FeedOutcome:
 
 @dataclass(frozen=True)
 class IngestContext:
+    """What ingesting a feed needs from the daemon."""
+
     fetcher: Fetcher
     store: Store
     rules: Callable[[], CompiledRules]  # read at use: rules may be swapped while we run

@@ -43,6 +43,8 @@ log = logging.getLogger("watcher.service.ingest")
 
 @dataclass
 class SitemapMemo:
+    """What a sitemap source remembers between polls."""
+
     polled: datetime | None = None
     roots: list[str] = field(default_factory=list)  # where the site keeps its sitemaps
     # sitemap URL -> {"etag", "last_modified", "children": [[url, iso date or None]]}

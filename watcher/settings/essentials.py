@@ -35,6 +35,8 @@ _CODE = ("cache.py", "checks.py", "essentials.py", "load.py", "model.py", "../co
 
 @dataclass(frozen=True)
 class Essentials:
+    """What `watcher status` needs of the config, as plain values."""
+
     database: str  # an SQLite path, or a PostgreSQL URL
     shared: bool  # PostgreSQL: several daemons
     database_shown: str  # without a password
