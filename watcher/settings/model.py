@@ -43,6 +43,8 @@ _TWO_DAYS = 2 * 86400.0
 
 @dataclass(frozen=True)
 class FeedConfig(_Model):
+    """A source under `feeds:` (a feed, a site's sitemaps or a section page)."""
+
     name: Annotated[str, Field(pattern=NAME_PATTERN)]
     url: str
     interval: Duration | None = None
@@ -89,11 +91,15 @@ class FeedConfig(_Model):
 
 @dataclass(frozen=True)
 class ConsoleChannel(_Model):
+    """Alerts printed on the daemon's standard output."""
+
     type: Literal["console"]
 
 
 @dataclass(frozen=True)
 class JsonlChannel(_Model):
+    """Alerts appended to a file, one JSON object a line."""
+
     type: Literal["jsonl"]
     path: Path
 
@@ -112,6 +118,8 @@ class TemplatePaths(_Model):
 
 @dataclass(frozen=True)
 class WebhookChannel(_Model):
+    """Alerts POSTed to a URL (generic JSON, Slack, Discord, Teams or ntfy)."""
+
     type: Literal["webhook"]
     url: Annotated[str, AfterValidator(checks.http_only)]
     headers: dict[str, str] = field(default_factory=dict)
@@ -123,6 +131,8 @@ class WebhookChannel(_Model):
 
 @dataclass(frozen=True)
 class SmtpConfig(_Model):
+    """The mail server an email channel sends through."""
+
     host: str
     # 587, 465 (tls) or 25 (none)
     port: Annotated[int | None, Field(ge=1, le=65535)] = None
@@ -149,6 +159,8 @@ class SmtpConfig(_Model):
 
 @dataclass(frozen=True)
 class EmailChannel(_Model):
+    """Alerts sent as email."""
+
     type: Literal["email"]
     to: Annotated[tuple[str, ...], Field(min_length=1), BeforeValidator(checks.one_or_many),
                   AfterValidator(checks.addresses)]
@@ -160,6 +172,8 @@ class EmailChannel(_Model):
 
 @dataclass(frozen=True)
 class AppriseChannel(_Model):
+    """Alerts sent through an Apprise URL (the apprise package)."""
+
     type: Literal["apprise"]
     url: Annotated[str, AfterValidator(checks.apprise_url)]
     templates: TemplatePaths | None = None
@@ -173,6 +187,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PollConfig(_Model):
+    """How often feeds are polled, and how many at once."""
+
     tick: Duration = 15.0
     default_interval: Duration = 900.0
     # Bounds for adapting a feed's interval to how often it publishes.
@@ -190,6 +206,8 @@ class PollConfig(_Model):
 
 @dataclass(frozen=True)
 class FetchConfig(_Model):
+    """Limits and manners of every fetch: feeds, pages, sitemaps, extraction."""
+
     timeout: Duration = 30.0
     max_feed_bytes: Size = 10 * 1000**2
     max_page_bytes: Size = 5 * 1000**2
@@ -222,6 +240,8 @@ class FetchConfig(_Model):
 
 @dataclass(frozen=True)
 class DeliveryConfig(_Model):
+    """How alerts leave the outbox: its pace, retries and digests' time zone."""
+
     tick: Duration = 5.0
     max_age: Duration = 48 * 3600.0
     batch: Annotated[int, Field(ge=1)] = 100
@@ -247,6 +267,8 @@ class StoriesConfig(_Model):
 
 @dataclass(frozen=True)
 class RetentionConfig(_Model):
+    """How long articles are kept."""
+
     days: Annotated[float, Field(gt=0)] = 90  # articles that matched nothing
     matched_days: Annotated[float, Field(gt=0)] = 365  # articles that fired an alert
 
@@ -254,6 +276,8 @@ class RetentionConfig(_Model):
 
 @dataclass(frozen=True)
 class MetricsConfig(_Model):
+    """Where /healthz and /metrics are served, if anywhere."""
+
     # host:port for /healthz and /metrics, e.g. 127.0.0.1:9464; unset = off
     listen: Annotated[str | None, Field(pattern=r"^[^\s]*:\d{1,5}$"),
                       BeforeValidator(checks.empty_is_off)] = None
@@ -264,6 +288,8 @@ Role = Literal["viewer", "editor"]
 
 @dataclass(frozen=True)
 class WebUser(_Model):
+    """A person who may sign in to the console."""
+
     # from `watcher web passwd NAME`
     password_hash: Annotated[str, Field(pattern=r"^scrypt\$")]
     role: Role = "viewer"
@@ -271,6 +297,8 @@ class WebUser(_Model):
 
 @dataclass(frozen=True)
 class WebToken(_Model):
+    """A token the console's API accepts."""
+
     # an API token (Authorization: Bearer), best given as "${VARIABLE}"
     token: Annotated[str, Field(min_length=16)]
     role: Role = "viewer"
