@@ -32,7 +32,8 @@ def ts(dt: datetime | None) -> str | None:
 def from_ts(value: str | None) -> datetime | None:
     if not value:
         return None
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    # fromisoformat is C code (strptime is Python): it reads what ts() writes, "Z" included
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)
 
 
 def must_ts(value: str | None) -> datetime:
