@@ -4,6 +4,8 @@ parse_rules depends on that changed is, and errors are never kept."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import subprocess
 import sys
@@ -193,6 +195,50 @@ def test_parse_rules_cached_shares_the_entry_of_load_rules_cached(
     path, env = setup(tmp_path)
     parsed = parse_rules_cached(path.read_text(), str(path), CHANNELS, {}, env)
     assert load_rules_cached(path, CHANNELS, {}, env) == parsed and len(counted) == 1
+
+
+def test_the_daemons_reloads_go_through_the_cache(
+        tmp_path: Path, counted: list[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """An edit the daemon took in is what the next start finds kept; a broken edit is
+    refused with its place, once, and never kept."""
+    from watcher.service.daemon import Daemon
+    from watcher.settings import load_settings
+
+    monkeypatch.setenv("WATCHER_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "watcher.yaml").write_text(
+        "database: watcher.db\nrules: rules.yaml\nfeeds: []\n"
+        "channels:\n  file: {type: jsonl, path: out.jsonl}\n  hook: {type: jsonl, path: h}\n")
+    rules, _ = setup(tmp_path)
+    settings = load_settings(tmp_path / "watcher.yaml")
+
+    def at_start() -> RuleSet:
+        return load_rules_cached(settings.rules, settings.channels.keys(),
+                                 settings.unusable_channels)
+
+    daemon = Daemon(settings, compile_rules(at_start()))
+    edited = RULES.replace('"tremor"', '"aftershock"')
+    broken = RULES.replace("cooldown: 30m", "cooldown: soon")
+
+    async def go() -> list[bool]:
+        outcomes = []
+        for text in (edited, broken, broken):
+            rules.write_text(text)
+            outcomes.append(await daemon.reload_rules_if_changed())
+        rules.write_text(edited)  # back, then SIGHUP: config and rules read again
+        outcomes.append(await daemon.reload_config())
+        await daemon.close()
+        return outcomes
+
+    with caplog.at_level(logging.ERROR, "watcher.service.daemon"):
+        assert asyncio.run(go()) == [True, False, False, True]
+    assert [r.name for r in daemon.rules.rules] == ["missiles", "quakes"]
+    assert daemon.rules.rules[1].any == ("earthquake", "aftershock")
+    refused = [r.getMessage() for r in caplog.records if "was refused" in r.getMessage()]
+    assert len(refused) == 1 and f"{rules}:6:15: rule 'missiles': cooldown:" in refused[0]
+    # the start, the edit and the broken edit once: SIGHUP found the edit kept
+    assert len(counted) == 3
+    assert at_start() == load_rules(rules, CHANNELS, {}) and len(counted) == 4
 
 
 # --- whole processes: what a warm start imports -------------------------------------
