@@ -127,13 +127,14 @@ def load_all(args: argparse.Namespace, cached: bool = True) -> tuple[Settings, R
     """The config and the rules, validated; `cached`: as kept by the last command when
     neither changed (watcher.settings.cache, watcher.settings.rules_cache)."""
     settings = load_settings_for(args, cached)
-    if cached:
-        from watcher.settings.rules_cache import load_rules_cached as load
-    else:
-        from watcher.rules.load import load_rules as load
-    rules = load(settings.rules, channels=settings.channels.keys(),
-                 unusable_channels=settings.unusable_channels)
-    return settings, rules
+    channels, unusable = settings.channels.keys(), settings.unusable_channels
+    if not cached:
+        from watcher.rules.load import load_rules
+
+        return settings, load_rules(settings.rules, channels, unusable)
+    from watcher.settings.rules_cache import load_rules_cached
+
+    return settings, load_rules_cached(settings.rules, channels, unusable)
 
 
 class Progress:

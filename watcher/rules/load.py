@@ -27,7 +27,9 @@ from watcher.core.models import FIELDS, Article, Rule
 from watcher.core.text import words_of
 from watcher.rules.compile import leaf_problem
 from watcher.rules.query import TEXT_FIELDS, Node, QueryError, leaves, rule_tree, true_without_terms
-from watcher.rules.ruleset import Example, RuleSet, digest_of
+from watcher.rules.ruleset import Example as Example
+from watcher.rules.ruleset import RuleSet as RuleSet
+from watcher.rules.ruleset import digest_of as digest_of
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
