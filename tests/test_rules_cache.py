@@ -263,6 +263,32 @@ def _heavy(loaded: set[str]) -> list[str]:
                                            for h in _NOT_WHEN_WARM))
 
 
+def test_a_kept_rule_set_compiles_and_matches_without_yaml_models_or_luqum(
+        tmp_path: Path) -> None:
+    path, env = setup(tmp_path)
+    fresh = load_rules(path, CHANNELS, {})
+    load_rules_cached(path, CHANNELS, {}, env)  # kept
+    # the articles made again in the child: this module imports the loader itself
+    made = "\n".join(f"    article({a.title!r}, {a.body!r})," for a in ARTICLES)
+    code = ("import sys\nfrom datetime import UTC, datetime\n"
+            "from watcher.core.models import Article\nfrom watcher.rules import compile_rules\n"
+            "from watcher.settings.rules_cache import load_rules_cached\n"
+            "def article(title, body):\n"
+            "    return Article(feed='f', entry_id=title, url=None, title=title, summary='',"
+            " body=body, text_source='page', published=None, language='en',"
+            " fetched_at=datetime(2026, 1, 1, tzinfo=UTC))\n"
+            f"ARTICLES = [\n{made}\n]\n"
+            f"compiled = compile_rules(load_rules_cached({str(path)!r}, {CHANNELS!r}, {{}}))\n"
+            "print([sorted(m.rule for m in compiled.match(a)) for a in ARTICLES])\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, **env}, cwd=ROOT, timeout=120, check=True)
+    shown, _, loaded = out.stdout.partition("\n")
+    assert shown == str(matched(fresh)) == str([
+        ["missiles"], ["missiles"], [], ["missiles"], [], ["quakes"]])
+    assert "watcher.rules.match" in loaded.split() and _heavy(set(loaded.split())) == []
+
+
 def test_a_warm_run_imports_neither_yaml_nor_the_rule_models_nor_luqum(
         tmp_path: Path) -> None:
     cfg = write_config(tmp_path, "http://127.0.0.1:9/feed.xml", "http://127.0.0.1:9/hook",
