@@ -124,12 +124,17 @@ def when(value: datetime | None, width: int = 19) -> str:
 
 
 def load_all(args: argparse.Namespace, cached: bool = True) -> tuple[Settings, RuleSet]:
-    from watcher.rules import load_rules  # the rule compiler: not for reading commands
-
+    """The config and the rules, validated; `cached`: as kept by the last command when
+    neither changed (watcher.settings.cache, watcher.settings.rules_cache)."""
     settings = load_settings_for(args, cached)
-    rules = load_rules(settings.rules, channels=settings.channels.keys(),
-                       unusable_channels=settings.unusable_channels)
-    return settings, rules
+    channels, unusable = settings.channels.keys(), settings.unusable_channels
+    if not cached:
+        from watcher.rules.load import load_rules
+
+        return settings, load_rules(settings.rules, channels, unusable)
+    from watcher.settings.rules_cache import load_rules_cached
+
+    return settings, load_rules_cached(settings.rules, channels, unusable)
 
 
 class Progress:

@@ -6,12 +6,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from watcher.rules.load import RuleSet, load_rules, parse_rules
+    from watcher.rules.load import load_rules, parse_rules
     from watcher.rules.match import CompiledRules, compile_rules
+    from watcher.rules.ruleset import RuleSet
 
 __all__ = ["CompiledRules", "RuleSet", "compile_rules", "load_rules", "parse_rules"]
 
-_MODULE_OF = {"RuleSet": "load", "load_rules": "load", "parse_rules": "load",
+_MODULE_OF = {"RuleSet": "ruleset", "load_rules": "load", "parse_rules": "load",
               "CompiledRules": "match", "compile_rules": "match"}
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from watcher.rules.load import Example, RuleSet
 from watcher.rules.match import CompiledRules
+from watcher.rules.ruleset import Example, RuleSet
 
 
 @dataclass(frozen=True)

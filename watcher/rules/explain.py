@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from watcher.core.models import Article, Rule
 from watcher.core.text import WordBounds, word_keys
 from watcher.rules.evaluate import BAnd, BNode, BNot, BOr, Bound, RawHits, evaluate
-from watcher.rules.load import RuleSet
 from watcher.rules.match import CompiledRules, article_language
+from watcher.rules.ruleset import RuleSet
 
 _SHOWN_PLACES = 20  # where a term held: enough to see why, not the whole article
 

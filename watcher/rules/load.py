@@ -1,11 +1,12 @@
-"""Load and validate rules.yaml, reporting every problem with its line and column."""
+"""Load and validate rules.yaml, reporting every problem with its line and column.
+
+What it makes (RuleSet, Example) is plain data defined in watcher.rules.ruleset,
+named here too for the callers that import it from here."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,6 +27,9 @@ from watcher.core.models import FIELDS, Article, Rule
 from watcher.core.text import words_of
 from watcher.rules.compile import leaf_problem
 from watcher.rules.query import TEXT_FIELDS, Node, QueryError, leaves, rule_tree, true_without_terms
+from watcher.rules.ruleset import Example as Example
+from watcher.rules.ruleset import RuleSet as RuleSet
+from watcher.rules.ruleset import digest_of as digest_of
 
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
@@ -144,29 +148,6 @@ class _RuleModel(BaseModel):
         if not v:
             raise ValueError("at least one field is needed")
         return v
-
-
-@dataclass(frozen=True)
-class Example:
-    """One of a rule's examples: an article it must (or must not) match."""
-
-    rule: str
-    expect_match: bool
-    article: Article
-    where: str  # file:line:col
-    label: str  # the example as written, shortened
-
-
-@dataclass(frozen=True)
-class RuleSet:
-    rules: tuple[Rule, ...]
-    source: str
-    digest: str = ""  # sha256 of the file's text: what a reload compares
-    examples: tuple[Example, ...] = ()
-    trees: dict[str, Node] | None = field(default=None, compare=False, repr=False)
-
-    def channels(self) -> set[str]:
-        return {c for r in self.rules for c in r.notify}
 
 
 class _Located:
@@ -354,10 +335,6 @@ def yaml_problem(exc: yaml.YAMLError, source: str) -> str:
                 f"here and is never closed ({problem}{ended})")
     where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
     return f"{where}: invalid YAML: {problem}"
-
-
-def digest_of(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _check_query(rule: Rule, report: Any) -> Node | None:

@@ -9,8 +9,8 @@ from watcher.core.models import FIELDS, Article, Hit, Match, Rule
 from watcher.core.text import WordBounds, language_code
 from watcher.rules.compile import LiteralIndex, literals_of
 from watcher.rules.evaluate import BNode, Bound, RawHits, bind, evaluate, positive_leaves
-from watcher.rules.load import RuleSet
 from watcher.rules.query import KEYWORD_FIELDS, TEXT_FIELDS, Leaf, Prefix, rule_tree
+from watcher.rules.ruleset import RuleSet
 from watcher.rules.snippet import snippet
 
 _FIELD_ORDER = {f: i for i, f in enumerate(TEXT_FIELDS)}

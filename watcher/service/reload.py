@@ -12,9 +12,10 @@ from watcher.core.errors import RuleError, WatcherError
 from watcher.core.models import Feed
 from watcher.delivery.channels import Channel, build_channels
 from watcher.fetch.client import Fetcher
-from watcher.rules import CompiledRules, RuleSet, compile_rules, parse_rules
-from watcher.rules.load import digest_of
+from watcher.rules import CompiledRules, compile_rules
+from watcher.rules.ruleset import RuleSet, digest_of
 from watcher.settings import Settings, load_settings
+from watcher.settings.rules_cache import load_rules_cached, parse_rules_cached
 from watcher.store import Store
 
 log = logging.getLogger("watcher.service.daemon")
@@ -92,9 +93,8 @@ class Reloading:
         return False
 
     def _compile_rules_for(self, settings: Settings) -> tuple[RuleSet, CompiledRules]:
-        text = Path(settings.rules).read_text(encoding="utf-8")
-        ruleset = parse_rules(text, str(settings.rules), channels=settings.channels.keys(),
-                              unusable_channels=settings.unusable_channels)
+        ruleset = load_rules_cached(settings.rules, channels=settings.channels.keys(),
+                                    unusable_channels=settings.unusable_channels)
         compiled = compile_rules(ruleset)
         compiled.warm()
         return ruleset, compiled
@@ -130,8 +130,8 @@ class Reloading:
         return True
 
     def _compile_rules(self, text: str, source: str) -> tuple[RuleSet, CompiledRules]:
-        ruleset = parse_rules(text, source, channels=self.settings.channels.keys(),
-                              unusable_channels=self.settings.unusable_channels)
+        ruleset = parse_rules_cached(text, source, channels=self.settings.channels.keys(),
+                                     unusable_channels=self.settings.unusable_channels)
         compiled = compile_rules(ruleset)
         compiled.warm()
         return ruleset, compiled

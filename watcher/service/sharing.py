@@ -17,7 +17,7 @@ from watcher.core.models import Feed
 from watcher.core.records import DaemonInfo
 from watcher.delivery.dispatch import Dispatcher, parse_owner
 from watcher.rules import CompiledRules
-from watcher.rules.load import digest_of
+from watcher.rules.ruleset import digest_of
 from watcher.service.polling import FeedQueue, StorageHealth
 from watcher.settings import Settings
 from watcher.store import Store

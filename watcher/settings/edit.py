@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from watcher.core.errors import ConfigError
-from watcher.rules.load import digest_of
+from watcher.rules.ruleset import digest_of
 from watcher.settings.load import load_settings
 
 
