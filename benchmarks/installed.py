@@ -26,14 +26,15 @@ _WHERE = ("import os, sysconfig, watcher; "
 
 def byte_compiled(bin_dir: Path) -> None:
     """Byte-compile the watcher package that the venv in bin_dir imports."""
-    subprocess.run([str(bin_dir / "python"), "-c", _COMPILE], check=True)
+    subprocess.run([str(bin_dir / "python"), "-P", "-c", _COMPILE], check=True)
 
 
 def installed(bin_dir: Path, work: Path) -> Path:
     """The bin folder of a venv in `work` with bin_dir's checkout installed as a wheel."""
     python = str(bin_dir / "python")
-    source, site = subprocess.run([python, "-c", _WHERE], check=True, capture_output=True,
-                                  text=True).stdout.split("\n")[:2]
+    # -P: not the checkout in the current folder, the one bin_dir's venv imports
+    source, site = subprocess.run([python, "-P", "-c", _WHERE], check=True, cwd=work,
+                                  capture_output=True, text=True).stdout.split("\n")[:2]
     venv = work / "installed-venv"
     subprocess.run([python, "-m", "venv", str(venv)], check=True)
     new_site = subprocess.run([str(venv / "bin" / "python"), "-c",
