@@ -83,17 +83,20 @@ def main(argv: list[str] | None = None) -> int:
             "watcher run --once (warm)": [watcher, "run", "--once", "--config", str(config)],
         }
         if theirs is not None:
-            # its own config file (the same database): each checkout keeps its own
-            # validated config under the config's path, and would evict the other's
-            other_config = config.with_name("compared.yaml")
-            shutil.copy(config, other_config)
+            # its own config and database: each checkout keeps its validated config
+            # under the config's path (one would evict the other's), and its own schema
+            (work / "run-compared").mkdir()
+            other_config = work / "run-compared" / "watcher.yaml"
+            write_config(other_config, server, feed_names(spec), concurrency=16,
+                         per_host=16, fetch_timeout_s=None)
             commands.update({f"{name} [{args.compare}]": [
                 str(theirs / "watcher"), *[str(other_config) if a == str(config) else a
                                             for a in cmd[1:]]]
                 for name, cmd in list(commands.items()) if name.startswith("watcher")})
-        primed = timed(commands["watcher run --once (warm)"])
-        print(f"primed: cold run --once {primed:.2f}s ({args.feeds} feeds x {args.items})",
-              flush=True)
+        for name in [n for n in commands if n.startswith("watcher run")]:
+            primed = timed(commands[name])
+            print(f"primed: cold {name} {primed:.2f}s ({args.feeds} feeds x {args.items})",
+                  flush=True)
         times: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(args.runs):
             for name, cmd in commands.items():
