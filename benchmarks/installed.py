@@ -32,6 +32,7 @@ def byte_compiled(bin_dir: Path) -> None:
 def installed(bin_dir: Path, work: Path) -> Path:
     """The bin folder of a venv in `work` with bin_dir's checkout installed as a wheel."""
     python = str(bin_dir / "python")
+    work.mkdir(parents=True, exist_ok=True)
     # -P: not the checkout in the current folder, the one bin_dir's venv imports
     source, site = subprocess.run([python, "-P", "-c", _WHERE], check=True, cwd=work,
                                   capture_output=True, text=True).stdout.split("\n")[:2]
@@ -52,5 +53,4 @@ def watcher_bin(bin_dir: Path, work: Path, editable: bool) -> Path:
     if editable:
         byte_compiled(bin_dir)
         return bin_dir
-    work.mkdir(parents=True, exist_ok=True)
     return installed(bin_dir, work)
