@@ -233,6 +233,15 @@ def test_source_settings_are_checked(tmp_path: Path, feed: str, reason: str) -> 
     assert reason in config_error(path)
 
 
+@pytest.mark.parametrize("kind", ["feed", "sitemap"])
+def test_an_empty_backfill_is_refused_not_taken_as_unset(tmp_path: Path, kind: str) -> None:
+    # `backfill:` with no value is YAML's null: refused as before, never two days silently
+    path = write(tmp_path, f"feeds:\n  - name: x\n    url: 'https://x.test/s.xml'\n"
+                           f"    type: {kind}\n    backfill:\n")
+    assert config_error(path) == (f"config: {path}: feeds[0].backfill: Value error, "
+                                  "None is not a duration (use e.g. 30s, 5m, 1h, 2d)")
+
+
 # --- paths -----------------------------------------------------------------------------
 
 

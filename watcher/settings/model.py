@@ -57,8 +57,9 @@ class FeedConfig(_Model):
     # or front page whose new article links are its entries
     type: SourceKind = "feed"
     # a sitemap or page source takes, on its first poll, what is at most this old
-    # (unset: two days)
-    backfill: Duration | None = None
+    # (unset: two days). None is only the default: a `backfill:` left empty is refused
+    # as a duration, as when the default was the two days themselves.
+    backfill: Annotated[float | None, BeforeValidator(parse_duration)] = None
     links: str | None = None  # page: CSS selector of the article links
     pattern: str | None = None  # page: regular expression the article links match
 
