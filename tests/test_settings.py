@@ -461,3 +461,31 @@ def test_an_older_console_section_is_read_as_web_with_a_notice(tmp_path: Path) -
     assert f"{both}: console: listen also set under web:" in msg
     bad = write(tmp_path, "database: w.db\nrules: r.yaml\nconsole:\n  lisen: 127.0.0.1:9\n")
     assert f"{bad}: web.lisen: unknown key" in config_error(bad)
+
+
+def test_threads_validating_at_once_share_one_validator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console validates edits from threads: the first ones to arrive build
+    pydantic's validator once between them, and every one of them validates."""
+    import threading
+
+    from watcher.settings import model
+
+    monkeypatch.setattr(model, "_ADAPTER", None)
+    path = write(tmp_path, "feeds:\n  - {name: a, url: 'https://a.test/f.xml', interval: 5m}\n")
+    start = threading.Barrier(6)
+    adapters: list[object] = []
+    intervals: list[float | None] = []
+
+    def validate() -> None:
+        start.wait()
+        adapters.append(model.validator())
+        intervals.append(load_settings(path, env={}).feeds[0].interval)
+
+    threads = [threading.Thread(target=validate) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert intervals == [300.0] * 6
+    assert len({id(a) for a in adapters}) == 1 and adapters[0] is model.validator()
