@@ -489,3 +489,16 @@ def test_threads_validating_at_once_share_one_validator(
         t.join()
     assert intervals == [300.0] * 6
     assert len({id(a) for a in adapters}) == 1 and adapters[0] is model.validator()
+
+
+@pytest.mark.parametrize(("text", "where", "model"), [
+    ("poll: fast\n", "poll", "PollConfig"),
+    ("feeds:\n  - https://x.test/f.xml\n", "feeds[0]", "FeedConfig"),
+    ("channels:\n  m: {type: email, to: a@b.test, from: w@b.test, smtp: }\n",
+     "channels.m.smtp", "SmtpConfig"),
+])
+def test_a_section_that_is_no_mapping_is_said_so_in_the_same_words(
+        tmp_path: Path, text: str, where: str, model: str) -> None:
+    path = write(tmp_path, text)
+    assert config_error(path) == (f"config: {path}: {where}: Input should be a valid "
+                                  f"dictionary or instance of {model}")
