@@ -15,6 +15,7 @@ import argparse
 import random
 import statistics
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def build(web, articles: int, alerts: int, seed: int = 1) -> None:  # type: igno
 
 
 def on_server(folder: Path, url: str) -> Web:
-    settings = load_settings(write_config(folder)).model_copy(update={"database": url})
+    settings = replace(load_settings(write_config(folder)), database=url)
     store = open_store(url)
     app = create_app(settings, store, data_dir=folder / "data", now=lambda: NOW)
     return Web(TestClient(app, base_url="http://127.0.0.1:8080"), store, settings, folder)

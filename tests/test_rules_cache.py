@@ -326,3 +326,35 @@ def test_a_broken_rules_file_is_refused_the_same_way_twice(tmp_path: Path) -> No
     assert seen[0] == seen[1]
     assert f"{tmp_path / 'rules.yaml'}:3:" in seen[0] and "query: cannot parse" in seen[0]
     assert list((tmp_path / "cache").glob("*.rules.pickle")) == []
+
+
+def test_another_re2_validates_again(tmp_path: Path, counted: list[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """RE2 judges the rules' regular expressions: a rule set kept under one RE2 is not
+    taken under another (its compiled library is what changes between versions)."""
+    import importlib.machinery
+    import importlib.util
+
+    fake = tmp_path / "site" / "re2"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("# the same wrapper in every version\n")
+    library = fake / "_re2.cpython-311-x86_64-linux-gnu.so"
+    library.write_bytes(b"RE2 one")
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        if name != "re2":
+            return real(name, package)
+        spec = importlib.machinery.ModuleSpec("re2", None, is_package=True)
+        spec.submodule_search_locations = [str(fake)]
+        return spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    path, env = setup(tmp_path)
+    load_rules_cached(path, CHANNELS, {}, env)
+    load_rules_cached(path, CHANNELS, {}, env)
+    assert len(counted) == 1
+    library.write_bytes(b"RE2 two, a newer one")
+    load_rules_cached(path, CHANNELS, {}, env)
+    load_rules_cached(path, CHANNELS, {}, env)
+    assert len(counted) == 2

@@ -233,6 +233,15 @@ def test_source_settings_are_checked(tmp_path: Path, feed: str, reason: str) -> 
     assert reason in config_error(path)
 
 
+@pytest.mark.parametrize("kind", ["feed", "sitemap"])
+def test_an_empty_backfill_is_refused_not_taken_as_unset(tmp_path: Path, kind: str) -> None:
+    # `backfill:` with no value is YAML's null: refused as before, never two days silently
+    path = write(tmp_path, f"feeds:\n  - name: x\n    url: 'https://x.test/s.xml'\n"
+                           f"    type: {kind}\n    backfill:\n")
+    assert config_error(path) == (f"config: {path}: feeds[0].backfill: Value error, "
+                                  "None is not a duration (use e.g. 30s, 5m, 1h, 2d)")
+
+
 # --- paths -----------------------------------------------------------------------------
 
 
@@ -452,3 +461,44 @@ def test_an_older_console_section_is_read_as_web_with_a_notice(tmp_path: Path) -
     assert f"{both}: console: listen also set under web:" in msg
     bad = write(tmp_path, "database: w.db\nrules: r.yaml\nconsole:\n  lisen: 127.0.0.1:9\n")
     assert f"{bad}: web.lisen: unknown key" in config_error(bad)
+
+
+def test_threads_validating_at_once_share_one_validator(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console validates edits from threads: the first ones to arrive build
+    pydantic's validator once between them, and every one of them validates."""
+    import threading
+
+    from watcher.settings import model
+
+    monkeypatch.setattr(model, "_ADAPTER", None)
+    path = write(tmp_path, "feeds:\n  - {name: a, url: 'https://a.test/f.xml', interval: 5m}\n")
+    start = threading.Barrier(6)
+    adapters: list[object] = []
+    intervals: list[float | None] = []
+
+    def validate() -> None:
+        start.wait()
+        adapters.append(model.validator())
+        intervals.append(load_settings(path, env={}).feeds[0].interval)
+
+    threads = [threading.Thread(target=validate) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert intervals == [300.0] * 6
+    assert len({id(a) for a in adapters}) == 1 and adapters[0] is model.validator()
+
+
+@pytest.mark.parametrize(("text", "where", "model"), [
+    ("poll: fast\n", "poll", "PollConfig"),
+    ("feeds:\n  - https://x.test/f.xml\n", "feeds[0]", "FeedConfig"),
+    ("channels:\n  m: {type: email, to: a@b.test, from: w@b.test, smtp: }\n",
+     "channels.m.smtp", "SmtpConfig"),
+])
+def test_a_section_that_is_no_mapping_is_said_so_in_the_same_words(
+        tmp_path: Path, text: str, where: str, model: str) -> None:
+    path = write(tmp_path, text)
+    assert config_error(path) == (f"config: {path}: {where}: Input should be a valid "
+                                  f"dictionary or instance of {model}")

@@ -194,3 +194,34 @@ def test_a_symbolic_link_repointed_since_is_validated_again(
     assert cached_essentials(path, env) is None
     assert load_settings_cached(path, env).database == tmp_path / "two" / "w.db"
     assert len(counted) == 2
+
+
+def test_another_cssselect_validates_a_page_sources_selector_again(
+        tmp_path: Path, counted: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """cssselect judges a page source's `links:`; a config kept under one cssselect is
+    not taken under another."""
+    import importlib.machinery
+    import importlib.util
+
+    fake = tmp_path / "site" / "cssselect"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('VERSION = "1.0"\n')
+    real = importlib.util.find_spec
+
+    def find_spec(name: str, package: str | None = None) -> object:
+        if name != "cssselect":
+            return real(name, package)
+        spec = importlib.machinery.ModuleSpec("cssselect", None, is_package=True)
+        spec.submodule_search_locations = [str(fake)]
+        return spec
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    page = "  - {name: p, url: 'https://p.example/', type: page, links: 'main a.story'}\n"
+    path, env = setup(tmp_path, CONFIG.replace("channels:", page + "channels:"))
+    load_settings_cached(path, env)
+    load_settings_cached(path, env)
+    assert len(counted) == 1
+    (fake / "__init__.py").write_text('VERSION = "2.0"\n')
+    assert load_settings_cached(path, env).feeds[1].links == "main a.story"
+    load_settings_cached(path, env)
+    assert len(counted) == 2

@@ -6,7 +6,8 @@ command's start-up (`watcher status`, a warm `watcher run --once`). What a valid
 a function of what `load_settings` reads, so that is the key: the file's bytes, its
 resolved path, the value of every environment variable the file names (and HOME,
 for `~`), whether apprise is installed when the file names it, and the source of the
-settings code and of the Python and pydantic that ran it. A hit unpickles the Settings
+settings code and of the Python and pydantic that ran it (and cssselect's, when
+the file gives a page source's `links`). A hit unpickles the Settings
 validated then (plain dataclasses: neither YAML nor pydantic is imported); anything
 else validates, as `load_settings` always does. Errors are
 never kept, so a broken file says exactly what it said before.
@@ -43,17 +44,20 @@ _DIGEST = 32  # bytes of sha256 at the head of a cache file
 
 
 def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
-    return file_key(resolved, text, env, _validator_version())
+    extra = _version_file("pydantic", "version.py")
+    if b"links" in text:  # a page source's CSS selector, which cssselect judges
+        extra += _version_file("cssselect", "__init__.py")
+    return file_key(resolved, text, env, extra)
 
 
-def _validator_version() -> bytes:
-    """pydantic's version file: a new pydantic may judge a file otherwise. Read, not
-    imported: a hit must not import pydantic."""
-    spec = importlib.util.find_spec("pydantic")
+def _version_file(package: str, name: str) -> bytes:
+    """A library's file that names its version: a new one may judge a file otherwise.
+    Read, not imported: a hit must not import pydantic."""
+    spec = importlib.util.find_spec(package)
     for folder in (spec.submodule_search_locations or []) if spec else []:
         with contextlib.suppress(OSError):
-            return (Path(folder) / "version.py").read_bytes()
-    return b"pydantic: not found"
+            return (Path(folder) / name).read_bytes()
+    return f"{package}: not found".encode()
 
 
 def _read(file: Path, key: bytes) -> Settings | None:

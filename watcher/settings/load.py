@@ -173,6 +173,8 @@ def _validation_message(path: Path, exc: ValidationError) -> str:
         if len(parts) > 2 and parts[0] == "channels":
             parts = parts[:2] + parts[3:]  # drop pydantic's union tag ("webhook")
         msg = _MESSAGES.get(err["type"], err["msg"])
+        if err["type"] == "dataclass_type":  # as it was said of the pydantic models
+            msg = f"Input should be a valid dictionary or instance of {err['ctx']['class_name']}"
         lines.append(f"{path}: {_loc(parts)}: {msg}")
     return "; ".join(lines)
 

@@ -12,6 +12,7 @@ checks (pydantic reports its ValueError at the object's place in the file).
 from __future__ import annotations
 
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
@@ -57,8 +58,9 @@ class FeedConfig(_Model):
     # or front page whose new article links are its entries
     type: SourceKind = "feed"
     # a sitemap or page source takes, on its first poll, what is at most this old
-    # (unset: two days)
-    backfill: Duration | None = None
+    # (unset: two days). None is only the default: a `backfill:` left empty is refused
+    # as a duration, as when the default was the two days themselves.
+    backfill: Annotated[float | None, BeforeValidator(parse_duration)] = None
     links: str | None = None  # page: CSS selector of the article links
     pattern: str | None = None  # page: regular expression the article links match
 
@@ -407,22 +409,31 @@ class Settings(_Model):
 
 
 _ADAPTER: TypeAdapter[Settings] | None = None
+# the console validates edits from threads: one builds the validator, the others wait
+# for it rather than each building their own over the names being bound
+_BUILDING = threading.Lock()
 
 
 def validator() -> TypeAdapter[Settings]:
     """pydantic's validator of Settings, built once; binds the names the annotations
     above use (see the module's docstring)."""
-    global _ADAPTER
     if _ADAPTER is None:
-        from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
+        with _BUILDING:
+            return _ADAPTER if _ADAPTER is not None else _build()
+    return _ADAPTER
 
-        globals().update(
-            AfterValidator=AfterValidator, BeforeValidator=BeforeValidator, Field=Field,
-            Duration=Annotated[float, BeforeValidator(parse_duration)],
-            Size=Annotated[int, BeforeValidator(parse_size)],
-            ServerUrl=Annotated[str, Field(pattern=r"^postgres(ql)?://")],
-            ChannelConfig=Annotated[ConsoleChannel | JsonlChannel | WebhookChannel
-                                    | EmailChannel | AppriseChannel,
-                                    Field(discriminator="type")])
-        _ADAPTER = TypeAdapter(Settings)
+
+def _build() -> TypeAdapter[Settings]:
+    global _ADAPTER
+    from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter
+
+    globals().update(
+        AfterValidator=AfterValidator, BeforeValidator=BeforeValidator, Field=Field,
+        Duration=Annotated[float, BeforeValidator(parse_duration)],
+        Size=Annotated[int, BeforeValidator(parse_size)],
+        ServerUrl=Annotated[str, Field(pattern=r"^postgres(ql)?://")],
+        ChannelConfig=Annotated[ConsoleChannel | JsonlChannel | WebhookChannel
+                                | EmailChannel | AppriseChannel,
+                                Field(discriminator="type")])
+    _ADAPTER = TypeAdapter(Settings)
     return _ADAPTER

@@ -9,7 +9,7 @@ trees included) is compiled and matched without any of them.
 What `parse_rules` gives is a function of the text, the name it is reported under,
 the channels it may notify and those unusable (with why), and the code that reads it:
 that is the key, with the file's resolved path, the Python that ran it and the
-versions of PyYAML, pydantic and luqum. Errors are never kept, so a broken file says
+versions of PyYAML, pydantic, luqum and RE2. Errors are never kept, so a broken file says
 exactly what it said before. The file sits beside the cached Settings (same folder,
 same rules: only its owner may open the folder; a file another user owns or may
 write is ignored; WATCHER_CACHE_DIR=off turns it off), one per rules file.
@@ -34,8 +34,11 @@ _WATCHER = Path(__file__).resolve().parent.parent
 # Whose source shapes a rule set: the rule language, the core it builds on (models,
 # text, digests: validators and pickled classes), and this file.
 _CODE_DIRS = ("rules", "core")
-# The libraries that read the file, by a file of theirs that names their version.
-_LIBRARIES = (("yaml", "__init__.py"), ("pydantic", "version.py"), ("luqum", "__init__.py"))
+# The libraries that read the file, by the files of theirs that change with their
+# version. RE2, which judges the regular expressions, by its compiled library: its
+# Python wrapper is the same from one version to the next.
+_LIBRARIES = (("yaml", "__init__.py"), ("pydantic", "version.py"), ("luqum", "__init__.py"),
+              ("re2", "_re2*"))
 
 
 def _code() -> bytes:
@@ -48,13 +51,26 @@ def _code() -> bytes:
         spec = importlib.util.find_spec(name)  # finds without importing
         where = spec.submodule_search_locations if spec is not None else None
         if where:
-            try:
-                h.update(Path(next(iter(where)), marker).read_bytes())
-            except OSError:
+            files = sorted(Path(next(iter(where))).glob(marker))
+            for file in files:
+                h.update(_fingerprint(file))
+            if not files:
                 h.update(b"\x00unreadable")
         else:
             h.update(name.encode() + b"\x00missing")
     return h.digest()
+
+
+def _fingerprint(file: Path) -> bytes:
+    """A source file by its text; a compiled library by its name, size and time (reading
+    its megabytes would cost a start more than validating the rules)."""
+    try:
+        if file.suffix == ".py":
+            return file.read_bytes()
+        st = file.stat()
+        return f"{file.name}\x00{st.st_size}\x00{st.st_mtime_ns}".encode()
+    except OSError:
+        return b"\x00unreadable"
 
 
 def rules_key(resolved: Path, source: str, text: str, channels: Iterable[str] | None,
