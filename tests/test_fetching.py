@@ -269,3 +269,44 @@ def test_a_local_feed_rewritten_within_the_same_second_is_read_again(tmp_path: P
             assert changed.etag != first.etag
             assert (await fetcher.fetch_feed(feed, etag=changed.etag)).not_modified
     asyncio.run(go())
+
+
+def test_requests_use_asyncio_locks_not_anyio_s_backend() -> None:
+    """httpcore's HTTP/1.1 connection locks with anyio under asyncio, whose backend is
+    a start-up's worth of imports; the pool swaps in asyncio's lock. A subprocess: the
+    test session may have loaded anyio's backend already."""
+    code = """
+import asyncio, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from watcher.core.models import Feed
+from watcher.fetch.client import Fetcher
+from watcher.fetch.pool import _StateLock
+
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), H)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+feed = Feed(name="f", url=f"http://127.0.0.1:{server.server_address[1]}/f",
+            interval_s=60, allow_private=True)
+
+async def go():
+    async with Fetcher() as fetcher:
+        got = [await fetcher.fetch_feed(feed) for _ in range(3)]
+        await asyncio.gather(*(fetcher.fetch_feed(feed) for _ in range(5)))
+        locks = {type(c._state_lock) for _, c in fetcher._trusted._idle}
+        return [r.status for r in got], locks
+statuses, locks = asyncio.run(go())
+print(statuses, sorted(l.__name__ for l in locks), "anyio._backends._asyncio" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.stdout.strip() == "[200, 200, 200] ['_StateLock'] False", out.stderr

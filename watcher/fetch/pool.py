@@ -13,6 +13,21 @@ import httpcore
 from watcher.fetch.httpx_lib import httpx
 
 _OriginKey = tuple[bytes, bytes, int]
+_HTTPCORE_LOCK = httpcore._synchronization.AsyncLock
+
+
+class _StateLock:
+    """What httpcore's AsyncLock offers an HTTP/1.1 connection, on asyncio's own lock."""
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+
+    async def __aenter__(self) -> _StateLock:
+        await self._lock.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._lock.release()
 
 
 class Pool:
@@ -120,8 +135,13 @@ class Pool:
             self._open -= 1
             await stream.aclose()
             raise
-        return httpcore.AsyncHTTP11Connection(origin=origin, stream=stream,
-                                              keepalive_expiry=self._keepalive_expiry)
+        connection = httpcore.AsyncHTTP11Connection(origin=origin, stream=stream,
+                                                    keepalive_expiry=self._keepalive_expiry)
+        if isinstance(getattr(connection, "_state_lock", None), _HTTPCORE_LOCK):
+            # httpcore's lock is anyio's under asyncio: its first use loads anyio's
+            # asyncio backend at every start; the connection is ours alone anyway
+            connection._state_lock = _StateLock()  # type: ignore[assignment]
+        return connection
 
     async def _drop(self, connection: httpcore.AsyncHTTP11Connection) -> None:
         self._open -= 1
