@@ -155,9 +155,11 @@ def test_the_daemon_does_not_load_the_config_editor() -> None:
 
 def test_the_rule_language_exports_load_on_first_use() -> None:
     import watcher.rules
+    import watcher.rules.load
+    import watcher.rules.ruleset
 
     assert watcher.rules.compile_rules is watcher.rules.match.compile_rules
-    assert watcher.rules.RuleSet is watcher.rules.load.RuleSet
+    assert watcher.rules.RuleSet is watcher.rules.ruleset.RuleSet is watcher.rules.load.RuleSet
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         watcher.rules.nothing  # noqa: B018 - the access is the test
 
