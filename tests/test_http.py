@@ -20,7 +20,7 @@ from watcher.core.errors import FetchError
 from watcher.core.models import Feed, Undecoded
 from watcher.fetch.client import Fetcher, HttpLimits
 from watcher.fetch.decoding import BoundedDecoder, content_coding, decode_body
-from watcher.fetch.guard import is_public_address
+from watcher.fetch.guard import is_public_address, lookup
 
 
 @pytest.fixture
@@ -376,3 +376,14 @@ def test_credentials_in_a_feed_url_go_as_basic_auth(server: LoopbackServer) -> N
     assert second.headers["authorization"] == first.headers["authorization"]  # same site
     fetch_page(feed(base), server.url("/moved.xml"))  # the page link carries none
     assert "authorization" not in server.requests[-1].headers
+
+
+def test_lookup_resolves_a_name_and_refuses_one_no_resolver_can_take() -> None:
+    import httpcore
+
+    assert "127.0.0.1" in asyncio.run(lookup("localhost", 80)) or \
+        "::1" in asyncio.run(lookup("localhost", 80))
+    assert asyncio.run(lookup("127.0.0.1", 80)) == ["127.0.0.1"]
+    # a 70-letter label: the idna codec would raise UnicodeError, not a fetch error
+    with pytest.raises(httpcore.ConnectError, match="cannot resolve"):
+        asyncio.run(lookup("a" * 70 + ".invalid", 80))

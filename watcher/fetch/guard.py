@@ -93,8 +93,11 @@ def is_public_address(ip: str) -> bool:
 async def lookup(host: str, port: int) -> list[str]:
     """The addresses the system's resolver gives for a name: the one lookup made."""
     loop = asyncio.get_running_loop()
+    # An ASCII name as bytes: a str would go through the idna codec (loaded at first use)
+    # to come out the same; httpx has already turned a non-ASCII name into xn-- form.
+    name: str | bytes = host.encode("ascii") if host.isascii() else host
     try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = await loop.getaddrinfo(name, port, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise httpcore.ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
