@@ -22,8 +22,6 @@ plain values (watcher.settings.essentials).
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
 import os
 import pickle
 from collections.abc import Mapping
@@ -33,6 +31,7 @@ from watcher.settings.essentials import (
     cache_dir,
     cache_file,
     file_key,
+    library_mark,
     links_hold,
     read_own,
     write_essentials,
@@ -44,20 +43,10 @@ _DIGEST = 32  # bytes of sha256 at the head of a cache file
 
 
 def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
-    extra = _version_file("pydantic", "version.py")
+    extra = library_mark("pydantic", "version.py")
     if b"links" in text:  # a page source's CSS selector, which cssselect judges
-        extra += _version_file("cssselect", "__init__.py")
+        extra += library_mark("cssselect", "__init__.py")
     return file_key(resolved, text, env, extra)
-
-
-def _version_file(package: str, name: str) -> bytes:
-    """A library's file that names its version: a new one may judge a file otherwise.
-    Read, not imported: a hit must not import pydantic."""
-    spec = importlib.util.find_spec(package)
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        with contextlib.suppress(OSError):
-            return (Path(folder) / name).read_bytes()
-    return f"{package}: not found".encode()
 
 
 def _read(file: Path, key: bytes) -> Settings | None:

@@ -108,6 +108,30 @@ def file_key(resolved: Path, text: bytes, env: Mapping[str, str], extra: bytes =
     return h.digest()
 
 
+def library_mark(package: str, pattern: str) -> bytes:
+    """What changes with an installed library's version (a new one may judge a file
+    otherwise), found without importing it: its files matching `pattern`, a source file
+    by its text, a compiled library by its name, size and time (reading its megabytes
+    would cost a start more than validating)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    where = spec.submodule_search_locations if spec is not None else None
+    if not where:
+        return f"{package}\x00missing".encode()
+    out = [package.encode()]
+    for file in sorted(Path(next(iter(where))).glob(pattern)):
+        try:
+            if file.suffix == ".py":
+                out.append(file.read_bytes())
+            else:
+                st = file.stat()
+                out.append(f"{file.name}\x00{st.st_size}\x00{st.st_mtime_ns}".encode())
+        except OSError:
+            out.append(b"\x00unreadable")
+    return b"\x00".join(out) if len(out) > 1 else out[0] + b"\x00unreadable"
+
+
 def cache_file(folder: Path, resolved: Path, suffix: str) -> Path:
     return folder / (hashlib.sha256(str(resolved).encode()).hexdigest()[:32] + suffix)
 

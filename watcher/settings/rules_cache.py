@@ -18,7 +18,6 @@ write is ignored; WATCHER_CACHE_DIR=off turns it off), one per rules file.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import pickle
 import sys
@@ -26,7 +25,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from watcher.rules.ruleset import RuleSet
-from watcher.settings.essentials import cache_dir, cache_file, read_own, write_own
+from watcher.settings.essentials import (
+    cache_dir,
+    cache_file,
+    library_mark,
+    read_own,
+    write_own,
+)
 
 _DIGEST = 32  # bytes of sha256 at the head of a cache file
 _SUFFIX = ".rules.pickle"
@@ -48,29 +53,8 @@ def _code() -> bytes:
             h.update(file.name.encode() + b"\x00" + file.read_bytes())
     h.update(Path(__file__).read_bytes())
     for name, marker in _LIBRARIES:
-        spec = importlib.util.find_spec(name)  # finds without importing
-        where = spec.submodule_search_locations if spec is not None else None
-        if where:
-            files = sorted(Path(next(iter(where))).glob(marker))
-            for file in files:
-                h.update(_fingerprint(file))
-            if not files:
-                h.update(b"\x00unreadable")
-        else:
-            h.update(name.encode() + b"\x00missing")
+        h.update(library_mark(name, marker))
     return h.digest()
-
-
-def _fingerprint(file: Path) -> bytes:
-    """A source file by its text; a compiled library by its name, size and time (reading
-    its megabytes would cost a start more than validating the rules)."""
-    try:
-        if file.suffix == ".py":
-            return file.read_bytes()
-        st = file.stat()
-        return f"{file.name}\x00{st.st_size}\x00{st.st_mtime_ns}".encode()
-    except OSError:
-        return b"\x00unreadable"
 
 
 def rules_key(resolved: Path, source: str, text: str, channels: Iterable[str] | None,
