@@ -23,7 +23,6 @@ plain values (watcher.settings.essentials).
 from __future__ import annotations
 
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,15 +30,13 @@ from watcher.settings.essentials import (
     cache_dir,
     cache_file,
     file_key,
+    keep,
+    kept,
     library_mark,
     links_hold,
-    read_own,
     write_essentials,
-    write_own,
 )
 from watcher.settings.model import Settings
-
-_DIGEST = 32  # bytes of sha256 at the head of a cache file
 
 
 def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
@@ -50,13 +47,7 @@ def _key(resolved: Path, text: bytes, env: Mapping[str, str]) -> bytes:
 
 
 def _read(file: Path, key: bytes) -> Settings | None:
-    data = read_own(file)
-    if data is None or data[:_DIGEST] != key:
-        return None
-    try:
-        settings = pickle.loads(data[_DIGEST:])
-    except Exception:  # a torn or foreign file: validate instead
-        return None
+    settings = kept(file, key)
     if not isinstance(settings, Settings) or not links_hold(settings.path_links):
         return None
     return settings
@@ -81,7 +72,7 @@ def load_settings_cached(path: str | os.PathLike[str],
         return cached
     settings = _validate(path, env)
     if not settings.secrets:
-        write_own(folder, file, key + pickle.dumps(settings, protocol=pickle.HIGHEST_PROTOCOL))
+        keep(folder, file, key, settings)
         write_essentials(folder, resolved, text, env, settings)
     return settings
 

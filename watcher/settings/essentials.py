@@ -149,6 +149,26 @@ def read_own(file: Path) -> bytes | None:
         return f.read()
 
 
+def kept(file: Path, key: bytes) -> object | None:
+    """What `keep` wrote under `key`, unpickled; None when the file is missing, not ours,
+    under another key, or torn (the caller validates instead)."""
+    import pickle
+
+    data = read_own(file)
+    if data is None or data[:len(key)] != key:
+        return None
+    try:
+        return pickle.loads(data[len(key):])
+    except Exception:  # a torn or foreign file
+        return None
+
+
+def keep(folder: Path, file: Path, key: bytes, value: object) -> None:
+    import pickle
+
+    write_own(folder, file, key + pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def write_own(folder: Path, file: Path, data: bytes) -> None:
     """Written whole then renamed, so a reader sees the old file or the new one."""
     try:

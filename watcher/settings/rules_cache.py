@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,12 +27,11 @@ from watcher.rules.ruleset import RuleSet
 from watcher.settings.essentials import (
     cache_dir,
     cache_file,
+    keep,
+    kept,
     library_mark,
-    read_own,
-    write_own,
 )
 
-_DIGEST = 32  # bytes of sha256 at the head of a cache file
 _SUFFIX = ".rules.pickle"
 _WATCHER = Path(__file__).resolve().parent.parent
 # Whose source shapes a rule set: the rule language, the core it builds on (models,
@@ -72,13 +70,7 @@ def rules_key(resolved: Path, source: str, text: str, channels: Iterable[str] | 
 
 
 def _read(file: Path, key: bytes) -> RuleSet | None:
-    data = read_own(file)
-    if data is None or data[:_DIGEST] != key:
-        return None
-    try:
-        ruleset = pickle.loads(data[_DIGEST:])
-    except Exception:  # a torn or foreign file: validate instead
-        return None
+    ruleset = kept(file, key)
     return ruleset if isinstance(ruleset, RuleSet) else None
 
 
@@ -99,7 +91,7 @@ def parse_rules_cached(text: str, source: str, channels: Iterable[str] | None = 
     if cached is not None:
         return cached
     ruleset = _validate(text, source, channels, unusable_channels)
-    write_own(folder, file, key + pickle.dumps(ruleset, protocol=pickle.HIGHEST_PROTOCOL))
+    keep(folder, file, key, ruleset)
     return ruleset
 
 
